@@ -1,0 +1,24 @@
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test bench clean
+
+$(BIN)/jaxscd: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(BIN)/jaxscd
+
+demo: $(BIN)/jaxscd
+	$(BIN)/jaxscd distill quote_close
+	$(BIN)/jaxscd distill bracket_depth
+
+test: $(BIN)/jaxscd
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/jaxscd
+	$(BIN)/python experiments/bench_filter.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,35 @@
+"""The DSL of transformer motifs: program values and their four meanings.
+
+``programs``  immutable typed program values (one class per motif), description length.
+``reference`` plain-Python interpreter: the oracle every other meaning is tested against.
+``batch``     JAX evaluation of whole families of candidates given as parameter arrays.
+``smt``       z3 terms over symbolic token sequences.
+``source``    readable, standard-library-only Python source.
+"""
+
+from jaxscd.dsl.programs import (
+    Constant,
+    CountThreshold,
+    DensityThreshold,
+    MostRecent,
+    Program,
+    StateMachine,
+    Toggle,
+    check_program,
+    description_length,
+)
+from jaxscd.dsl.reference import run, run_many
+
+__all__ = [
+    "Constant",
+    "CountThreshold",
+    "DensityThreshold",
+    "MostRecent",
+    "Program",
+    "StateMachine",
+    "Toggle",
+    "check_program",
+    "description_length",
+    "run",
+    "run_many",
+]

@@ -1,0 +1,310 @@
+"""Batched JAX meaning of the DSL: families of candidate programs as parameter arrays.
+
+A ``Family`` holds ``P`` candidates of one motif as arrays with a leading axis ``P`` (``params``), plus ``K``
+shared *heads* (``heads``): cheap read-outs that reuse one candidate's intermediate values (e.g. every threshold
+of one signed counter, every accepting set of one transition table). ``evaluate(params, heads, tokens, lengths)``
+returns decisions ``[P, K, N]`` for a chunk of ``N`` padded sequences; it is a pure function, jit-ed by
+``jaxscd.kernels.filter``. ``program(p, k)`` turns one candidate back into a DSL value.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxscd.dsl.programs import (
+    CountThreshold,
+    DensityThreshold,
+    MostRecent,
+    Program,
+    StateMachine,
+    Toggle,
+)
+
+PAD = -1  # token id of padding positions (i >= length)
+
+
+@dataclass(frozen=True, eq=False)
+class Family:
+    name: str
+    params: dict  # name -> np.ndarray [P, ...]
+    heads: dict  # name -> np.ndarray [K, ...]
+    evaluate: Callable  # (params, heads, tokens[N, Lmax], lengths[N]) -> bool[P, K, N]
+    decode: Callable  # (params_row: dict, heads: dict, k: int) -> Program
+
+    @property
+    def n_params(self) -> int:
+        return int(next(iter(self.params.values())).shape[0])
+
+    @property
+    def n_heads(self) -> int:
+        return int(next(iter(self.heads.values())).shape[0])
+
+    def __len__(self) -> int:
+        return self.n_params * self.n_heads
+
+    def program(self, p: int, k: int) -> Program:
+        return self.decode({name: value[p] for name, value in self.params.items()}, self.heads, k)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Shared per-chunk features
+
+
+def token_counts(tokens: jax.Array, n_tokens: int) -> jax.Array:
+    """int32 [N, V]: occurrences of each token (padding counts nowhere)."""
+    return jax.nn.one_hot(tokens, n_tokens, dtype=jnp.int32).sum(axis=1)
+
+
+def _members(mask_row: np.ndarray) -> frozenset:
+    return frozenset(int(t) for t in np.flatnonzero(mask_row))
+
+
+def _sign_vectors(n_tokens: int) -> np.ndarray:
+    """All non-zero vectors in {-1, 0, 1}^V: the (plus, minus) token-set pairs of a signed counter."""
+    grid = np.array(list(itertools.product((-1, 0, 1), repeat=n_tokens)), dtype=np.int32)
+    return grid[np.any(grid != 0, axis=1)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Signed counters: CountThreshold and DensityThreshold share one family (heads = thresholds)
+
+
+def _eval_linear_count(params, heads, tokens, lengths):
+    signed = params["weights"] @ token_counts(tokens, params["weights"].shape[1]).T  # [P, N]
+    lhs = heads["scale"][None, :, None] * signed[:, None, :] - heads["len_coef"][None, :, None] * lengths[None, None, :]
+    return lhs >= heads["const"][None, :, None]
+
+
+def _decode_linear_count(row, heads, k):
+    plus, minus = _members(row["weights"] > 0), _members(row["weights"] < 0)
+    if heads["kind"][k] == 0:
+        return CountThreshold(plus, minus, int(heads["const"][k]))
+    return DensityThreshold(plus, minus, int(heads["len_coef"][k]), int(heads["scale"][k]))
+
+
+def density_thresholds(max_len: int) -> list[Fraction]:
+    """Every distinct threshold a density can take on lengths <= max_len, i.e. fractions in [-1, 1]."""
+    fracs = {Fraction(n, d) for d in range(1, max_len + 1) for n in range(-d, d + 1)}
+    return sorted(fracs)
+
+
+def linear_count_family(n_tokens: int, max_len: int) -> Family:
+    """Signed counters over every (plus, minus) split with every threshold that can matter on lengths <= max_len.
+
+    Density thresholds are placed strictly between consecutive achievable densities (plus both ends), so each
+    head is a distinct decision rule; the simplest fraction in each gap is used.
+    """
+    kinds, scales, len_coefs, consts = [], [], [], []
+    for c in range(-max_len, max_len + 2):  # count >= c for every c that can split 0..max_len
+        kinds.append(0), scales.append(1), len_coefs.append(0), consts.append(c)
+    points = density_thresholds(max_len)
+    cuts = [points[0]] + [_simplest_between(a, b) for a, b in zip(points, points[1:])] + [Fraction(2)]
+    for cut in cuts:
+        kinds.append(1), scales.append(cut.denominator), len_coefs.append(cut.numerator), consts.append(0)
+    heads = {name: np.asarray(v, dtype=np.int32) for name, v in
+             dict(kind=kinds, scale=scales, len_coef=len_coefs, const=consts).items()}
+    return Family("signed_count", {"weights": _sign_vectors(n_tokens)}, heads, _eval_linear_count,
+                  _decode_linear_count)
+
+
+def _simplest_between(low: Fraction, high: Fraction) -> Fraction:
+    """Simplest fraction q with low < q <= high (Stern-Brocot descent): the canonical threshold for a gap."""
+    lo_n, lo_d, hi_n, hi_d = 0, 1, 1, 0  # mediants of 0/1 and 1/0 cover the positives; shift for negatives
+    shift = int(np.floor(float(low))) if low < 0 else 0
+    low, high = low - shift, high - shift
+    while True:
+        n, d = lo_n + hi_n, lo_d + hi_d
+        q = Fraction(n, d)
+        if q <= low:
+            lo_n, lo_d = n, d
+        elif q > high:
+            hi_n, hi_d = n, d
+        else:
+            return q + shift
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Toggles (parity of a count; heads = flip)
+
+
+def _eval_toggle(params, heads, tokens, lengths):
+    odd = (params["mask"] @ token_counts(tokens, params["mask"].shape[1]).T) % 2  # [P, N]
+    return (odd[:, None, :] ^ heads["flip"][None, :, None]) == 1
+
+
+def _decode_toggle(row, heads, k):
+    return Toggle(_members(row["mask"]), int(heads["flip"][k]))
+
+
+def toggle_family(n_tokens: int) -> Family:
+    masks = np.array([m for m in itertools.product((0, 1), repeat=n_tokens) if any(m)], dtype=np.int32)
+    return Family("toggle", {"mask": masks}, {"flip": np.array([0, 1], dtype=np.int32)}, _eval_toggle, _decode_toggle)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Most recent of two token groups (heads = default class)
+
+
+def last_positions(tokens: jax.Array, n_tokens: int) -> jax.Array:
+    """int32 [N, V]: last position of each token, -1 if absent."""
+    positions = jnp.arange(tokens.shape[1], dtype=jnp.int32)
+    hits = jax.nn.one_hot(tokens, n_tokens, dtype=jnp.int32) > 0  # [N, Lmax, V]
+    return jnp.max(jnp.where(hits, positions[None, :, None], -1), axis=1)
+
+
+def _eval_most_recent(params, heads, tokens, lengths):
+    last = last_positions(tokens, params["first"].shape[1])  # [N, V]
+    last_first = jnp.max(jnp.where(params["first"][:, None, :] > 0, last[None], -1), axis=2)  # [P, N]
+    last_second = jnp.max(jnp.where(params["second"][:, None, :] > 0, last[None], -1), axis=2)
+    none = (last_first < 0) & (last_second < 0)
+    return jnp.where(none[:, None, :], heads["default"][None, :, None] == 1, (last_second > last_first)[:, None, :])
+
+
+def _decode_most_recent(row, heads, k):
+    return MostRecent(_members(row["first"]), _members(row["second"]), int(heads["default"][k]))
+
+
+def most_recent_family(n_tokens: int) -> Family:
+    signs = _sign_vectors(n_tokens)
+    pairs = signs[np.any(signs > 0, axis=1) & np.any(signs < 0, axis=1)]
+    params = {"first": (pairs > 0).astype(np.int32), "second": (pairs < 0).astype(np.int32)}
+    return Family("most_recent", params, {"default": np.array([0, 1], dtype=np.int32)}, _eval_most_recent,
+                  _decode_most_recent)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# State machines: every initially-connected DFA with n states up to isomorphism (heads = accepting sets)
+
+
+def _eval_state_machine(params, heads, tokens, lengths):
+    table = params["transitions"]  # [P, S, V]
+    n_tokens = table.shape[2]
+    flat = table.reshape(table.shape[0], -1)
+    state = jnp.zeros((table.shape[0], tokens.shape[0]), dtype=jnp.int32)
+    for i in range(tokens.shape[1]):
+        token = tokens[:, i]
+        nxt = jnp.take_along_axis(flat, state * n_tokens + jnp.maximum(token, 0)[None, :], axis=1)
+        state = jnp.where((i < lengths)[None, :], nxt, state)
+    return jnp.take(heads["accepting"], state, axis=1).transpose(1, 0, 2) > 0  # [P, K, N]
+
+
+def _decode_state_machine(row, heads, k):
+    return StateMachine(row["transitions"].tolist(), _members(heads["accepting"][k]))
+
+
+def canonical_transition_tables(n_states: int, n_tokens: int) -> np.ndarray:
+    """int32 [P, S, V]: one representative per isomorphism class of initially-connected DFA transition tables.
+
+    Canonical = states numbered in order of first appearance when the table is read row by row from state 0,
+    with every state reached before its own row is read (so every state is reachable).
+    """
+    width = n_states * n_tokens
+    tables = np.array(list(itertools.product(range(n_states), repeat=width)), dtype=np.int32)
+    seen_max = np.zeros(len(tables), dtype=np.int32)
+    ok = np.ones(len(tables), dtype=bool)
+    for j in range(width):
+        if j % n_tokens == 0:
+            ok &= seen_max >= j // n_tokens  # the row's state was reached from an earlier row
+        target = tables[:, j]
+        ok &= target <= seen_max + 1
+        seen_max = np.maximum(seen_max, target)
+    ok &= seen_max == n_states - 1
+    return tables[ok].reshape(-1, n_states, n_tokens)
+
+
+def state_machine_family(n_states: int, n_tokens: int) -> Family:
+    subsets = [s for s in itertools.product((0, 1), repeat=n_states) if 0 < sum(s) < n_states]
+    return Family(f"state_machine_{n_states}", {"transitions": canonical_transition_tables(n_states, n_tokens)},
+                  {"accepting": np.array(subsets, dtype=np.int32)}, _eval_state_machine, _decode_state_machine)
+
+
+def n_transition_tables(n_states: int, n_tokens: int) -> int:
+    """Raw tables enumerated to find the canonical ones (the cost of ``canonical_transition_tables``)."""
+    return n_states ** (n_states * n_tokens)
+
+
+def default_families(n_tokens: int, max_len: int, max_states: int = 3, max_raw_tables: int = 2_000_000) -> list[Family]:
+    """Every motif family of the seed DSL for an alphabet of ``n_tokens`` and lengths up to ``max_len``."""
+    families = [constant_family(), linear_count_family(n_tokens, max_len), toggle_family(n_tokens),
+                most_recent_family(n_tokens)]
+    for n_states in range(2, max_states + 1):
+        if n_transition_tables(n_states, n_tokens) <= max_raw_tables:
+            families.append(state_machine_family(n_states, n_tokens))
+    return families
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Constants, and any single program as a one-candidate family
+
+
+def _eval_constant(params, heads, tokens, lengths):
+    return jnp.broadcast_to(params["value"][:, None, None] == 1, (params["value"].shape[0], 1, tokens.shape[0]))
+
+
+def constant_family() -> Family:
+    from jaxscd.dsl.programs import Constant
+
+    return Family("constant", {"value": np.array([0, 1], dtype=np.int32)}, {"none": np.zeros(1, dtype=np.int32)},
+                  _eval_constant, lambda row, heads, k: Constant(int(row["value"])))
+
+
+def _signed_weights(plus: frozenset, minus: frozenset, n_tokens: int) -> np.ndarray:
+    weights = np.zeros((1, n_tokens), dtype=np.int32)
+    weights[0, sorted(plus)] = 1
+    weights[0, sorted(minus)] = -1
+    return weights
+
+
+def _mask(group: frozenset, n_tokens: int) -> np.ndarray:
+    mask = np.zeros((1, n_tokens), dtype=np.int32)
+    mask[0, sorted(group)] = 1
+    return mask
+
+
+def single_family(program: Program, n_tokens: int) -> Family:
+    """A family holding exactly ``program`` (P = K = 1): the batched meaning of one program."""
+    from jaxscd.dsl.programs import Constant, check_program
+
+    check_program(program, n_tokens)
+    i32 = lambda *v: np.array(v, dtype=np.int32)  # noqa: E731
+    match program:
+        case Constant(value):
+            return Family("constant", {"value": i32(value)}, {"none": i32(0)}, _eval_constant, constant_family().decode)
+        case CountThreshold(plus, minus, threshold):
+            heads = dict(kind=i32(0), scale=i32(1), len_coef=i32(0), const=i32(threshold))
+            return Family("signed_count", {"weights": _signed_weights(plus, minus, n_tokens)}, heads,
+                          _eval_linear_count, _decode_linear_count)
+        case DensityThreshold(plus, minus, num, den):
+            heads = dict(kind=i32(1), scale=i32(den), len_coef=i32(num), const=i32(0))
+            return Family("signed_count", {"weights": _signed_weights(plus, minus, n_tokens)}, heads,
+                          _eval_linear_count, _decode_linear_count)
+        case Toggle(group, flip):
+            return Family("toggle", {"mask": _mask(group, n_tokens)}, {"flip": i32(flip)}, _eval_toggle,
+                          _decode_toggle)
+        case MostRecent(first, second, default):
+            params = {"first": _mask(first, n_tokens), "second": _mask(second, n_tokens)}
+            return Family("most_recent", params, {"default": i32(default)}, _eval_most_recent, _decode_most_recent)
+        case StateMachine(transitions, accepting):
+            table = np.array([transitions], dtype=np.int32)
+            accept = np.zeros((1, len(transitions)), dtype=np.int32)
+            accept[0, sorted(accepting)] = 1
+            return Family(f"state_machine_{len(transitions)}", {"transitions": table}, {"accepting": accept},
+                          _eval_state_machine, _decode_state_machine)
+    raise TypeError(f"not a DSL program: {program!r}")
+
+
+def evaluate_program(program: Program, tokens, lengths, n_tokens: int) -> jax.Array:
+    """bool [N]: class 1 decisions of one program on a chunk of padded sequences."""
+    family = single_family(program, n_tokens)
+    return _jit_evaluate(family.evaluate, family.params, family.heads, jnp.asarray(tokens), jnp.asarray(lengths))[0, 0]
+
+
+_jit_evaluate = jax.jit(lambda evaluate, params, heads, tokens, lengths: evaluate(params, heads, tokens, lengths),
+                        static_argnums=0)

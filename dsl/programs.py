@@ -1,0 +1,169 @@
+"""DSL program values: one frozen dataclass per transformer motif.
+
+Every program maps a token sequence (ints in ``range(n_tokens)``) to a class in {0, 1}. Programs carry no
+behaviour: their meanings live in ``reference`` (oracle), ``batch`` (JAX), ``smt`` (z3) and ``source``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Union
+
+TokenSet = frozenset  # frozenset[int] of token ids
+
+
+def _token_set(value) -> frozenset:
+    tokens = frozenset(int(t) for t in value)
+    if any(t < 0 for t in tokens):
+        raise ValueError(f"token ids must be non-negative, got {sorted(tokens)}")
+    return tokens
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Motifs
+
+
+@dataclass(frozen=True)
+class Constant:
+    """Always the same class."""
+
+    value: int
+
+    def __post_init__(self):
+        if self.value not in (0, 1):
+            raise ValueError(f"Constant.value must be 0 or 1, got {self.value!r}")
+
+
+@dataclass(frozen=True)
+class CountThreshold:
+    """Class 1 iff count(plus) - count(minus) >= threshold (a signed counter read by a threshold neuron)."""
+
+    plus: frozenset
+    minus: frozenset
+    threshold: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "plus", _token_set(self.plus))
+        object.__setattr__(self, "minus", _token_set(self.minus))
+        if self.plus & self.minus:
+            raise ValueError(f"plus and minus must be disjoint, both contain {sorted(self.plus & self.minus)}")
+
+
+@dataclass(frozen=True)
+class DensityThreshold:
+    """Class 1 iff (count(plus) - count(minus)) / len >= num / den (a counter averaged by uniform attention)."""
+
+    plus: frozenset
+    minus: frozenset
+    num: int
+    den: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "plus", _token_set(self.plus))
+        object.__setattr__(self, "minus", _token_set(self.minus))
+        if self.plus & self.minus:
+            raise ValueError(f"plus and minus must be disjoint, both contain {sorted(self.plus & self.minus)}")
+        if self.den <= 0 or math.gcd(self.num, self.den) != 1:
+            raise ValueError(f"threshold must be a reduced fraction with den > 0, got {self.num}/{self.den}")
+
+
+@dataclass(frozen=True)
+class Toggle:
+    """Class = parity of count(tokens), flipped when ``flip`` is 1 (a toggle / XOR feature)."""
+
+    tokens: frozenset
+    flip: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "tokens", _token_set(self.tokens))
+        if self.flip not in (0, 1):
+            raise ValueError(f"Toggle.flip must be 0 or 1, got {self.flip!r}")
+
+
+@dataclass(frozen=True)
+class MostRecent:
+    """Class 0 if the last token from first|second is in ``first``, 1 if in ``second``; ``default`` if none."""
+
+    first: frozenset
+    second: frozenset
+    default: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "first", _token_set(self.first))
+        object.__setattr__(self, "second", _token_set(self.second))
+        if self.first & self.second:
+            raise ValueError(f"first and second must be disjoint, both contain {sorted(self.first & self.second)}")
+        if self.default not in (0, 1):
+            raise ValueError(f"MostRecent.default must be 0 or 1, got {self.default!r}")
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    """A DFA read left to right from state 0: class 1 iff the final state is accepting.
+
+    ``transitions[state][token]`` is the next state.
+    """
+
+    transitions: tuple
+    accepting: frozenset
+
+    def __post_init__(self):
+        table = tuple(tuple(int(s) for s in row) for row in self.transitions)
+        object.__setattr__(self, "transitions", table)
+        object.__setattr__(self, "accepting", frozenset(int(s) for s in self.accepting))
+        n = len(table)
+        if n == 0 or len({len(row) for row in table}) != 1:
+            raise ValueError(f"transitions must be a non-empty rectangular table, got {table!r}")
+        bad = sorted({s for row in table for s in row if not 0 <= s < n} | {s for s in self.accepting if not 0 <= s < n})
+        if bad:
+            raise ValueError(f"state ids must lie in 0..{n - 1}, got {bad}")
+
+    @property
+    def n_states(self) -> int:
+        return len(self.transitions)
+
+
+Program = Union[Constant, CountThreshold, DensityThreshold, Toggle, MostRecent, StateMachine]
+MOTIFS = (Constant, CountThreshold, DensityThreshold, Toggle, MostRecent, StateMachine)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Checks and description length
+
+
+def check_program(program: Program, n_tokens: int) -> None:
+    """Raise ValueError when ``program`` mentions a token outside ``range(n_tokens)``."""
+    if not isinstance(program, MOTIFS):
+        raise TypeError(f"not a DSL program: {program!r}")
+    used: set = set()
+    for field in ("plus", "minus", "tokens", "first", "second"):
+        used |= set(getattr(program, field, ()))
+    if isinstance(program, StateMachine) and len(program.transitions[0]) != n_tokens:
+        raise ValueError(f"StateMachine has {len(program.transitions[0])} token columns, alphabet has {n_tokens}")
+    bad = sorted(t for t in used if t >= n_tokens)
+    if bad:
+        raise ValueError(f"program uses token ids {bad} outside an alphabet of {n_tokens} tokens")
+
+
+def _bits(value: int) -> float:
+    return math.log2(abs(value) + 1)
+
+
+def description_length(program: Program) -> float:
+    """MDL cost used to rank exact programs: fewer parameters, smaller constants, fewer states first."""
+    match program:
+        case Constant():
+            return 1.0
+        case CountThreshold(plus, minus, threshold):
+            return 2 + len(plus) + len(minus) + _bits(threshold)
+        case DensityThreshold(plus, minus, num, den):
+            return 3 + len(plus) + len(minus) + _bits(num) + _bits(den)
+        case Toggle(tokens, _):
+            return 2 + len(tokens)
+        case MostRecent(first, second, _):
+            return 3 + len(first) + len(second)
+        case StateMachine(transitions, accepting):
+            n = len(transitions)
+            return 4 + len(transitions[0]) * n * math.log2(n + 1) + len(accepting)
+    raise TypeError(f"not a DSL program: {program!r}")

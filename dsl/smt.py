@@ -1,0 +1,65 @@
+"""z3 meaning of a program over a symbolic token sequence.
+
+A symbolic sequence is ``tokens`` (z3 Ints, one per position up to max_len) and ``length`` (a z3 Int);
+positions ``i >= length`` are padding and never read. The term is a z3 Bool: True means class 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import z3
+
+from jaxscd.dsl.programs import (
+    Constant,
+    CountThreshold,
+    DensityThreshold,
+    MostRecent,
+    Program,
+    StateMachine,
+    Toggle,
+)
+
+
+def _present(tokens, length, i: int, group: frozenset) -> z3.BoolRef:
+    if not group:
+        return z3.BoolVal(False)
+    return z3.And(length > i, z3.Or([tokens[i] == t for t in sorted(group)]))
+
+
+def _count(tokens, length, group: frozenset) -> z3.ArithRef:
+    return z3.Sum([z3.If(_present(tokens, length, i, group), 1, 0) for i in range(len(tokens))] + [z3.IntVal(0)])
+
+
+def encode(program: Program, tokens: Sequence[z3.ArithRef], length: z3.ArithRef) -> z3.BoolRef:
+    """z3 Bool that holds exactly when ``program`` outputs class 1 on the symbolic sequence."""
+    match program:
+        case Constant(value):
+            return z3.BoolVal(bool(value))
+        case CountThreshold(plus, minus, threshold):
+            return _count(tokens, length, plus) - _count(tokens, length, minus) >= threshold
+        case DensityThreshold(plus, minus, num, den):
+            signed = _count(tokens, length, plus) - _count(tokens, length, minus)
+            return den * signed >= num * length
+        case Toggle(group, flip):
+            odd = z3.BoolVal(False)
+            for i in range(len(tokens)):
+                odd = z3.Xor(odd, _present(tokens, length, i, group))
+            return z3.Not(odd) if flip else odd
+        case MostRecent(first, second, default):
+            # scan left to right: each first/second token overrides the answer so far
+            out = z3.BoolVal(bool(default))
+            for i in range(len(tokens)):
+                out = z3.If(_present(tokens, length, i, first), z3.BoolVal(False),
+                            z3.If(_present(tokens, length, i, second), z3.BoolVal(True), out))
+            return out
+        case StateMachine(transitions, accepting):
+            state = z3.IntVal(0)
+            for i in range(len(tokens)):
+                step = z3.IntVal(0)
+                for s, row in enumerate(transitions):
+                    for t, nxt in enumerate(row):
+                        step = z3.If(z3.And(state == s, tokens[i] == t), z3.IntVal(nxt), step)
+                state = z3.If(length > i, step, state)
+            return z3.Or([state == s for s in sorted(accepting)] + [z3.BoolVal(False)])
+    raise TypeError(f"not a DSL program: {program!r}")

@@ -1,0 +1,159 @@
+"""Command line: a thin layer over jaxscd.pipeline.
+
+Exit status: 0 PROVED, 2 bad input, 3 NO_PROGRAM, 4 UNKNOWN, 5 REFUTED, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+EXIT_CODES = {"PROVED": 0, "NO_PROGRAM": 3, "UNKNOWN": 4, "REFUTED": 5}
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT):
+    click.echo(f"jaxscd: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.version_option(package_name="jaxscd")
+def main():
+    """Distill a circuit into a short program with a z3 certificate."""
+
+
+@main.command("tasks")
+def tasks_command():
+    """List the built-in tasks."""
+    from jaxscd.tasks import get_task, task_names
+
+    table = Table("task", "alphabet", "lengths", "classes", "description", box=None)
+    for name in task_names():
+        task = get_task(name)
+        table.add_row(name, " ".join(task.alphabet), f"{task.min_len}..{task.max_len}",
+                      " / ".join(task.circuit.class_names), task.description)
+    Console().print(table)
+
+
+def _resolve(task_name, circuit_target, alphabet, min_len, max_len):
+    """(circuit, domain, spec, description) from a task name or a --circuit file, with CLI overrides."""
+    from jaxscd.circuits.callable import load_callable
+    from jaxscd.domain import Domain
+    from jaxscd.tasks import get_task
+
+    if (task_name is None) == (circuit_target is None):
+        raise click.UsageError("give exactly one of TASK or --circuit path.py:fn")
+    names = tuple(a.strip() for a in alphabet.split(",")) if alphabet else None
+    if task_name is not None:
+        task = get_task(task_name)
+        if names is not None and names != task.alphabet:
+            raise ValueError(f"task {task_name!r} has a fixed alphabet {list(task.alphabet)}; drop --alphabet")
+        domain = task.domain(min_len, max_len)
+        if domain.max_len > task.max_positions:
+            raise ValueError(f"--max-len {domain.max_len} exceeds the {task.max_positions} positions of "
+                             f"{task_name!r}'s circuit; use --max-len {task.max_positions} or less")
+        return task.circuit, domain, task.spec, task.description
+    source = load_callable(circuit_target)
+    names = names or source.alphabet
+    if names is None:
+        raise ValueError(f"{circuit_target!r} defines no ALPHABET; pass --alphabet a,b,c")
+    lengths = source.lengths or (1, 6)
+    domain = Domain(names, min_len or lengths[0], max_len or lengths[1])
+    return source.circuit, domain, source.spec, source.circuit.name
+
+
+def _summary(result, description: str) -> dict:
+    return {
+        "verdict": result.verdict.value,
+        "program": result.source,
+        "domain": {k: v for k, v in result.domain.describe().items() if k != "precondition"},
+        "valid": result.n_valid,
+        "candidates": {"generated": result.generated, "survivors": len(result.survivors)},
+        "timings": result.timings,
+        "margin": None if result.margin == float("inf") else result.margin,
+        "proof_seconds": round(result.proof.seconds, 3) if result.proof else None,
+        "surrogate_neurons": result.surrogate.n_neurons if result.surrogate is not None else None,
+        "spec_mismatches": result.spec_mismatch_count if result.spec_mismatches is not None else None,
+        "notes": result.notes,
+        "description": description,
+    }
+
+
+def _print_report(console: Console, result, summary: dict, circuit_name: str) -> None:
+    d = result.domain
+    console.print(f"[bold]{circuit_name}[/]: {summary['description']}")
+    pre = f"; {result.n_valid:,} satisfy: {d.precondition_text}" if d.precondition is not None else ""
+    console.print(f"domain     alphabet {' '.join(d.alphabet)}, lengths {d.min_len}..{d.max_len}, "
+                  f"{d.size:,} sequences{pre}")
+    margin = "decisions only (no logits)" if summary["margin"] is None else f"{result.margin:.4g}"
+    console.print(f"circuit    min decision margin {margin} (float bound {result.margin_bound:g})")
+    if result.surrogate is not None:
+        console.print(f"surrogate  exact integer ReLU net, {result.surrogate.n_neurons} unstable neurons")
+    console.print(f"search     {result.generated:,} candidates generated, {len(result.survivors)} exact on the domain")
+    for program, cex in result.refuted:
+        console.print(f"refuted    {program!r} on {d.format(cex)!r}")
+    color = {"PROVED": "green", "NO_PROGRAM": "yellow"}.get(result.verdict.value, "red")
+    proof = f" (z3 {result.proof.seconds:.2f} s)" if result.proof else ""
+    console.print(f"verdict    [bold {color}]{result.verdict.value}[/]{proof}")
+    for note in result.notes:
+        console.print(f"note       {note}")
+    if result.source:
+        console.print("\n" + result.source, highlight=False, markup=False)
+    if result.spec_mismatches is not None:
+        if result.spec_mismatch_count == 0:
+            console.print("spec       the circuit matches the task's intended behaviour on every input")
+        else:
+            examples = ", ".join(repr(d.format(s)) for s in result.spec_mismatches[:3])
+            console.print(f"spec       the circuit differs from the intended behaviour on "
+                          f"{result.spec_mismatch_count:,} of {result.n_valid:,} inputs, e.g. {examples}")
+    console.print("timings    " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
+
+
+@main.command("distill")
+@click.argument("task", required=False)
+@click.option("--circuit", "circuit_target", help="A Python callable instead of a task: path/to/file.py:fn")
+@click.option("--alphabet", help="Comma-separated token names (overrides the file's ALPHABET).")
+@click.option("--min-len", type=click.IntRange(min=1), help="Shortest sequence length.")
+@click.option("--max-len", type=click.IntRange(min=1), help="Longest sequence length.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for surrogate training and probes.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="Seconds per solver query; a timeout is UNKNOWN.")
+@click.option("--out", type=click.Path(file_okay=False), help="Write the certificate bundle to this directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, timeout, out, as_json):
+    """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
+    from jaxscd.circuits.base import CircuitError
+    from jaxscd.domain import DomainError
+    from jaxscd.pipeline import DistillConfig, distill
+    from jaxscd.verify.certificate import write_bundle
+
+    interactive = sys.stdout.isatty() and not as_json
+    console = Console(soft_wrap=True)
+    try:
+        circuit, domain, spec, description = _resolve(task, circuit_target, alphabet, min_len, max_len)
+        config = DistillConfig(seed=seed, proof_timeout_s=timeout)
+        if interactive:
+            with console.status("distilling...") as status:
+                result = distill(circuit, domain, config, spec, log=lambda m: status.update(m))
+        else:
+            result = distill(circuit, domain, config, spec)
+        if out:
+            write_bundle(result, out, circuit.name, circuit.fingerprint)
+    except (DomainError, CircuitError, KeyError, ValueError, OSError) as err:
+        _fail(str(err.args[0]) if isinstance(err, KeyError) else str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
+    summary = _summary(result, description)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        _print_report(console, result, summary, circuit.name)
+        if out:
+            console.print(f"bundle     {out}/ (program.py, certificate.json, surrogate.npz, query.smt2)")
+    sys.exit(EXIT_CODES[result.verdict.value])

@@ -1,0 +1,94 @@
+"""Bounded input domains: every sequence of length min_len..max_len over an alphabet, optionally filtered.
+
+Sequences are numbered by length, then lexicographically (token id 0 first). ``jaxscd.kernels.enumerate``
+turns indices into padded token arrays; this module only holds the description and the bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from jaxscd.dsl.programs import Program, check_program
+
+MAX_DOMAIN_SIZE = 1 << 26  # exhaustive passes above this take too long for interactive use
+
+
+class DomainError(ValueError):
+    """A domain description that cannot be used (bad alphabet, lengths, or too large)."""
+
+
+@dataclass(frozen=True)
+class Domain:
+    alphabet: tuple
+    min_len: int
+    max_len: int
+    precondition: Program | None = None  # class 1 = the sequence belongs to the domain
+    precondition_text: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "alphabet", tuple(str(a) for a in self.alphabet))
+        if len(self.alphabet) < 2:
+            raise DomainError(f"alphabet needs at least 2 tokens, got {list(self.alphabet)}; pass e.g. --alphabet a,b,c")
+        if len(set(self.alphabet)) != len(self.alphabet):
+            raise DomainError(f"alphabet has repeated tokens: {list(self.alphabet)}; list each token once")
+        if not 1 <= self.min_len <= self.max_len:
+            raise DomainError(f"lengths must satisfy 1 <= min_len <= max_len, got min_len={self.min_len}, "
+                              f"max_len={self.max_len}; fix --min-len/--max-len")
+        if self.size > MAX_DOMAIN_SIZE:
+            raise DomainError(f"domain has {self.size:,} sequences ({self.n_tokens} tokens, lengths {self.min_len}.."
+                              f"{self.max_len}), above the exhaustive limit {MAX_DOMAIN_SIZE:,}; lower --max-len "
+                              f"or use fewer tokens")
+        if self.precondition is not None:
+            check_program(self.precondition, self.n_tokens)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.alphabet)
+
+    @property
+    def lengths(self) -> range:
+        return range(self.min_len, self.max_len + 1)
+
+    @property
+    def starts(self) -> np.ndarray:
+        """int64 [n_lengths + 1]: index of the first sequence of each length, then the size."""
+        counts = [self.n_tokens**length for length in self.lengths]
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    @property
+    def size(self) -> int:
+        """Number of sequences before the precondition filters them."""
+        return sum(self.n_tokens**length for length in self.lengths)
+
+    def index_of(self, tokens: Sequence[int]) -> int:
+        """Inverse of decoding: the domain index of one token-id sequence."""
+        if not self.min_len <= len(tokens) <= self.max_len:
+            raise DomainError(f"sequence length {len(tokens)} outside {self.min_len}..{self.max_len}")
+        local = 0
+        for t in tokens:
+            local = local * self.n_tokens + int(t)
+        return int(self.starts[len(tokens) - self.min_len]) + local
+
+    def ids(self, names: Sequence[str]) -> list[int]:
+        """Token ids for a sequence of token names."""
+        lookup = {name: i for i, name in enumerate(self.alphabet)}
+        unknown = [n for n in names if n not in lookup]
+        if unknown:
+            raise DomainError(f"unknown tokens {unknown}; the alphabet is {list(self.alphabet)}")
+        return [lookup[n] for n in names]
+
+    def names(self, ids: Sequence[int]) -> list[str]:
+        return [self.alphabet[int(i)] for i in ids]
+
+    def format(self, ids: Sequence[int]) -> str:
+        """A readable token string: names joined without spaces when every name is one character."""
+        names = self.names(ids)
+        sep = "" if all(len(n) == 1 for n in self.alphabet) else " "
+        return sep.join(names)
+
+    def describe(self) -> dict:
+        return {"alphabet": list(self.alphabet), "min_len": self.min_len, "max_len": self.max_len,
+                "size": self.size, "precondition": self.precondition_text or None}

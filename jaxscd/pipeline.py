@@ -1,0 +1,141 @@
+"""distill(): circuit -> truth table -> integer surrogate -> DSL search -> z3 proof, stage by stage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from jaxscd.circuits.base import Circuit
+from jaxscd.domain import Domain
+from jaxscd.dsl.programs import Program
+from jaxscd.dsl.source import render
+from jaxscd.kernels.enumerate import all_tokens, precondition_mask
+from jaxscd.kernels.evaluate import TruthTable, evaluate_circuit
+from jaxscd.search import search
+from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig, SurrogateError, fit
+from jaxscd.verify.prove import ProofResult, Verdict, prove_equivalent
+
+# Float64 forward passes of these small circuits are accurate far below this; a decision whose logit gap is
+# not above it is not trusted (UNKNOWN).
+MARGIN_BOUND = 1e-9
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    seed: int = 0
+    surrogate: SurrogateConfig = SurrogateConfig()
+    max_states: int = 3
+    probe_size: int = 512
+    proof_timeout_s: float = 60.0
+    max_proof_attempts: int = 5
+
+
+@dataclass
+class DistillResult:
+    verdict: Verdict
+    domain: Domain
+    class_names: tuple
+    n_valid: int
+    margin: float
+    margin_bound: float
+    generated: int = 0
+    survivors: list = field(default_factory=list)
+    per_family: dict = field(default_factory=dict)
+    program: Program | None = None
+    source: str | None = None
+    surrogate: IntegerSurrogate | None = None
+    proof: ProofResult | None = None
+    refuted: list = field(default_factory=list)  # (program, counterexample) pairs ruled out by the solver
+    spec_mismatches: list | None = None  # domain inputs (token ids) where the circuit differs from the spec
+    spec_mismatch_count: int = 0
+    timings: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+
+class _Stages:
+    def __init__(self, log: Callable[[str], None]):
+        self.timings: dict[str, float] = {}
+        self.log = log
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+        self.log(f"{name}: {self.timings[name]:.2f} s")
+
+
+def compare_with_spec(spec: Callable, domain: Domain, decisions: np.ndarray, valid: np.ndarray,
+                      tokens: np.ndarray, lengths: np.ndarray) -> tuple[int, list]:
+    """Number of valid inputs where the circuit's decision differs from ``spec``, and up to 5 of them."""
+    examples, count = [], 0
+    for i in np.flatnonzero(valid):
+        seq = tokens[i, :lengths[i]].tolist()
+        if int(spec(seq)) != int(decisions[i]):
+            count += 1
+            if len(examples) < 5:
+                examples.append(seq)
+    return count, examples
+
+
+def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillConfig(), spec: Callable | None = None,
+            log: Callable[[str], None] = lambda _: None) -> DistillResult:
+    stage = _Stages(log)
+    with stage("domain"):
+        valid = precondition_mask(domain)
+        tokens, lengths = all_tokens(domain)
+    if not valid.any():
+        raise ValueError(f"no sequence of the domain satisfies the precondition {domain.precondition_text!r}")
+    with stage("circuit"):
+        table: TruthTable = evaluate_circuit(circuit, domain, valid)
+    result = DistillResult(Verdict.UNKNOWN, domain, circuit.class_names, int(valid.sum()), table.min_margin(),
+                           MARGIN_BOUND, timings=stage.timings)
+    if spec is not None:
+        with stage("spec"):
+            result.spec_mismatch_count, result.spec_mismatches = compare_with_spec(
+                spec, domain, table.decisions, valid, tokens, lengths)
+    if result.margin <= MARGIN_BOUND:
+        result.notes.append(f"circuit decision margin {result.margin:.3g} is not above the float bound "
+                            f"{MARGIN_BOUND:g}: its truth table is not trusted")
+        return result
+    with stage("surrogate"):
+        try:
+            result.surrogate = fit(domain, table.decisions, valid, config.surrogate, config.seed, tokens, lengths,
+                                   log).surrogate
+        except SurrogateError as err:
+            result.notes.append(str(err))
+            return result
+    with stage("search"):
+        found = search(domain, table.decisions, valid, max_states=config.max_states, probe_size=config.probe_size,
+                       seed=config.seed)
+    result.generated, result.survivors, result.per_family = found.generated, found.survivors, found.per_family
+    if not found.survivors:
+        result.verdict = Verdict.NO_PROGRAM
+        return result
+    with stage("prove"):
+        _prove_survivors(result, config)
+    return result
+
+
+def _prove_survivors(result: DistillResult, config: DistillConfig) -> None:
+    """Try survivors simplest first: PROVED ends; REFUTED drops the candidate; UNKNOWN is remembered."""
+    verdicts = []
+    for program in result.survivors[:config.max_proof_attempts]:
+        proof = prove_equivalent(result.surrogate, program, result.domain, config.proof_timeout_s)
+        verdicts.append(proof.verdict)
+        if proof.verdict == Verdict.REFUTED:
+            result.refuted.append((program, proof.counterexample))
+            continue
+        if proof.verdict == Verdict.UNKNOWN:
+            result.notes.append(f"{program!r}: {proof.reason}")
+        if result.proof is None or proof.verdict == Verdict.PROVED:
+            result.program, result.proof = program, proof
+            result.source = render(program, result.domain.alphabet, result.class_names)
+        if proof.verdict == Verdict.PROVED:
+            break
+    result.verdict = (Verdict.PROVED if Verdict.PROVED in verdicts else
+                      Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts else Verdict.REFUTED)

@@ -1,0 +1,1 @@
+"""Verification: z3 encodings (encode), proofs (prove), certificate bundles (certificate)."""

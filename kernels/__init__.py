@@ -1,0 +1,1 @@
+"""Pure jit/vmap kernels over arrays: enumerate the domain, evaluate circuits, filter candidate programs."""

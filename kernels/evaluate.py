@@ -1,0 +1,59 @@
+"""Exhaustive circuit evaluation: the truth table (decision and margin) of a circuit on every domain input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaxscd.circuits.base import Circuit, CircuitError
+from jaxscd.domain import Domain
+from jaxscd.kernels.enumerate import chunk_indices, decode_indices
+
+
+@dataclass(frozen=True, eq=False)
+class TruthTable:
+    decisions: np.ndarray  # int8 [size]: the circuit's class on each sequence
+    margins: np.ndarray  # float64 [size]: |logit_1 - logit_0|; inf where the circuit returns decisions
+    valid: np.ndarray  # bool [size]: the precondition holds
+
+    def min_margin(self) -> float:
+        return float(self.margins[self.valid].min()) if self.valid.any() else float("inf")
+
+
+def _decide(output, batch: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    out = np.asarray(output)
+    if out.shape == (batch,):
+        if not np.isin(out, (0, 1)).all():
+            raise CircuitError(f"circuit {name!r} returned decisions outside {{0, 1}}: {np.unique(out)[:5].tolist()}")
+        return out.astype(np.int8), np.full(batch, np.inf)
+    if out.shape != (batch, 2):
+        raise CircuitError(f"circuit {name!r} returned shape {out.shape} for {batch} sequences; expected logits "
+                           f"[{batch}, 2] or decisions [{batch}]")
+    out = out.astype(np.float64)
+    if not np.isfinite(out).all():
+        raise CircuitError(f"circuit {name!r} returned non-finite logits (NaN or inf); check its weights")
+    return (out[:, 1] > out[:, 0]).astype(np.int8), np.abs(out[:, 1] - out[:, 0])
+
+
+def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_size: int = 1 << 14,
+                     advance: Callable[[int], None] | None = None) -> TruthTable:
+    """Run ``circuit`` on every sequence, one length at a time (the circuit sees unpadded [B, L] arrays).
+
+    Ties (equal logits) go to class 0 and have margin 0, so they can never pass a margin check.
+    """
+    decisions = np.empty(domain.size, dtype=np.int8)
+    margins = np.empty(domain.size, dtype=np.float64)
+    starts = domain.starts
+    for slot, length in enumerate(domain.lengths):
+        begin, end = int(starts[slot]), int(starts[slot + 1])
+        size = min(chunk_size, end - begin)
+        for first, idx, real in chunk_indices(begin, end, size):
+            tokens, _ = decode_indices(domain, idx)
+            batch = np.asarray(tokens)[:, :length]
+            dec, margin = _decide(circuit.forward(batch), size, circuit.name)
+            decisions[first:first + real], margins[first:first + real] = dec[:real], margin[:real]
+            if advance:
+                advance(real)
+    return TruthTable(decisions, margins, valid)

@@ -25,6 +25,7 @@ from jaxscd.dsl.programs import (
     Program,
     StateMachine,
     Toggle,
+    description_length,
 )
 
 PAD = -1  # token id of padding positions (i >= length)
@@ -37,6 +38,7 @@ class Family:
     heads: dict  # name -> np.ndarray [K, ...]
     evaluate: Callable  # (params, heads, tokens[N, Lmax], lengths[N]) -> bool[P, K, N]
     decode: Callable  # (params_row: dict, heads: dict, k: int) -> Program
+    min_cost: float = 0.0  # lower bound of description_length over the family's candidates
 
     @property
     def n_params(self) -> int:
@@ -111,7 +113,7 @@ def linear_count_family(n_tokens: int, max_len: int) -> Family:
     heads = {name: np.asarray(v, dtype=np.int32) for name, v in
              dict(kind=kinds, scale=scales, len_coef=len_coefs, const=consts).items()}
     return Family("signed_count", {"weights": _sign_vectors(n_tokens)}, heads, _eval_linear_count,
-                  _decode_linear_count)
+                  _decode_linear_count, min_cost=3.0)
 
 
 def _simplest_between(low: Fraction, high: Fraction) -> Fraction:
@@ -145,7 +147,8 @@ def _decode_toggle(row, heads, k):
 
 def toggle_family(n_tokens: int) -> Family:
     masks = np.array([m for m in itertools.product((0, 1), repeat=n_tokens) if any(m)], dtype=np.int32)
-    return Family("toggle", {"mask": masks}, {"flip": np.array([0, 1], dtype=np.int32)}, _eval_toggle, _decode_toggle)
+    return Family("toggle", {"mask": masks}, {"flip": np.array([0, 1], dtype=np.int32)}, _eval_toggle, _decode_toggle,
+                  min_cost=3.0)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -176,7 +179,7 @@ def most_recent_family(n_tokens: int) -> Family:
     pairs = signs[np.any(signs > 0, axis=1) & np.any(signs < 0, axis=1)]
     params = {"first": (pairs > 0).astype(np.int32), "second": (pairs < 0).astype(np.int32)}
     return Family("most_recent", params, {"default": np.array([0, 1], dtype=np.int32)}, _eval_most_recent,
-                  _decode_most_recent)
+                  _decode_most_recent, min_cost=5.0)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -222,7 +225,8 @@ def canonical_transition_tables(n_states: int, n_tokens: int) -> np.ndarray:
 def state_machine_family(n_states: int, n_tokens: int) -> Family:
     subsets = [s for s in itertools.product((0, 1), repeat=n_states) if 0 < sum(s) < n_states]
     return Family(f"state_machine_{n_states}", {"transitions": canonical_transition_tables(n_states, n_tokens)},
-                  {"accepting": np.array(subsets, dtype=np.int32)}, _eval_state_machine, _decode_state_machine)
+                  {"accepting": np.array(subsets, dtype=np.int32)}, _eval_state_machine, _decode_state_machine,
+                  min_cost=description_length(StateMachine([[0] * n_tokens] * n_states, {0})))
 
 
 def n_transition_tables(n_states: int, n_tokens: int) -> int:
@@ -252,7 +256,7 @@ def constant_family() -> Family:
     from jaxscd.dsl.programs import Constant
 
     return Family("constant", {"value": np.array([0, 1], dtype=np.int32)}, {"none": np.zeros(1, dtype=np.int32)},
-                  _eval_constant, lambda row, heads, k: Constant(int(row["value"])))
+                  _eval_constant, lambda row, heads, k: Constant(int(row["value"])), min_cost=1.0)
 
 
 def _signed_weights(plus: frozenset, minus: frozenset, n_tokens: int) -> np.ndarray:

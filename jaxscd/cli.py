@@ -54,18 +54,18 @@ def _resolve(task_name, circuit_target, alphabet, min_len, max_len):
         task = get_task(task_name)
         if names is not None and names != task.alphabet:
             raise ValueError(f"task {task_name!r} has a fixed alphabet {list(task.alphabet)}; drop --alphabet")
-        domain = task.domain(min_len, max_len)
-        if domain.max_len > task.max_positions:
-            raise ValueError(f"--max-len {domain.max_len} exceeds the {task.max_positions} positions of "
+        if max_len is not None and max_len > task.max_positions:
+            raise ValueError(f"--max-len {max_len} exceeds the {task.max_positions} positions of "
                              f"{task_name!r}'s circuit; use --max-len {task.max_positions} or less")
-        return task.circuit, domain, task.spec, task.description
+        return task.circuit, task.domain(min_len, max_len), task.spec, task.description
     source = load_callable(circuit_target)
     names = names or source.alphabet
     if names is None:
         raise ValueError(f"{circuit_target!r} defines no ALPHABET; pass --alphabet a,b,c")
     lengths = source.lengths or (1, 6)
     domain = Domain(names, min_len or lengths[0], max_len or lengths[1])
-    return source.circuit, domain, source.spec, source.circuit.name
+    doc = (getattr(source.circuit.forward, "__doc__", None) or "a Python callable").strip().splitlines()[0]
+    return source.circuit, domain, source.spec, doc
 
 
 def _summary(result, description: str) -> dict:
@@ -74,7 +74,9 @@ def _summary(result, description: str) -> dict:
         "program": result.source,
         "domain": {k: v for k, v in result.domain.describe().items() if k != "precondition"},
         "valid": result.n_valid,
-        "candidates": {"generated": result.generated, "survivors": len(result.survivors)},
+        "candidates": {"generated": result.generated, "survivors": len(result.survivors),
+                       "per_family": {k: {"generated": g, "survivors": n} for k, (g, n) in result.per_family.items()},
+                       "skipped_families": result.skipped},
         "timings": result.timings,
         "margin": None if result.margin == float("inf") else result.margin,
         "proof_seconds": round(result.proof.seconds, 3) if result.proof else None,
@@ -96,6 +98,8 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
     if result.surrogate is not None:
         console.print(f"surrogate  exact integer ReLU net, {result.surrogate.n_neurons} unstable neurons")
     console.print(f"search     {result.generated:,} candidates generated, {len(result.survivors)} exact on the domain")
+    if result.skipped:
+        console.print(f"           not searched (no simpler program there): {', '.join(result.skipped)}")
     for program, cex in result.refuted:
         console.print(f"refuted    {program!r} on {d.format(cex)!r}")
     color = {"PROVED": "green", "NO_PROGRAM": "yellow"}.get(result.verdict.value, "red")
@@ -125,8 +129,10 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="Seconds per solver query; a timeout is UNKNOWN.")
 @click.option("--out", type=click.Path(file_okay=False), help="Write the certificate bundle to this directory.")
+@click.option("--all-candidates", is_flag=True, help="Search every motif family, even those that cannot hold a "
+              "simpler program than one already found (slower; reports every exact program).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, timeout, out, as_json):
+def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, timeout, out, all_candidates, as_json):
     """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
     from jaxscd.circuits.base import CircuitError
     from jaxscd.domain import DomainError
@@ -137,7 +143,7 @@ def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, time
     console = Console(soft_wrap=True)
     try:
         circuit, domain, spec, description = _resolve(task, circuit_target, alphabet, min_len, max_len)
-        config = DistillConfig(seed=seed, proof_timeout_s=timeout)
+        config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates)
         if interactive:
             with console.status("distilling...") as status:
                 result = distill(circuit, domain, config, spec, log=lambda m: status.update(m))
@@ -157,3 +163,7 @@ def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, time
         if out:
             console.print(f"bundle     {out}/ (program.py, certificate.json, surrogate.npz, query.smt2)")
     sys.exit(EXIT_CODES[result.verdict.value])
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,7 @@ from jaxscd.dsl.programs import Program
 from jaxscd.dsl.source import render
 from jaxscd.kernels.enumerate import all_tokens, precondition_mask
 from jaxscd.kernels.evaluate import TruthTable, evaluate_circuit
-from jaxscd.search import search
+from jaxscd.search import candidate_families, search
 from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig, SurrogateError, fit
 from jaxscd.verify.prove import ProofResult, Verdict, prove_equivalent
 
@@ -32,6 +32,7 @@ class DistillConfig:
     probe_size: int = 512
     proof_timeout_s: float = 60.0
     max_proof_attempts: int = 5
+    prune: bool = True  # skip families that cannot hold a simpler program than one already found
 
 
 @dataclass
@@ -45,6 +46,7 @@ class DistillResult:
     generated: int = 0
     survivors: list = field(default_factory=list)
     per_family: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)  # families not searched: they hold no simpler program
     program: Program | None = None
     source: str | None = None
     surrogate: IntegerSurrogate | None = None
@@ -109,24 +111,30 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
         except SurrogateError as err:
             result.notes.append(str(err))
             return result
-    with stage("search"):
-        found = search(domain, table.decisions, valid, max_states=config.max_states, probe_size=config.probe_size,
-                       seed=config.seed)
-    result.generated, result.survivors, result.per_family = found.generated, found.survivors, found.per_family
-    if not found.survivors:
+    families = candidate_families(domain, config.max_states)
+    while families:
+        with stage("search"):
+            found = search(domain, table.decisions, valid, families, probe_size=config.probe_size, seed=config.seed,
+                           prune=config.prune)
+        result.generated += found.generated
+        result.per_family |= found.per_family
+        result.skipped = [f.name for f in found.skipped]
+        families = found.skipped  # searched only if nothing found so far is proved
+        if found.survivors:
+            result.survivors += found.survivors
+            with stage("prove"):
+                _prove_survivors(result, found.survivors, config)
+            if result.verdict == Verdict.PROVED:
+                break
+    if not result.survivors:
         result.verdict = Verdict.NO_PROGRAM
-        return result
-    with stage("prove"):
-        _prove_survivors(result, config)
     return result
 
 
-def _prove_survivors(result: DistillResult, config: DistillConfig) -> None:
-    """Try survivors simplest first: PROVED ends; REFUTED drops the candidate; UNKNOWN is remembered."""
-    verdicts = []
-    for program in result.survivors[:config.max_proof_attempts]:
+def _prove_survivors(result: DistillResult, survivors: list, config: DistillConfig) -> None:
+    """Try survivors simplest first: PROVED ends; REFUTED drops the candidate; the first UNKNOWN is kept."""
+    for program in survivors[:config.max_proof_attempts]:
         proof = prove_equivalent(result.surrogate, program, result.domain, config.proof_timeout_s)
-        verdicts.append(proof.verdict)
         if proof.verdict == Verdict.REFUTED:
             result.refuted.append((program, proof.counterexample))
             continue
@@ -137,5 +145,4 @@ def _prove_survivors(result: DistillResult, config: DistillConfig) -> None:
             result.source = render(program, result.domain.alphabet, result.class_names)
         if proof.verdict == Verdict.PROVED:
             break
-    result.verdict = (Verdict.PROVED if Verdict.PROVED in verdicts else
-                      Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts else Verdict.REFUTED)
+    result.verdict = result.proof.verdict if result.proof is not None else Verdict.REFUTED

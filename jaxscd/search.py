@@ -1,23 +1,30 @@
-"""Candidate search: generate DSL families, filter them on the exhaustive truth table, rank survivors by MDL."""
+"""Candidate search: generate DSL families, filter them on the exhaustive truth table, rank survivors by MDL.
+
+Families are searched cheapest first (by a lower bound of their description length). Once an exact program is
+found, families that cannot hold a strictly simpler one are skipped (``prune=True``): they can only supply
+fall-back candidates, which ``distill`` asks for only when no survivor is proved.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from jaxscd.domain import Domain
 from jaxscd.dsl import batch
+from jaxscd.dsl.batch import Family
 from jaxscd.dsl.programs import Program, description_length
 from jaxscd.kernels.filter import filter_family
 
 
-@dataclass(frozen=True)
+@dataclass
 class SearchResult:
-    generated: int
-    survivors: list  # exact programs, simplest first
-    per_family: dict  # family name -> (generated, surviving)
+    generated: int = 0  # candidates evaluated
+    survivors: list = field(default_factory=list)  # exact programs, simplest first
+    per_family: dict = field(default_factory=dict)  # family name -> (generated, surviving)
+    skipped: list = field(default_factory=list)  # families pruned by the MDL bound
 
 
 def probe_indices(valid: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -27,19 +34,25 @@ def probe_indices(valid: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(pool, min(size, len(pool)), replace=False))
 
 
-def search(domain: Domain, target: np.ndarray, valid: np.ndarray, *, max_states: int = 3, probe_size: int = 512,
-           seed: int = 0, advance: Callable[[int], None] | None = None) -> SearchResult:
-    """Every DSL candidate whose decisions equal ``target`` on every valid input, ranked simplest first."""
+def candidate_families(domain: Domain, max_states: int = 3) -> list[Family]:
     families = batch.default_families(domain.n_tokens, domain.max_len, max_states=max_states)
+    return sorted(families, key=lambda f: f.min_cost)
+
+
+def search(domain: Domain, target: np.ndarray, valid: np.ndarray, families: Sequence[Family], *,
+           probe_size: int = 512, seed: int = 0, prune: bool = True) -> SearchResult:
+    """Every candidate whose decisions equal ``target`` on every valid input, ranked simplest first."""
     probe = probe_indices(valid, probe_size, seed)
-    survivors: list[Program] = []
-    per_family = {}
+    result = SearchResult()
     for family in families:
+        best = min((description_length(p) for p in result.survivors), default=float("inf"))
+        if prune and best <= family.min_cost:
+            result.skipped.append(family)
+            continue
         alive = filter_family(family, domain, target, valid, probe)
         found = [family.program(int(p), int(k)) for p, k in zip(*np.nonzero(alive))]
-        per_family[family.name] = (len(family), len(found))
-        survivors += found
-        if advance:
-            advance(1)
-    survivors.sort(key=lambda p: (description_length(p), repr(p)))
-    return SearchResult(sum(g for g, _ in per_family.values()), survivors, per_family)
+        result.per_family[family.name] = (len(family), len(found))
+        result.generated += len(family)
+        result.survivors += found
+    result.survivors.sort(key=lambda p: (description_length(p), repr(p)))
+    return result

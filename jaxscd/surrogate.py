@@ -181,11 +181,11 @@ def _init_states(graphdef_width: tuple, n_inputs: int, seed: int, restarts: int)
 def quantize(state, width: int, max_len: int, n_tokens: int, scale: int) -> IntegerSurrogate:
     """Round a trained float network to integers at ``scale`` after normalising each neuron (ReLU is
     positively homogeneous, so per-neuron rescaling into the output weight keeps the function)."""
-    w1 = np.asarray(state["hidden"]["kernel"].value, dtype=np.float64)[:, :width]  # [D, H]
-    b1 = np.asarray(state["hidden"]["bias"].value, dtype=np.float64)[:width]
-    w2 = np.asarray(state["out"]["kernel"].value, dtype=np.float64)[:width, 0]
-    b2 = float(np.asarray(state["out"]["bias"].value)[0])
-    skip = np.asarray(state["skip"]["kernel"].value, dtype=np.float64)[:, 0]
+    w1 = np.asarray(state["hidden"]["kernel"][...], dtype=np.float64)[:, :width]  # [D, H]
+    b1 = np.asarray(state["hidden"]["bias"][...], dtype=np.float64)[:width]
+    w2 = np.asarray(state["out"]["kernel"][...], dtype=np.float64)[:width, 0]
+    b2 = float(np.asarray(state["out"]["bias"][...])[0])
+    skip = np.asarray(state["skip"]["kernel"][...], dtype=np.float64)[:, 0]
     norm = np.maximum(np.abs(np.vstack([w1, b1[None]])).max(axis=0), 1e-12)
     w1, b1, w2 = w1 / norm, b1 / norm, w2 * norm
     out_norm = max(np.abs(np.concatenate([w2, skip, [b2]])).max(), 1e-12)

@@ -1,0 +1,81 @@
+"""Named DSL cases shared by the test files: every motif, with edge-case parameters.
+
+Each case is small enough to check exhaustively: every sequence of lengths 1..max_len over ``alphabet``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jaxscd.domain import Domain
+from jaxscd.dsl.programs import (
+    Constant,
+    CountThreshold,
+    DensityThreshold,
+    MostRecent,
+    Program,
+    StateMachine,
+    Toggle,
+)
+
+ALPHABETS = {2: ("a", "b"), 3: ("(", ")", "x"), 4: ("a", "b", "c", "d")}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    program: Program
+    n_tokens: int
+    max_len: int = 5
+    alphabet: tuple = ()
+
+    def __post_init__(self):
+        if not self.alphabet:
+            object.__setattr__(self, "alphabet", ALPHABETS[self.n_tokens])
+        if len(self.alphabet) != self.n_tokens:
+            raise ValueError(f"case {self.name!r}: alphabet {self.alphabet} does not have {self.n_tokens} tokens")
+        if not 1 <= self.max_len <= 6:
+            raise ValueError(f"case {self.name!r}: max_len {self.max_len} outside 1..6 (keep cases exhaustive)")
+
+    @property
+    def domain(self) -> Domain:
+        return Domain(self.alphabet, 1, self.max_len)
+
+
+CASES = [
+    # Constant
+    Case("constant_0", Constant(0), n_tokens=2),
+    Case("constant_1", Constant(1), n_tokens=3),
+    # CountThreshold: positive, zero and negative thresholds, empty minus, empty plus, multi-token groups
+    Case("count_open_minus_close_ge_2", CountThreshold({0}, {1}, 2), n_tokens=3),
+    Case("count_open_minus_close_ge_0", CountThreshold({0}, {1}, 0), n_tokens=3),
+    Case("count_open_minus_close_ge_minus_1", CountThreshold({0}, {1}, -1), n_tokens=3),
+    Case("count_a_ge_3_no_minus", CountThreshold({0}, set(), 3), n_tokens=2, max_len=6),
+    Case("count_no_plus_minus_bc_ge_minus_2", CountThreshold(set(), {1, 2}, -2), n_tokens=4),
+    Case("count_ab_minus_cd_ge_1", CountThreshold({0, 1}, {2, 3}, 1), n_tokens=4),
+    # DensityThreshold: 0, negative, > 1/2 fractions, empty minus
+    Case("density_open_minus_close_ge_0", DensityThreshold({0}, {1}, 0, 1), n_tokens=3),
+    Case("density_open_minus_close_ge_minus_1_3", DensityThreshold({0}, {1}, -1, 3), n_tokens=3),
+    Case("density_a_ge_2_3_no_minus", DensityThreshold({0}, set(), 2, 3), n_tokens=2, max_len=6),
+    Case("density_ab_minus_c_ge_3_4", DensityThreshold({0, 1}, {2}, 3, 4), n_tokens=4),
+    Case("density_a_minus_bcd_ge_minus_1_2", DensityThreshold({0}, {1, 2, 3}, -1, 2), n_tokens=4),
+    # Toggle: both flips, single and multi-token groups
+    Case("toggle_a_odd", Toggle({0}, 0), n_tokens=2, max_len=6),
+    Case("toggle_open_close_even", Toggle({0, 1}, 1), n_tokens=3),
+    Case("toggle_bcd_odd", Toggle({1, 2, 3}, 0), n_tokens=4),
+    # MostRecent: both defaults, multi-token groups, tokens in neither group
+    Case("most_recent_open_vs_close_default_0", MostRecent({1}, {0}, 0), n_tokens=3),
+    Case("most_recent_open_vs_close_default_1", MostRecent({1}, {0}, 1), n_tokens=3),
+    Case("most_recent_ab_vs_c_default_1", MostRecent({0, 1}, {2}, 1), n_tokens=4),
+    Case("most_recent_a_vs_bc_default_0", MostRecent({0}, {1, 2}, 0), n_tokens=4),
+    # StateMachine: 2, 3 and 4 states; one with unreachable states
+    Case("state_machine_2_parity_of_b", StateMachine(((0, 1), (1, 0)), {1}), n_tokens=2, max_len=6),
+    Case("state_machine_2_seen_close", StateMachine(((0, 1, 0), (1, 1, 1)), {1}), n_tokens=3),
+    Case("state_machine_3_depth_mod_3", StateMachine(((1, 2, 0), (2, 0, 1), (0, 1, 2)), {0}), n_tokens=3),
+    Case("state_machine_3_ab_substring", StateMachine(((1, 0), (1, 2), (2, 2)), {2}), n_tokens=2, max_len=6),
+    Case("state_machine_4_counter_sat_3", StateMachine(((1, 0), (2, 1), (3, 2), (3, 3)), {3}), n_tokens=2,
+         max_len=6),
+    Case("state_machine_4_unreachable_2_3",
+         StateMachine(((1, 0, 0, 1), (0, 1, 1, 0), (3, 3, 2, 0), (2, 1, 0, 3)), {1, 3}), n_tokens=4),
+    Case("state_machine_3_unreachable_accepting", StateMachine(((0, 1), (1, 0), (2, 2)), {2}), n_tokens=2),
+]

@@ -1,0 +1,87 @@
+"""The command line: JSON contract, bundles, exit codes, one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from jaxscd.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_tasks_lists_the_seed_tasks():
+    out = _run(["tasks"]).output
+    assert "quote_close" in out and "bracket_depth" in out
+
+
+def test_distill_json_contract_and_bundle(tmp_path):
+    result = _run(["distill", "bracket_depth", "--max-len", "6", "--json", "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0
+    payload = json.loads(result.stdout)
+    assert payload["verdict"] == "PROVED"
+    assert set(payload["domain"]) == {"alphabet", "min_len", "max_len", "size"}
+    assert payload["domain"]["size"] == 3 + 9 + 27 + 81 + 243 + 729
+    assert payload["candidates"]["survivors"] >= 1 and payload["candidates"]["generated"] > 1000
+    assert payload["margin"] > 0 and set(payload["timings"]) >= {"circuit", "surrogate", "search", "prove"}
+    namespace = {}
+    exec(payload["program"], namespace)
+    assert namespace["program"](list("[[a")) == 1 and namespace["program"](list("[]a[aa")) == 0
+    files = {p.name for p in (tmp_path / "b").iterdir()}
+    assert files == {"program.py", "certificate.json", "surrogate.npz", "query.smt2"}
+    cert = json.loads((tmp_path / "b" / "certificate.json").read_text())
+    assert cert["verdict"] == "PROVED"
+    assert {o["claim"] for o in cert["obligations"]} >= {"circuit == surrogate", "surrogate == program"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging directory left
+
+
+def test_callable_circuit_from_the_readme_example():
+    result = _run(["distill", "--circuit", str(ROOT / "experiments/example_circuit.py:majority"), "--max-len", "5",
+                   "--json"])
+    payload = json.loads(result.stdout)
+    assert result.exit_code == 0 and payload["verdict"] == "PROVED"
+    assert payload["spec_mismatches"] == 0
+    assert "tokens.count('a') - tokens.count('b')" in payload["program"]
+
+
+def test_callable_circuit_with_no_exact_program_is_no_program(tmp_path):
+    # "is the sequence a palindrome": no counter, toggle, recency motif or 3-state DFA computes it
+    (tmp_path / "pal.py").write_text(
+        "import numpy as np\nALPHABET = ('a', 'b')\nLENGTHS = (1, 5)\n"
+        "def palindrome(tokens):\n    t = np.asarray(tokens)\n    return (t == t[:, ::-1]).all(axis=1).astype(int)\n")
+    result = _run(["distill", "--circuit", f"{tmp_path}/pal.py:palindrome", "--json"])
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["verdict"] == "NO_PROGRAM"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["distill", "no_such_task"], "unknown task 'no_such_task'"),
+    (["distill", "bracket_depth", "--max-len", "40"], "exceeds the 16 positions"),
+    (["distill", "--circuit", "experiments/example_circuit.py:majority", "--max-len", "30"],
+     "above the exhaustive limit"),
+    (["distill", "bracket_depth", "--min-len", "5", "--max-len", "3"], "1 <= min_len <= max_len"),
+    (["distill", "--circuit", "missing.py:f"], "circuit file not found"),
+    (["distill", "--circuit", "experiments/example_circuit.py:nope"], "has no callable named 'nope'"),
+    (["distill", "--circuit", "experiments/example_circuit.py"], "path/to/file.py:function"),
+    (["distill", "--circuit", "experiments/example_circuit.py:majority", "--alphabet", "a"], "at least 2 tokens"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    proc = subprocess.run([sys.executable, "-m", "jaxscd.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_circuit_returning_nan_is_a_clear_error(tmp_path):
+    (tmp_path / "nan.py").write_text("import numpy as np\nALPHABET = ('a', 'b')\n"
+                                     "def f(tokens):\n    return np.full((len(tokens), 2), np.nan)\n")
+    proc = subprocess.run([sys.executable, "-m", "jaxscd.cli", "distill", "--circuit", f"{tmp_path}/nan.py:f"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "non-finite logits" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,377 @@
+"""Every meaning of a DSL program (batch JAX, rendered source, z3) agrees with the reference interpreter.
+
+Also: family parameter layouts decode to the programs they evaluate, canonical DFA tables are one per
+isomorphism class, invalid programs are rejected with clear messages, and candidate filtering keeps exactly the
+right programs without recompiling.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import zlib
+from fractions import Fraction
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import z3
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cases import ALPHABETS, CASES, Case
+from jaxscd.domain import Domain
+from jaxscd.dsl.batch import (
+    PAD,
+    canonical_transition_tables,
+    default_families,
+    evaluate_program,
+    linear_count_family,
+    most_recent_family,
+    single_family,
+)
+from jaxscd.dsl.programs import (
+    Constant,
+    CountThreshold,
+    DensityThreshold,
+    MostRecent,
+    StateMachine,
+    Toggle,
+    check_program,
+)
+from jaxscd.dsl.reference import run
+from jaxscd.dsl.smt import encode
+from jaxscd.dsl.source import load, render
+from jaxscd.kernels.enumerate import all_tokens, decode_indices
+from jaxscd.kernels.filter import filter_family, mismatches
+
+Z3_SAMPLES = 300  # sequences per case checked through z3 (substitution is ~ms each)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers: one decision vector per backend
+
+
+@functools.lru_cache(maxsize=None)
+def _domain_arrays(alphabet: tuple, max_len: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Padded tokens, lengths and the plain sequences of every input of lengths 1..max_len."""
+    tokens, lengths = all_tokens(Domain(alphabet, 1, max_len))
+    sequences = tuple(tuple(int(t) for t in row[:n]) for row, n in zip(tokens, lengths))
+    return tokens, lengths, sequences
+
+
+def reference_decisions(program, sequences) -> np.ndarray:
+    return np.array([run(program, s) for s in sequences], dtype=np.int8)
+
+
+def batch_decisions(program, tokens, lengths, n_tokens: int) -> np.ndarray:
+    return np.asarray(evaluate_program(program, tokens, lengths, n_tokens)).astype(np.int8)
+
+
+def source_decisions(program, sequences, alphabet) -> np.ndarray:
+    function = load(render(program, alphabet, class_names=("reject", "accept")))
+    return np.array([function([alphabet[t] for t in s]) for s in sequences], dtype=np.int8)
+
+
+def z3_decisions(program, sequences, max_len: int) -> np.ndarray:
+    """Decisions of the z3 term with the tokens and length fixed by substitution.
+
+    Padding positions stay symbolic, so a term that reads padding does not simplify to a constant and fails.
+    """
+    symbols = [z3.Int(f"token_{i}") for i in range(max_len)]
+    length = z3.Int("length")
+    term = encode(program, symbols, length)
+    out = []
+    for seq in sequences:
+        pairs = [(length, z3.IntVal(len(seq)))] + [(symbols[i], z3.IntVal(t)) for i, t in enumerate(seq)]
+        value = z3.simplify(z3.substitute(term, *pairs))
+        assert z3.is_true(value) or z3.is_false(value), (
+            f"z3 term of {program} on {list(seq)} did not reduce to a constant (reads padding?): {value}")
+        out.append(int(z3.is_true(value)))
+    return np.array(out, dtype=np.int8)
+
+
+def assert_agree(backend: str, program, sequences, expected: np.ndarray, got: np.ndarray) -> None:
+    bad = np.flatnonzero(expected != got)
+    assert not len(bad), (f"{backend} disagrees with the reference for {program} on {len(bad)} sequences, first "
+                          f"{list(sequences[bad[0]])}: reference {expected[bad[0]]}, {backend} {got[bad[0]]}")
+
+
+def pad(sequences, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    tokens = np.full((len(sequences), max_len), PAD, dtype=np.int32)
+    for row, seq in zip(tokens, sequences):
+        row[:len(seq)] = seq
+    return tokens, np.array([len(s) for s in sequences], dtype=np.int32)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Named cases: exhaustive agreement
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_every_backend_agrees_with_reference_on_every_sequence(case: Case):
+    check_program(case.program, case.n_tokens)
+    tokens, lengths, sequences = _domain_arrays(case.alphabet, case.max_len)
+    expected = reference_decisions(case.program, sequences)
+
+    assert_agree("batch", case.program, sequences, expected,
+                 batch_decisions(case.program, tokens, lengths, case.n_tokens))
+    assert_agree("source", case.program, sequences, expected,
+                 source_decisions(case.program, sequences, case.alphabet))
+
+    rng = np.random.default_rng(zlib.crc32(case.name.encode()))
+    sample = np.sort(rng.choice(len(sequences), size=min(Z3_SAMPLES, len(sequences)), replace=False))
+    sampled = [sequences[i] for i in sample]
+    assert_agree("z3", case.program, sampled, expected[sample], z3_decisions(case.program, sampled, case.max_len))
+
+
+def test_cases_cover_every_motif_and_both_classes():
+    motifs = {type(c.program) for c in CASES}
+    assert motifs == {Constant, CountThreshold, DensityThreshold, Toggle, MostRecent, StateMachine}
+    assert {c.program.n_states for c in CASES if isinstance(c.program, StateMachine)} >= {2, 3, 4}
+    for case in CASES:
+        if not isinstance(case.program, Constant) and "unreachable_accepting" not in case.name:
+            decisions = reference_decisions(case.program, _domain_arrays(case.alphabet, case.max_len)[2])
+            assert 0 < decisions.sum() < len(decisions), f"case {case.name} is constant on its domain"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Random programs on random sequences (hypothesis)
+
+MAX_LEN = 6
+N_SEQUENCES = 12  # fixed chunk shape, so the batch evaluator compiles once per family shape
+
+
+@st.composite
+def signed_split(draw, n_tokens: int) -> tuple[frozenset, frozenset]:
+    signs = draw(st.lists(st.sampled_from((-1, 0, 1)), min_size=n_tokens, max_size=n_tokens))
+    return (frozenset(t for t, s in enumerate(signs) if s > 0), frozenset(t for t, s in enumerate(signs) if s < 0))
+
+
+def token_subsets(n_tokens: int):
+    return st.frozensets(st.integers(0, n_tokens - 1))
+
+
+@st.composite
+def density_program(draw, n_tokens: int) -> DensityThreshold:
+    plus, minus = draw(signed_split(n_tokens))
+    den = draw(st.integers(1, 7))
+    fraction = Fraction(draw(st.integers(-den - 1, den + 1)), den)  # reduced, den > 0
+    return DensityThreshold(plus, minus, fraction.numerator, fraction.denominator)
+
+
+@st.composite
+def state_machine_program(draw, n_tokens: int) -> StateMachine:
+    n_states = draw(st.integers(2, 4))
+    row = st.lists(st.integers(0, n_states - 1), min_size=n_tokens, max_size=n_tokens)
+    table = draw(st.lists(row, min_size=n_states, max_size=n_states))
+    return StateMachine(table, draw(st.frozensets(st.integers(0, n_states - 1))))
+
+
+MOTIF_STRATEGIES = {
+    "constant": lambda n: st.builds(Constant, st.integers(0, 1)),
+    "count_threshold": lambda n: st.builds(lambda split, c: CountThreshold(*split, c), signed_split(n),
+                                           st.integers(-MAX_LEN - 1, MAX_LEN + 1)),
+    "density_threshold": density_program,
+    "toggle": lambda n: st.builds(Toggle, token_subsets(n), st.integers(0, 1)),
+    "most_recent": lambda n: st.builds(lambda split, d: MostRecent(*split, d), signed_split(n), st.integers(0, 1)),
+    "state_machine": state_machine_program,
+}
+
+
+@st.composite
+def program_and_sequences(draw, motif: str):
+    n_tokens = draw(st.integers(2, 4))
+    program = draw(MOTIF_STRATEGIES[motif](n_tokens))
+    sequence = st.lists(st.integers(0, n_tokens - 1), min_size=1, max_size=MAX_LEN).map(tuple)
+    return n_tokens, program, draw(st.lists(sequence, min_size=N_SEQUENCES, max_size=N_SEQUENCES))
+
+
+@pytest.mark.parametrize("motif", sorted(MOTIF_STRATEGIES))
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_random_programs_agree_on_random_sequences(motif: str, data):
+    n_tokens, program, sequences = data.draw(program_and_sequences(motif))
+    alphabet = ALPHABETS[n_tokens]
+    expected = reference_decisions(program, sequences)
+    tokens, lengths = pad(sequences, MAX_LEN)
+    assert_agree("batch", program, sequences, expected, batch_decisions(program, tokens, lengths, n_tokens))
+    assert_agree("source", program, sequences, expected, source_decisions(program, sequences, alphabet))
+    assert_agree("z3", program, sequences, expected, z3_decisions(program, sequences, MAX_LEN))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Families: parameter layout and decode agree
+
+
+FAMILY_TOKENS, FAMILY_MAX_LEN = 3, 4
+
+
+@pytest.mark.parametrize("family", default_families(FAMILY_TOKENS, FAMILY_MAX_LEN), ids=lambda f: f.name)
+def test_family_rows_decode_to_the_programs_they_evaluate(family):
+    domain = Domain(ALPHABETS[FAMILY_TOKENS], 1, FAMILY_MAX_LEN)
+    tokens, lengths = decode_indices(domain, np.arange(domain.size))
+    sequences = [tuple(int(t) for t in row[:n]) for row, n in zip(np.asarray(tokens), np.asarray(lengths))]
+    rng = np.random.default_rng(0)
+    picks = {(0, 0), (family.n_params - 1, family.n_heads - 1)}
+    picks |= {(int(rng.integers(family.n_params)), int(rng.integers(family.n_heads))) for _ in range(6)}
+    heads = {name: jnp.asarray(value) for name, value in family.heads.items()}
+    for p, k in sorted(picks):
+        params = {name: jnp.asarray(value[p:p + 1]) for name, value in family.params.items()}
+        own = np.asarray(family.evaluate(params, heads, tokens, lengths))[0, k].astype(np.int8)
+        program = family.program(p, k)
+        assert_agree(f"{family.name}[{p}, {k}] (single_family)", program, sequences, own,
+                     batch_decisions(program, tokens, lengths, FAMILY_TOKENS))
+        assert_agree(f"{family.name}[{p}, {k}] (reference)", program, sequences, own,
+                     reference_decisions(program, sequences))
+        assert single_family(program, FAMILY_TOKENS).program(0, 0) == program
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Canonical transition tables: one per isomorphism class of initially-connected DFAs
+
+
+def _relabel(table: tuple, perm: tuple) -> tuple:
+    """The same automaton with state s renamed perm[s] (perm[0] == 0 keeps the start state)."""
+    out = [None] * len(table)
+    for s, row in enumerate(table):
+        out[perm[s]] = tuple(perm[nxt] for nxt in row)
+    return tuple(out)
+
+
+def _start_fixing_perms(n_states: int) -> list[tuple]:
+    return [(0,) + rest for rest in itertools.permutations(range(1, n_states))]
+
+
+def _all_reachable(table: tuple) -> bool:
+    seen, frontier = {0}, [0]
+    while frontier:
+        for nxt in table[frontier.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return len(seen) == len(table)
+
+
+def _as_tuples(tables: np.ndarray) -> list[tuple]:
+    return [tuple(tuple(int(s) for s in row) for row in table) for table in tables]
+
+
+@pytest.mark.parametrize("n_states, n_tokens", [(2, 2), (3, 2), (2, 3)])
+def test_canonical_tables_are_connected_and_pairwise_non_isomorphic(n_states, n_tokens):
+    tables = _as_tuples(canonical_transition_tables(n_states, n_tokens))
+    assert len(set(tables)) == len(tables), "duplicate canonical tables"
+    assert all(_all_reachable(t) for t in tables), "a canonical table has unreachable states"
+    members = set(tables)
+    for table in tables:
+        for perm in _start_fixing_perms(n_states):
+            image = _relabel(table, perm)
+            assert image == table or image not in members, f"{table} and {image} are isomorphic (relabel {perm})"
+
+
+@pytest.mark.parametrize("n_states, n_tokens", [(2, 2), (3, 2), (2, 3)])
+def test_canonical_table_count_matches_brute_force_isomorphism_classes(n_states, n_tokens):
+    perms = _start_fixing_perms(n_states)
+    classes = set()
+    for flat in itertools.product(range(n_states), repeat=n_states * n_tokens):
+        table = tuple(flat[s * n_tokens:(s + 1) * n_tokens] for s in range(n_states))
+        if _all_reachable(table):
+            classes.add(min(_relabel(table, perm) for perm in perms))
+    assert len(canonical_transition_tables(n_states, n_tokens)) == len(classes)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Invalid programs
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: CountThreshold({0, 1}, {1}, 1), r"plus and minus must be disjoint, both contain \[1\]"),
+    (lambda: DensityThreshold({0}, {0}, 1, 2), r"plus and minus must be disjoint, both contain \[0\]"),
+    (lambda: DensityThreshold({0}, {1}, 1, 0), r"reduced fraction with den > 0, got 1/0"),
+    (lambda: DensityThreshold({0}, {1}, 1, -2), r"reduced fraction with den > 0, got 1/-2"),
+    (lambda: DensityThreshold({0}, {1}, 2, 4), r"reduced fraction with den > 0, got 2/4"),
+    (lambda: Toggle({0}, 2), r"Toggle.flip must be 0 or 1, got 2"),
+    (lambda: MostRecent({0}, {0, 1}, 0), r"first and second must be disjoint, both contain \[0\]"),
+    (lambda: MostRecent({0}, {1}, 2), r"MostRecent.default must be 0 or 1, got 2"),
+    (lambda: Constant(2), r"Constant.value must be 0 or 1, got 2"),
+    (lambda: CountThreshold({-1}, set(), 0), r"token ids must be non-negative, got \[-1\]"),
+    (lambda: StateMachine(((0, 2), (1, 0)), {1}), r"state ids must lie in 0..1, got \[2\]"),
+    (lambda: StateMachine(((0, 1), (1, 0)), {3}), r"state ids must lie in 0..1, got \[3\]"),
+    (lambda: StateMachine(((0, 1), (1,)), {1}), r"non-empty rectangular table"),
+    (lambda: StateMachine((), set()), r"non-empty rectangular table"),
+    (lambda: check_program(CountThreshold({0}, {3}, 1), 3), r"token ids \[3\] outside an alphabet of 3 tokens"),
+    (lambda: check_program(MostRecent({5}, {0}, 1), 4), r"token ids \[5\] outside an alphabet of 4 tokens"),
+    (lambda: check_program(StateMachine(((0, 1), (1, 0)), {1}), 3), r"2 token columns, alphabet has 3"),
+    (lambda: single_family(Toggle({2}, 0), 2), r"token ids \[2\] outside an alphabet of 2 tokens"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_invalid_programs_raise_clear_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_check_program_rejects_non_programs():
+    with pytest.raises(TypeError, match="not a DSL program"):
+        check_program("count(a) >= 1", 2)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Candidate filtering
+
+
+def _index_of(family, program) -> tuple[int, int]:
+    for p, k in itertools.product(range(family.n_params), range(family.n_heads)):
+        if family.program(p, k) == program:
+            return p, k
+    raise AssertionError(f"{program} is not in family {family.name}")
+
+
+FILTER_DOMAIN = Domain(ALPHABETS[3], 1, 4)  # 120 sequences; chunk 32 leaves a padded last chunk
+
+
+@pytest.mark.parametrize("make_family, known, mutants", [
+    (lambda: linear_count_family(3, FILTER_DOMAIN.max_len), CountThreshold({0}, {1}, 1),
+     [CountThreshold({0}, {1}, 0), CountThreshold({0}, {1}, 2), CountThreshold({0, 2}, {1}, 1),
+      CountThreshold({0}, {1, 2}, 1)]),
+    (lambda: most_recent_family(3), MostRecent({1}, {0}, 1),
+     [MostRecent({1}, {0}, 0), MostRecent({1, 2}, {0}, 1), MostRecent({1}, {0, 2}, 1)]),
+], ids=["signed_count", "most_recent"])
+def test_filter_family_keeps_the_target_program_and_rejects_mutants(make_family, known, mutants):
+    family = make_family()
+    tokens, lengths, sequences = _domain_arrays(FILTER_DOMAIN.alphabet, FILTER_DOMAIN.max_len)
+    target = reference_decisions(known, sequences)
+    valid = np.ones(FILTER_DOMAIN.size, dtype=bool)
+    probe = np.array([0, 5, 50, 119])
+    alive = filter_family(family, FILTER_DOMAIN, target, valid, probe=probe, chunk_size=32)
+    assert alive[_index_of(family, known)], f"{known} was discarded although it is the target"
+    for mutant in mutants:
+        assert not alive[_index_of(family, mutant)], f"{mutant} survived although it differs from {known}"
+    for p, k in zip(*np.nonzero(alive)):  # every survivor really agrees everywhere
+        np.testing.assert_array_equal(reference_decisions(family.program(p, k), sequences), target)
+
+
+def test_mismatches_compiles_once_per_shape():
+    family = linear_count_family(3, FILTER_DOMAIN.max_len)
+    tokens, lengths = decode_indices(FILTER_DOMAIN, np.arange(64))
+    heads = {k: jnp.asarray(v) for k, v in family.heads.items()}
+    rng = np.random.default_rng(1)
+
+    def call(rows):
+        params = {k: jnp.asarray(v[rows]) for k, v in family.params.items()}
+        target = jnp.asarray(rng.integers(0, 2, size=64))
+        valid = jnp.asarray(rng.random(64) < 0.9)
+        return mismatches(family.evaluate, params, heads, tokens, lengths, target, valid)
+
+    call(np.arange(8))
+    compiled = mismatches._cache_size()
+    call(np.arange(8, 16))  # same shapes, new values
+    call(np.arange(16, 24))
+    assert mismatches._cache_size() == compiled, "mismatches recompiled for the same shapes"
+
+    # a whole filter pass repeated on the same inputs reuses every compiled block size
+    target = reference_decisions(CountThreshold({0}, {1}, 1), _domain_arrays(FILTER_DOMAIN.alphabet, 4)[2])
+    valid = np.ones(FILTER_DOMAIN.size, dtype=bool)
+    first = filter_family(family, FILTER_DOMAIN, target, valid, chunk_size=32)
+    compiled = mismatches._cache_size()
+    second = filter_family(family, FILTER_DOMAIN, target, valid, chunk_size=32)
+    assert mismatches._cache_size() == compiled, "filter_family recompiled on a repeated pass"
+    np.testing.assert_array_equal(first, second)

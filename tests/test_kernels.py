@@ -1,0 +1,49 @@
+"""Enumeration kernel: index <-> tokens bijection, fixed chunk shapes, one compilation per shape."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from jaxscd.domain import Domain, DomainError
+from jaxscd.kernels import enumerate as enum
+
+
+def test_decoding_enumerates_every_sequence_once_in_order():
+    domain = Domain(("a", "b", "c"), 2, 4)
+    tokens, lengths = enum.all_tokens(domain)
+    expected = [seq for n in domain.lengths for seq in itertools.product(range(3), repeat=n)]
+    got = [tuple(tokens[i, :lengths[i]]) for i in range(domain.size)]
+    assert got == expected
+    assert (tokens[lengths[:, None] <= np.arange(4)[None]] == -1).all()  # padding beyond the length
+    assert [domain.index_of(s) for s in expected] == list(range(domain.size))
+
+
+def test_chunks_cover_the_domain_with_one_shape():
+    domain = Domain(("a", "b"), 1, 6)
+    seen, shapes = [], set()
+    for first, tokens, lengths, real in enum.chunks(domain, 16):
+        shapes.add(tokens.shape)
+        seen.extend(range(first, first + real))
+    assert seen == list(range(domain.size)) and shapes == {(16, 6)}
+
+
+def test_decode_compiles_once_per_shape():
+    domain = Domain(("a", "b", "c"), 1, 5)
+    list(enum.chunks(domain, 32))
+    before = enum.decode._cache_size()
+    list(enum.chunks(domain, 32))
+    list(enum.chunks(domain, 32, start=5, stop=200))
+    assert enum.decode._cache_size() == before
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(alphabet=("a",), min_len=1, max_len=3), "at least 2 tokens"),
+    (dict(alphabet=("a", "a"), min_len=1, max_len=3), "repeated tokens"),
+    (dict(alphabet=("a", "b"), min_len=0, max_len=3), "1 <= min_len <= max_len"),
+    (dict(alphabet=("a", "b"), min_len=4, max_len=3), "1 <= min_len <= max_len"),
+    (dict(alphabet=tuple("abcdefgh"), min_len=1, max_len=12), "above the exhaustive limit"),
+])
+def test_bad_domains_say_what_and_how_to_fix(kwargs, message):
+    with pytest.raises(DomainError, match=message):
+        Domain(**kwargs)

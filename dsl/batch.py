@@ -31,6 +31,26 @@ from jaxscd.dsl.programs import (
 PAD = -1  # token id of padding positions (i >= length)
 
 
+@dataclass(frozen=True)
+class StatisticEvaluator:
+    """Evaluation through a small per-candidate statistic: decision = head_table(heads)[k, statistic[p, n]].
+
+    ``statistic(params, tokens, lengths) -> int [P, N]`` in ``range(S)``; ``head_table(heads) -> bool [K, S]``.
+    Filtering can then count (statistic, target) pairs once per candidate instead of once per head.
+    """
+
+    statistic: Callable
+    head_table: Callable
+
+    def __call__(self, params, heads, tokens, lengths):
+        state = self.statistic(params, tokens, lengths)  # [P, N]
+        table = self.head_table(heads)  # [K, S]
+        out = table[None, :, -1, None]
+        for s in range(table.shape[1] - 2, -1, -1):
+            out = jnp.where((state == s)[:, None, :], table[None, :, s, None], out)
+        return jnp.broadcast_to(out, (state.shape[0], table.shape[0], state.shape[1]))
+
+
 @dataclass(frozen=True, eq=False)
 class Family:
     name: str
@@ -39,6 +59,7 @@ class Family:
     evaluate: Callable  # (params, heads, tokens[N, Lmax], lengths[N]) -> bool[P, K, N]
     decode: Callable  # (params_row: dict, heads: dict, k: int) -> Program
     min_cost: float = 0.0  # lower bound of description_length over the family's candidates
+    count_invariant: bool = False  # decisions depend only on how often each token occurs
 
     @property
     def n_params(self) -> int:
@@ -113,7 +134,7 @@ def linear_count_family(n_tokens: int, max_len: int) -> Family:
     heads = {name: np.asarray(v, dtype=np.int32) for name, v in
              dict(kind=kinds, scale=scales, len_coef=len_coefs, const=consts).items()}
     return Family("signed_count", {"weights": _sign_vectors(n_tokens)}, heads, _eval_linear_count,
-                  _decode_linear_count, min_cost=3.0)
+                  _decode_linear_count, min_cost=3.0, count_invariant=True)
 
 
 def _simplest_between(low: Fraction, high: Fraction) -> Fraction:
@@ -136,9 +157,15 @@ def _simplest_between(low: Fraction, high: Fraction) -> Fraction:
 # Toggles (parity of a count; heads = flip)
 
 
-def _eval_toggle(params, heads, tokens, lengths):
-    odd = (params["mask"] @ token_counts(tokens, params["mask"].shape[1]).T) % 2  # [P, N]
-    return (odd[:, None, :] ^ heads["flip"][None, :, None]) == 1
+def _toggle_parity(params, tokens, lengths):
+    return (params["mask"] @ token_counts(tokens, params["mask"].shape[1]).T) % 2  # [P, N]
+
+
+def _toggle_table(heads):
+    return (jnp.arange(2)[None, :] ^ heads["flip"][:, None]) == 1  # [K, 2]
+
+
+_eval_toggle = StatisticEvaluator(_toggle_parity, _toggle_table)
 
 
 def _decode_toggle(row, heads, k):
@@ -148,7 +175,7 @@ def _decode_toggle(row, heads, k):
 def toggle_family(n_tokens: int) -> Family:
     masks = np.array([m for m in itertools.product((0, 1), repeat=n_tokens) if any(m)], dtype=np.int32)
     return Family("toggle", {"mask": masks}, {"flip": np.array([0, 1], dtype=np.int32)}, _eval_toggle, _decode_toggle,
-                  min_cost=3.0)
+                  min_cost=3.0, count_invariant=True)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -162,12 +189,21 @@ def last_positions(tokens: jax.Array, n_tokens: int) -> jax.Array:
     return jnp.max(jnp.where(hits, positions[None, :, None], -1), axis=1)
 
 
-def _eval_most_recent(params, heads, tokens, lengths):
+def _most_recent_state(params, tokens, lengths):
+    """0: a ``first`` token is the most recent of the two groups, 1: a ``second`` token is, 2: neither occurs."""
     last = last_positions(tokens, params["first"].shape[1])  # [N, V]
     last_first = jnp.max(jnp.where(params["first"][:, None, :] > 0, last[None], -1), axis=2)  # [P, N]
     last_second = jnp.max(jnp.where(params["second"][:, None, :] > 0, last[None], -1), axis=2)
     none = (last_first < 0) & (last_second < 0)
-    return jnp.where(none[:, None, :], heads["default"][None, :, None] == 1, (last_second > last_first)[:, None, :])
+    return jnp.where(none, 2, (last_second > last_first).astype(jnp.int32))
+
+
+def _most_recent_table(heads):
+    k = heads["default"].shape[0]
+    return jnp.stack([jnp.zeros(k, bool), jnp.ones(k, bool), heads["default"] == 1], axis=1)  # [K, 3]
+
+
+_eval_most_recent = StatisticEvaluator(_most_recent_state, _most_recent_table)
 
 
 def _decode_most_recent(row, heads, k):
@@ -186,16 +222,36 @@ def most_recent_family(n_tokens: int) -> Family:
 # State machines: every initially-connected DFA with n states up to isomorphism (heads = accepting sets)
 
 
-def _eval_state_machine(params, heads, tokens, lengths):
-    table = params["transitions"]  # [P, S, V]
-    n_tokens = table.shape[2]
-    flat = table.reshape(table.shape[0], -1)
-    state = jnp.zeros((table.shape[0], tokens.shape[0]), dtype=jnp.int32)
+def _select_by_state(state: jax.Array, values: jax.Array) -> jax.Array:
+    """values[p, state[p, n]] for values [P, S] as a chain of selects (much faster than a gather on CPU)."""
+    out = values[:, -1][:, None]
+    for s in range(values.shape[1] - 2, -1, -1):
+        out = jnp.where(state == s, values[:, s][:, None], out)
+    return out
+
+
+def final_states(table: jax.Array, tokens: jax.Array, lengths: jax.Array) -> jax.Array:
+    """int8 [P, N]: the state each DFA (table [P, S, V]) ends in on each padded sequence."""
+    table = table.astype(jnp.int8)
+    state = jnp.zeros((table.shape[0], tokens.shape[0]), dtype=jnp.int8)
     for i in range(tokens.shape[1]):
         token = tokens[:, i]
-        nxt = jnp.take_along_axis(flat, state * n_tokens + jnp.maximum(token, 0)[None, :], axis=1)
+        nxt = state
+        for v in range(table.shape[2]):
+            nxt = jnp.where((token == v)[None, :], _select_by_state(state, table[:, :, v]), nxt)
         state = jnp.where((i < lengths)[None, :], nxt, state)
-    return jnp.take(heads["accepting"], state, axis=1).transpose(1, 0, 2) > 0  # [P, K, N]
+    return state
+
+
+def _machine_state(params, tokens, lengths):
+    return final_states(params["transitions"], tokens, lengths)
+
+
+def _machine_table(heads):
+    return heads["accepting"] > 0  # [K, S]
+
+
+_eval_state_machine = StatisticEvaluator(_machine_state, _machine_table)
 
 
 def _decode_state_machine(row, heads, k):
@@ -248,15 +304,26 @@ def default_families(n_tokens: int, max_len: int, max_states: int = 3, max_raw_t
 # Constants, and any single program as a one-candidate family
 
 
-def _eval_constant(params, heads, tokens, lengths):
-    return jnp.broadcast_to(params["value"][:, None, None] == 1, (params["value"].shape[0], 1, tokens.shape[0]))
+def _constant_state(params, tokens, lengths):
+    return jnp.zeros((params["row"].shape[0], tokens.shape[0]), dtype=jnp.int32)
+
+
+def _constant_table(heads):
+    return heads["value"][:, None] == 1  # [K, 1]
+
+
+_eval_constant = StatisticEvaluator(_constant_state, _constant_table)
+
+
+def _decode_constant(row, heads, k):
+    from jaxscd.dsl.programs import Constant
+
+    return Constant(int(heads["value"][k]))
 
 
 def constant_family() -> Family:
-    from jaxscd.dsl.programs import Constant
-
-    return Family("constant", {"value": np.array([0, 1], dtype=np.int32)}, {"none": np.zeros(1, dtype=np.int32)},
-                  _eval_constant, lambda row, heads, k: Constant(int(row["value"])), min_cost=1.0)
+    return Family("constant", {"row": np.zeros(1, dtype=np.int32)}, {"value": np.array([0, 1], dtype=np.int32)},
+                  _eval_constant, _decode_constant, min_cost=1.0, count_invariant=True)
 
 
 def _signed_weights(plus: frozenset, minus: frozenset, n_tokens: int) -> np.ndarray:
@@ -280,7 +347,7 @@ def single_family(program: Program, n_tokens: int) -> Family:
     i32 = lambda *v: np.array(v, dtype=np.int32)  # noqa: E731
     match program:
         case Constant(value):
-            return Family("constant", {"value": i32(value)}, {"none": i32(0)}, _eval_constant, constant_family().decode)
+            return Family("constant", {"row": i32(0)}, {"value": i32(value)}, _eval_constant, _decode_constant)
         case CountThreshold(plus, minus, threshold):
             heads = dict(kind=i32(0), scale=i32(1), len_coef=i32(0), const=i32(threshold))
             return Family("signed_count", {"weights": _signed_weights(plus, minus, n_tokens)}, heads,

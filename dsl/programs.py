@@ -167,3 +167,30 @@ def description_length(program: Program) -> float:
             n = len(transitions)
             return 4 + len(transitions[0]) * n * math.log2(n + 1) + len(accepting)
     raise TypeError(f"not a DSL program: {program!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# JSON form (certificates store programs and preconditions this way)
+
+
+def to_json(program: Program) -> dict:
+    """A JSON-able dict that ``from_json`` turns back into an equal program."""
+    if not isinstance(program, MOTIFS):
+        raise TypeError(f"not a DSL program: {program!r}")
+    out = {"motif": type(program).__name__}
+    for name in program.__dataclass_fields__:
+        value = getattr(program, name)
+        out[name] = sorted(value) if isinstance(value, frozenset) else [list(r) for r in value] \
+            if name == "transitions" else value
+    return out
+
+
+def from_json(data: dict) -> Program:
+    motifs = {cls.__name__: cls for cls in MOTIFS}
+    if not isinstance(data, dict) or data.get("motif") not in motifs:
+        raise ValueError(f"not a program: expected {{'motif': one of {sorted(motifs)}, ...}}, got {data!r}")
+    cls = motifs[data["motif"]]
+    fields = set(cls.__dataclass_fields__)
+    if set(data) - {"motif"} != fields:
+        raise ValueError(f"{cls.__name__} needs fields {sorted(fields)}, got {sorted(set(data) - {'motif'})}")
+    return cls(**{name: data[name] for name in fields})

@@ -16,7 +16,7 @@ from jaxscd.domain import Domain
 from jaxscd.dsl import batch
 from jaxscd.dsl.batch import Family
 from jaxscd.dsl.programs import Program, description_length
-from jaxscd.kernels.filter import filter_family
+from jaxscd.kernels.filter import count_table, filter_family
 
 
 @dataclass
@@ -43,13 +43,14 @@ def search(domain: Domain, target: np.ndarray, valid: np.ndarray, families: Sequ
            probe_size: int = 512, seed: int = 0, prune: bool = True) -> SearchResult:
     """Every candidate whose decisions equal ``target`` on every valid input, ranked simplest first."""
     probe = probe_indices(valid, probe_size, seed)
+    counts = count_table(domain, target, valid) if any(f.count_invariant for f in families) else None
     result = SearchResult()
     for family in families:
         best = min((description_length(p) for p in result.survivors), default=float("inf"))
         if prune and best <= family.min_cost:
             result.skipped.append(family)
             continue
-        alive = filter_family(family, domain, target, valid, probe)
+        alive = filter_family(family, domain, target, valid, probe, counts=counts)
         found = [family.program(int(p), int(k)) for p, k in zip(*np.nonzero(alive))]
         result.per_family[family.name] = (len(family), len(found))
         result.generated += len(family)

@@ -8,6 +8,7 @@ are padded to powers of two, so each family compiles once per block size.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import jax
@@ -15,18 +16,34 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscd.domain import Domain
-from jaxscd.dsl.batch import Family
+from jaxscd.dsl.batch import Family, StatisticEvaluator, token_counts
 from jaxscd.kernels.enumerate import chunk_indices, decode_indices
 
 ELEMENT_BUDGET = 1 << 24  # candidates x heads x inputs evaluated per kernel call (keeps memory flat)
+MAX_WEIGHT = 1 << 24  # total multiplicity per kernel call that float32 counting represents exactly
 
 
 @partial(jax.jit, static_argnums=0)
 def mismatches(evaluate: Callable, params: dict, heads: dict, tokens: jax.Array, lengths: jax.Array,
                target: jax.Array, valid: jax.Array) -> jax.Array:
-    """int32 [P, K]: inputs (where ``valid``) on which each candidate head differs from ``target``."""
+    """int32 [P, K]: inputs on which each candidate head differs from ``target``, each counted ``valid`` times
+    (``valid`` is a mask, or a multiplicity when inputs stand for classes of equivalent inputs).
+
+    For statistic families, (state, target) pairs are counted once per candidate and every head is scored from
+    those counts: the work per head no longer grows with the number of inputs.
+    """
+    if isinstance(evaluate, StatisticEvaluator):
+        state = evaluate.statistic(params, tokens, lengths)  # [P, N]
+        table = evaluate.head_table(heads).astype(jnp.int32)  # [K, S]
+        weight = valid.astype(jnp.float32)
+        labels = jnp.stack([weight * (target != 1), weight * (target == 1)], axis=1)  # [N, 2]
+        one_hot = (state[:, None, :] == jnp.arange(table.shape[1])[None, :, None]).astype(jnp.float32)  # [P, S, N]
+        # a matmul counts (state, label) pairs; float32 is exact for totals below 2**24 (see MAX_WEIGHT)
+        counts = jnp.rint(one_hot @ labels).astype(jnp.int32)  # [P, S, 2]
+        return counts[:, :, 0] @ table.T + counts[:, :, 1] @ (1 - table).T
     out = evaluate(params, heads, tokens, lengths)  # [P, K, N]
-    return jnp.sum((out != (target == 1)[None, None, :]) & valid[None, None, :], axis=-1, dtype=jnp.int32)
+    wrong = out != (target == 1)[None, None, :]
+    return jnp.sum(jnp.where(wrong, valid.astype(jnp.int32)[None, None, :], 0), axis=-1, dtype=jnp.int32)
 
 
 def _block_size(n_alive: int, n_heads: int, n_inputs: int) -> int:
@@ -48,14 +65,51 @@ def _sweep(family: Family, alive: np.ndarray, tokens, lengths, target, valid) ->
         alive[sel] &= bad[:len(sel)] == 0
 
 
+@dataclass(frozen=True, eq=False)
+class CountTable:
+    """The valid domain grouped by (token counts, target): one representative sequence per group.
+
+    Any program whose decision depends only on token counts (``Family.count_invariant``) has the same
+    mismatches on the representatives, weighted by group size, as on the whole domain.
+    """
+
+    tokens: jax.Array  # int32 [C, max_len], padded to a power of two with weight-0 rows
+    lengths: jax.Array
+    target: jax.Array
+    weight: jax.Array  # int32 [C]: group sizes
+
+
+def count_table(domain: Domain, target: np.ndarray, valid: np.ndarray, chunk_size: int = 1 << 15) -> CountTable:
+    radix = np.int64(domain.max_len + 1) ** np.arange(domain.n_tokens, dtype=np.int64)
+    keys = np.empty(domain.size, dtype=np.int64)
+    size = min(chunk_size, domain.size)
+    for first, idx, real in chunk_indices(0, domain.size, size):
+        tokens, _ = decode_indices(domain, idx)
+        counts = np.asarray(token_counts(tokens, domain.n_tokens), dtype=np.int64)
+        keys[first:first + real] = (counts @ radix)[:real]
+    rows = np.flatnonzero(valid)
+    grouped = keys[rows] * 2 + target[rows]
+    _, first_row, weight = np.unique(grouped, return_index=True, return_counts=True)
+    reps = rows[first_row]
+    padded = 1 << max(0, (len(reps) - 1).bit_length())
+    reps = np.concatenate([reps, np.full(padded - len(reps), reps[0])])
+    weight = np.concatenate([weight, np.zeros(padded - len(weight), dtype=weight.dtype)]).astype(np.int32)
+    tokens, lengths = decode_indices(domain, reps)
+    return CountTable(tokens, lengths, jnp.asarray(target[reps]), jnp.asarray(weight))
+
+
 def filter_family(family: Family, domain: Domain, target: np.ndarray, valid: np.ndarray,
                   probe: np.ndarray | None = None, chunk_size: int = 1 << 12,
-                  advance: Callable[[int], None] | None = None) -> np.ndarray:
+                  advance: Callable[[int], None] | None = None, counts: CountTable | None = None) -> np.ndarray:
     """bool [P, K]: candidate heads that agree with ``target`` on every valid domain input.
 
-    ``probe`` (domain indices) are checked first; they only speed things up, the full pass decides.
+    ``probe`` (domain indices) are checked first; they only speed things up, the full pass decides. With a
+    ``counts`` table, count-invariant families are decided on its representatives in one pass.
     """
     alive = np.ones((family.n_params, family.n_heads), dtype=bool)
+    if counts is not None and family.count_invariant and int(valid.sum()) < MAX_WEIGHT:
+        _sweep(family, alive, counts.tokens, counts.lengths, counts.target, counts.weight)
+        return alive
     if probe is not None and len(probe):
         tokens, lengths = decode_indices(domain, probe)
         _sweep(family, alive, tokens, lengths, jnp.asarray(target[probe]), jnp.asarray(valid[probe]))

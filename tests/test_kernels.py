@@ -47,3 +47,29 @@ def test_decode_compiles_once_per_shape():
 def test_bad_domains_say_what_and_how_to_fix(kwargs, message):
     with pytest.raises(DomainError, match=message):
         Domain(**kwargs)
+
+
+@pytest.mark.parametrize("target_kind", ["count_based", "order_based", "random"])
+def test_count_table_filter_equals_the_per_input_filter(target_kind):
+    from jaxscd.dsl import CountThreshold, MostRecent
+    from jaxscd.dsl.batch import evaluate_program, linear_count_family, toggle_family
+    from jaxscd.kernels.filter import count_table, filter_family
+
+    domain = Domain(("a", "b", "c"), 1, 5)
+    tokens, lengths = enum.all_tokens(domain)
+    rng = np.random.default_rng(0)
+    if target_kind == "random":
+        target = rng.integers(0, 2, domain.size).astype(np.int8)
+    else:
+        program = CountThreshold({0}, {1}, 1) if target_kind == "count_based" else MostRecent({0}, {1}, 0)
+        target = np.asarray(evaluate_program(program, tokens.astype(np.int32), lengths.astype(np.int32), 3),
+                            dtype=np.int8)
+    valid = rng.random(domain.size) < 0.8
+    table = count_table(domain, target, valid)
+    assert int(np.asarray(table.weight).sum()) == valid.sum()
+    for family in (linear_count_family(3, 5), toggle_family(3)):
+        plain = filter_family(family, domain, target, valid, chunk_size=64)
+        grouped = filter_family(family, domain, target, valid, counts=table)
+        np.testing.assert_array_equal(plain, grouped)
+        if target_kind == "count_based" and family.name == "signed_count":
+            assert grouped.any()

@@ -1,6 +1,7 @@
 """Command line: a thin layer over jaxscd.pipeline.
 
-Exit status: 0 PROVED, 2 bad input, 3 NO_PROGRAM, 4 UNKNOWN, 5 REFUTED, 130 interrupted.
+Exit status: 0 PROVED / VERIFIED, 2 bad input, 3 NO_PROGRAM, 4 UNKNOWN, 5 REFUTED, 6 verify FAILED,
+7 corrupt bundle, 8 missing file, 9 unsupported certificate schema, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.table import Table
 EXIT_CODES = {"PROVED": 0, "NO_PROGRAM": 3, "UNKNOWN": 4, "REFUTED": 5}
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_VERIFY_FAILED = 6
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT):
@@ -57,7 +59,8 @@ def _resolve(task_name, circuit_target, alphabet, min_len, max_len):
         if max_len is not None and max_len > task.max_positions:
             raise ValueError(f"--max-len {max_len} exceeds the {task.max_positions} positions of "
                              f"{task_name!r}'s circuit; use --max-len {task.max_positions} or less")
-        return task.circuit, task.domain(min_len, max_len), task.spec, task.description
+        return (task.circuit, task.domain(min_len, max_len), task.spec, task.description,
+                {"kind": "task", "name": task_name})
     source = load_callable(circuit_target)
     names = names or source.alphabet
     if names is None:
@@ -65,7 +68,14 @@ def _resolve(task_name, circuit_target, alphabet, min_len, max_len):
     lengths = source.lengths or (1, 6)
     domain = Domain(names, min_len or lengths[0], max_len or lengths[1])
     doc = (getattr(source.circuit.forward, "__doc__", None) or "a Python callable").strip().splitlines()[0]
-    return source.circuit, domain, source.spec, doc
+    return source.circuit, domain, source.spec, doc, {"kind": "callable", "target": _absolute(circuit_target)}
+
+
+def _absolute(target: str) -> str:
+    from pathlib import Path
+
+    path, _, name = target.rpartition(":")
+    return f"{Path(path).resolve()}:{name}"
 
 
 def _summary(result, description: str) -> dict:
@@ -142,7 +152,7 @@ def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, time
     interactive = sys.stdout.isatty() and not as_json
     console = Console(soft_wrap=True)
     try:
-        circuit, domain, spec, description = _resolve(task, circuit_target, alphabet, min_len, max_len)
+        circuit, domain, spec, description, circuit_ref = _resolve(task, circuit_target, alphabet, min_len, max_len)
         config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates)
         if interactive:
             with console.status("distilling...") as status:
@@ -150,7 +160,7 @@ def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, time
         else:
             result = distill(circuit, domain, config, spec)
         if out:
-            write_bundle(result, out, circuit.name, circuit.fingerprint)
+            write_bundle(result, out, circuit_ref, circuit.fingerprint)
     except (DomainError, CircuitError, KeyError, ValueError, OSError) as err:
         _fail(str(err.args[0]) if isinstance(err, KeyError) else str(err))
     except KeyboardInterrupt:
@@ -163,6 +173,28 @@ def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, time
         if out:
             console.print(f"bundle     {out}/ (program.py, certificate.json, surrogate.npz, query.smt2)")
     sys.exit(EXIT_CODES[result.verdict.value])
+
+
+@main.command("verify")
+@click.argument("bundle", type=click.Path())
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
+              help="Seconds per solver run.")
+def verify_command(bundle, timeout):
+    """Re-check a certificate bundle from scratch (hashes, exhaustive pass, SMT query)."""
+    from jaxscd.verify.recheck import BundleError, recheck
+
+    try:
+        report = recheck(bundle, timeout)
+    except BundleError as err:
+        _fail(str(err), err.code)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    console = Console(soft_wrap=True)
+    for name, status, detail in report.checks:
+        color = {"ok": "green", "FAILED": "bold red"}.get(status, "yellow")
+        console.print(f"[{color}]{status:>7}[/]  {name}" + (f"  ({detail})" if detail else ""), highlight=False)
+    console.print("[bold green]VERIFIED[/]" if report.verified else "[bold red]FAILED[/]")
+    sys.exit(0 if report.verified else EXIT_VERIFY_FAILED)
 
 
 if __name__ == "__main__":

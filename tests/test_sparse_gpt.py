@@ -20,10 +20,11 @@ VARIANTS = ("afrac_default", "bigram", "ln_gelu_base", "sink")
 TOLERANCE = 1e-6
 
 # Flags the fixtures never combine: RMSNorm + ReLU MLP + ReLU residual + concatenated position embeddings + untied
-# unembedding + learnable bigram table + sink + activation sparsity at q-less attention and neuron locations.
+# unembedding + learnable bigram table + sink + activation sparsity at k/v, neuron and residual locations.
 CONFIG_A = {"block_size": 10, "vocab_size": 11, "n_layer": 2, "n_head": 2, "d_head": 3, "d_model": 8, "d_mlp": 12,
             "bias": False, "ln_bias": False, "rms_norm": True, "residual_activation_type": "relu",
-            "activation_type": "relu", "afrac": 0.5, "afrac_loctypes": "attn_in,attn_k,attn_v,mlp_neuron,resid_post_attn",
+            "activation_type": "relu", "afrac": 0.5,
+            "afrac_loctypes": "attn_in,attn_k,attn_v,mlp_neuron,resid_post_attn",
             "tied_unembed": False, "enable_bigram_table": True, "learnable_bigram_table": True, "bigram_table_rank": 4,
             "d_pos_emb": 4, "sinusoidal_cat_pos_emb": False, "sink": True, "pfrac": 0.1, "flash": True, "dropout": 0.1}
 # LayerNorm without bias, GELU, biased Linears, d_head independent of d_model / n_head, tied, the old n_mlp key.
@@ -32,6 +33,7 @@ CONFIG_B = {"block_size": 10, "vocab_size": 13, "n_layer": 2, "n_head": 2, "d_he
             "afrac_loctypes": "mlp_in,attn_q,attn_out,mlp_out,resid_post_mlp", "tied_unembed": True, "sink": False,
             "enable_bigram_table": False, "d_pos_emb": None, "tokenizer_name": "tinypython_2k"}
 CONFIGS = {"A": CONFIG_A, "B": CONFIG_B}
+SHAPE = (4, 6)  # one token shape for the random-config tests, so each compiled forward is reused
 
 
 def _random_state(raw: dict, seed: int = 0) -> dict:
@@ -227,7 +229,7 @@ def test_random_configs_match_the_numpy_reference(name):
     config = GPTConfig.from_dict(raw)
     state = _random_state(raw)
     model = model_from_state_dict(config, state)
-    tokens = np.random.default_rng(2).integers(0, config.vocab_size, size=(3, 7))
+    tokens = np.random.default_rng(2).integers(0, config.vocab_size, size=SHAPE)
     reference_raw = {**raw, "d_mlp": config.d_mlp}
     expected = _reference_forward(state, reference_raw, tokens)
     np.testing.assert_allclose(np.asarray(logits(model.params, config, tokens)), expected, rtol=0, atol=1e-10)
@@ -241,7 +243,7 @@ def test_random_configs_match_the_numpy_reference(name):
 def test_keeping_every_channel_is_the_clean_model(name):
     config = GPTConfig.from_dict(CONFIGS[name])
     model = model_from_state_dict(config, _random_state(CONFIGS[name]))
-    tokens = np.random.default_rng(3).integers(0, config.vocab_size, size=(4, 6))
+    tokens = np.random.default_rng(3).integers(0, config.vocab_size, size=SHAPE)
     _, means = _random_circuit(config)
     everything = make_circuit(config, {loc: np.arange(w) for loc, w in hook_widths(config).items()}, means)
     np.testing.assert_array_equal(np.asarray(logits(model.params, config, tokens, everything)),
@@ -254,7 +256,7 @@ def test_ablating_a_whole_residual_stream_cuts_off_the_tokens():
     _, means = _random_circuit(config)
     circuit = make_circuit(config, {"1.resid_in": []}, means)
     rng = np.random.default_rng(4)
-    first, second = (rng.integers(0, config.vocab_size, size=(5, 6)) for _ in range(2))
+    first, second = (rng.integers(0, config.vocab_size, size=SHAPE) for _ in range(2))
     out_first = np.asarray(logits(model.params, config, first, circuit))
     out_second = np.asarray(logits(model.params, config, second, circuit))
     np.testing.assert_allclose(out_first, out_second, rtol=0, atol=1e-12)
@@ -264,7 +266,7 @@ def test_ablating_a_whole_residual_stream_cuts_off_the_tokens():
 def test_forward_compiles_once_per_shape():
     config = GPTConfig.from_dict(CONFIG_A)
     model = model_from_state_dict(config, _random_state(CONFIG_A))
-    tokens = np.random.default_rng(5).integers(0, config.vocab_size, size=(2, 5))
+    tokens = np.random.default_rng(5).integers(0, config.vocab_size, size=SHAPE)
     logits(model.params, config, tokens)
     before = _forward._cache_size()
     logits(model.params, config, tokens + 0)
@@ -451,14 +453,17 @@ def test_circuit_errors():
 def test_eval_logits_writes_float64_logits(tmp_path):
     state = _random_state(CONFIG_B)
     folder = _model_dir(tmp_path, CONFIG_B, state)
-    tokens = np.random.default_rng(6).integers(0, 13, size=(5, 9))
+    tokens = np.random.default_rng(6).integers(0, 13, size=(2 * SHAPE[0] - 1, SHAPE[1]))  # two chunks, one padded
     np.save(tmp_path / "tokens.npy", tokens)
-    out = eval_logits(folder, tmp_path / "tokens.npy", tmp_path / "logits.npy", batch_size=2)
+    out = eval_logits(folder, tmp_path / "tokens.npy", tmp_path / "logits.npy", batch_size=SHAPE[0])
     written = np.load(tmp_path / "logits.npy")
     np.testing.assert_array_equal(written, out)
-    assert written.dtype == np.float64 and written.shape == (5, 9, 13)
+    assert written.dtype == np.float64 and written.shape == (*tokens.shape, 13)
     model = load_model(folder)
-    np.testing.assert_allclose(written, np.asarray(logits(model.params, model.config, tokens)), rtol=0, atol=1e-12)
+    padded = np.concatenate([tokens, tokens[-1:]])
+    expected = np.concatenate([np.asarray(logits(model.params, model.config, padded[i:i + SHAPE[0]]))
+                               for i in (0, SHAPE[0])])[:len(tokens)]
+    np.testing.assert_allclose(written, expected, rtol=0, atol=1e-6)  # the weights went through float32
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -499,8 +504,9 @@ def test_template_circuit_returns_alternative_and_target_logits_at_the_last_posi
     assert template.alphabet == ("x", "y", "z") and template.class_names == ("nine", "four")
     config = GPTConfig.from_dict(CONFIG_A)
     model = model_from_state_dict(config, _random_state(CONFIG_A))
-    domain = np.random.default_rng(7).integers(0, 3, size=(7, 4))
-    prompts = np.concatenate([np.ones((7, 1), int), np.array([3, 5, 7])[domain], np.full((7, 1), 2)], axis=1)
+    domain = np.random.default_rng(7).integers(0, 3, size=(SHAPE[0], SHAPE[1] - 2))
+    prompts = np.concatenate([np.ones((SHAPE[0], 1), int), np.array([3, 5, 7])[domain], np.full((SHAPE[0], 1), 2)],
+                             axis=1)
     kept, means = _random_circuit(config)
     for circuit in (None, make_circuit(config, kept, means)):
         wrapped = sparse_gpt_circuit(model, circuit, template, batch_size=3)

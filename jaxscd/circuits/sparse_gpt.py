@@ -37,7 +37,7 @@ Semantics of the flags (as in the original):
   denominator), as the original runs with ``flash=True``.
 - ``tied_unembed``: the unembedding is the token embedding. Linear layers carry biases when ``bias``.
 
-Task template (a JSON file, read by ``load_template``)::
+Task template (a JSON file, read by ``load_template``; the comments are for illustration only)::
 
     {"alphabet": {"a": 11, "b": 12, "\\"": 4},   # abstract token name -> model token id, in domain order
      "prefix": [0, 7], "suffix": [9],             # model token ids placed before / after the sequence
@@ -277,7 +277,7 @@ def model_from_state_dict(config: GPTConfig, state: Mapping, name: str = "model"
             state["transformer.wte.weight"] = unembed
         elif unembed is None and embed is not None:
             state["lm_head.weight"] = embed
-        elif embed is not None and not np.array_equal(_to_float64(embed), _to_float64(unembed)):
+        elif embed is not None and not _same_values(embed, unembed):
             problems.append("tied_unembed is true but lm_head.weight and transformer.wte.weight differ")
     if "final_logits_bias" not in state:  # the original loader fills it with zeros too
         state["final_logits_bias"] = np.zeros(config.vocab_size)
@@ -288,11 +288,15 @@ def model_from_state_dict(config: GPTConfig, state: Mapping, name: str = "model"
         problems.append(f"missing keys {missing}")
     if unexpected:
         problems.append(f"unexpected keys {unexpected}")
-    params, wrong_shape, not_finite = {}, [], []
+    params, wrong_shape, not_finite, not_numeric = {}, [], [], []
     for key, shape in {**expected, **optional}.items():
         if key not in state:
             continue
-        array = _to_float64(state[key])
+        try:
+            array = _to_float64(state[key])
+        except (TypeError, ValueError, RuntimeError):
+            not_numeric.append(key)
+            continue
         if array.shape != shape:
             wrong_shape.append(f"{key} (expected {list(shape)}, got {list(array.shape)})")
         elif not np.isfinite(array).all():
@@ -303,11 +307,21 @@ def model_from_state_dict(config: GPTConfig, state: Mapping, name: str = "model"
         problems.append(f"wrong shapes: {', '.join(wrong_shape)}")
     if not_finite:
         problems.append(f"NaN or inf values in {not_finite}")
+    if not_numeric:
+        problems.append(f"not numeric arrays: {not_numeric}")
     if problems:
-        raise SparseGPTError(f"checkpoint {name!r} does not match its config: {'; '.join(problems)}; "
-                             f"check that beeg_config.json belongs to these weights")
-    digest = sha256_bytes(repr(config).encode() + b"".join(k.encode() + params[k].tobytes() for k in sorted(params)))
+        raise SparseGPTError(f"checkpoint {name!r} cannot be used: {'; '.join(problems)}; the state dict must hold "
+                             f"exactly the finite entries its beeg_config.json implies")
+    described = json.dumps({f.name: getattr(config, f.name) for f in fields(config) if f.compare}, sort_keys=True)
+    digest = sha256_bytes(described.encode() + b"".join(k.encode() + params[k].tobytes() for k in sorted(params)))
     return SparseGPT(name, config, {k: jnp.asarray(a) for k, a in params.items()}, digest)
+
+
+def _same_values(first, second) -> bool:
+    try:
+        return np.array_equal(_to_float64(first), _to_float64(second))
+    except (TypeError, ValueError, RuntimeError):  # reported as not numeric below
+        return True
 
 
 def _to_float64(value) -> np.ndarray:
@@ -432,8 +446,8 @@ def load_circuit(config: GPTConfig, viz_path: str | os.PathLike, means_path: str
     viz = _torch_load(viz_path, "viz_data")
     if not isinstance(viz, Mapping) or not isinstance(viz.get("circuit_data"), Mapping):
         raise SparseGPTError(f"{str(viz_path)!r} has no 'circuit_data' mapping (location -> kept channel indices)")
-    model_config = (viz.get("importances") or {}).get("beeg_model_config") if isinstance(
-        viz.get("importances"), Mapping) else None
+    importances = viz.get("importances")
+    model_config = importances.get("beeg_model_config") if isinstance(importances, Mapping) else None
     if isinstance(model_config, Mapping) and GPTConfig.from_dict(model_config, str(viz_path)) != config:
         raise SparseGPTError(f"{str(viz_path)!r} was made for a different model config; use the viz data of "
                              f"this checkpoint")
@@ -464,16 +478,19 @@ def _norm(params: dict, prefix: str, x: jax.Array, config: GPTConfig) -> jax.Arr
 
 
 def _abs_top_k(x: jax.Array, k: int) -> jax.Array:
-    """Keep the k entries of largest |x| along the last axis, zero the rest."""
+    """Keep exactly the k entries of largest |x| along the last axis (lowest index first among equal
+    magnitudes), zero the rest. Written without a scatter: it compiles faster and needs no [*, k, width] mask."""
     width = x.shape[-1]
     if k >= width:
         return x
     if k <= 0:
         return jnp.zeros_like(x)
-    flat = x.reshape(-1, width)
-    _, idx = jax.lax.top_k(jnp.abs(flat), k)
-    rows = jnp.arange(flat.shape[0])[:, None]
-    return jnp.zeros_like(flat).at[rows, idx].set(flat[rows, idx]).reshape(x.shape)
+    magnitude = jnp.abs(x)
+    threshold = jax.lax.top_k(magnitude, k)[0][..., -1:]
+    above, tied = magnitude > threshold, magnitude == threshold
+    room = k - jnp.sum(above, axis=-1, keepdims=True)
+    keep = above | (tied & (jnp.cumsum(tied, axis=-1) <= room))
+    return jnp.where(keep, x, jnp.zeros_like(x))
 
 
 def _attention(q: jax.Array, k: jax.Array, v: jax.Array, sink: jax.Array | None, config: GPTConfig) -> jax.Array:
@@ -514,7 +531,8 @@ def _forward(params: dict, tokens: jax.Array, hooks: dict | None, *, config: GPT
     def block_input(x: jax.Array, ln: str, ln_pos: str, block: str) -> jax.Array:
         out = _norm(params, f"{block}.{ln}", x, config)
         if config.d_pos_emb:
-            pos = jnp.broadcast_to(_norm(params, f"{block}.{ln_pos}", pos_emb, config), (*x.shape[:2], -1))
+            pos = _norm(params, f"{block}.{ln_pos}", pos_emb, config)
+            pos = jnp.broadcast_to(pos, (*x.shape[:2], pos.shape[-1]))
             out = jnp.concatenate([out, pos], axis=-1)
         return out
 
@@ -706,7 +724,8 @@ def sparse_gpt_circuit(model: SparseGPT, circuit: NodeCircuit | None, template: 
     hooks = _hooks(circuit)
 
     def run(chunk: np.ndarray) -> jax.Array:
-        return _forward(model.params, jnp.asarray(chunk), hooks, config=config, last_only=True, columns=columns)[0][:, 0]
+        out, _ = _forward(model.params, jnp.asarray(chunk), hooks, config=config, last_only=True, columns=columns)
+        return out[:, 0]
 
     def forward(tokens) -> np.ndarray:
         """logits [B, 2] = [alternative, target] at the last prompt position."""
@@ -714,7 +733,8 @@ def sparse_gpt_circuit(model: SparseGPT, circuit: NodeCircuit | None, template: 
         if domain.ndim != 2 or domain.dtype.kind not in "iu":
             raise SparseGPTError(f"expected int tokens [batch, length], got {domain.dtype} {list(domain.shape)}")
         if domain.size and (domain.min() < 0 or domain.max() >= len(lookup)):
-            raise SparseGPTError(f"domain token ids must be in 0..{len(lookup) - 1}, got {domain.min()}..{domain.max()}")
+            raise SparseGPTError(f"domain token ids must be in 0..{len(lookup) - 1}, got "
+                                 f"{domain.min()}..{domain.max()}")
         rows = domain.shape[0]
         prompts = np.concatenate([np.broadcast_to(prefix, (rows, len(prefix))), lookup[domain],
                                   np.broadcast_to(suffix, (rows, len(suffix)))], axis=1)
@@ -735,6 +755,9 @@ def eval_logits(model_dir, tokens_npy, out_npy, viz=None, means=None, batch_size
     with ``viz`` and ``means``, under that circuit. Returns the logits."""
     if (viz is None) != (means is None):
         raise SparseGPTError("give both --viz (viz_data.pt) and --means (means.pt) to run a circuit, or neither")
+    out_path = Path(out_npy)
+    if not out_path.parent.is_dir():
+        raise SparseGPTError(f"output folder not found: {str(out_path.parent)!r}; create it first")
     model = load_model(model_dir)
     tokens_path = Path(tokens_npy)
     if not tokens_path.is_file():
@@ -749,9 +772,6 @@ def eval_logits(model_dir, tokens_npy, out_npy, viz=None, means=None, batch_size
     hooks = _hooks(circuit)
     out = _in_batches(lambda chunk: _forward(model.params, jnp.asarray(chunk), hooks, config=model.config)[0],
                       tokens, batch_size).astype(np.float64)
-    out_path = Path(out_npy)
-    if not out_path.parent.is_dir():
-        raise SparseGPTError(f"output folder not found: {str(out_path.parent)!r}; create it first")
     handle, temp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:

@@ -1,4 +1,8 @@
-"""Certificate bundles: program.py, certificate.json, surrogate.npz and query.smt2, written atomically."""
+"""Certificate bundles: program.py, certificate.json, surrogate.npz and query.smt2, written atomically.
+
+``certificate.json`` (schema 1) records what was claimed, by which method, over which domain, and the sha256
+of every artifact, so ``jaxscd.verify.recheck`` can re-establish each claim from scratch.
+"""
 
 from __future__ import annotations
 
@@ -10,48 +14,72 @@ from pathlib import Path
 
 from jaxscd import __version__
 from jaxscd.circuits.base import sha256_bytes, sha256_text
+from jaxscd.domain import Domain
+from jaxscd.dsl.programs import from_json, to_json
 from jaxscd.verify.prove import solver_name
 
 SCHEMA_VERSION = 1
+FILES = ("program.py", "certificate.json", "surrogate.npz", "query.smt2")
 
 
-def certificate(result, circuit_name: str, circuit_fingerprint: str) -> dict:
-    """The JSON certificate: what was claimed, by which method, over which domain, with file hashes."""
-    surrogate_bytes = result.surrogate.to_bytes() if result.surrogate is not None else b""
+def domain_json(domain: Domain) -> dict:
+    return {"alphabet": list(domain.alphabet), "min_len": domain.min_len, "max_len": domain.max_len,
+            "size": domain.size, "precondition": to_json(domain.precondition) if domain.precondition else None,
+            "precondition_text": domain.precondition_text or None}
+
+
+def domain_from_json(data: dict) -> Domain:
+    pre = data.get("precondition")
+    return Domain(tuple(data["alphabet"]), int(data["min_len"]), int(data["max_len"]),
+                  from_json(pre) if pre else None, data.get("precondition_text") or "")
+
+
+def canonical_sha256(data) -> str:
+    return sha256_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
+
+
+def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
+    """The JSON certificate of a distillation result (see the module docstring)."""
     proof = result.proof
-    obligations = [
-        {"claim": "circuit == surrogate", "method": "exhaustive", "inputs": result.n_valid,
-         "verdict": "PROVED" if result.surrogate is not None else "UNKNOWN",
-         "min_margin": result.margin, "float_error_bound": result.margin_bound},
-        {"claim": "circuit == program", "method": "exhaustive", "inputs": result.n_valid,
-         "verdict": "PROVED" if result.program is not None else "UNKNOWN"},
-    ]
+    domain = domain_json(result.domain)
+    obligations = [{"claim": "circuit == surrogate", "method": "exhaustive", "inputs": result.n_valid,
+                    "verdict": "PROVED" if result.surrogate is not None else "UNKNOWN",
+                    "min_margin": result.margin, "float_error_bound": result.margin_bound}]
+    if result.program is not None:
+        obligations.append({"claim": "circuit == program", "method": "exhaustive", "inputs": result.n_valid,
+                            "verdict": "PROVED"})
     if proof is not None:
         obligations.append({"claim": "surrogate == program", "method": "smt", "solver": solver_name(),
                             "verdict": proof.verdict.value, "seconds": round(proof.seconds, 3),
-                            "query": "query.smt2", "reason": proof.reason or None})
+                            "file": "query.smt2", "expect": "unsat", "reason": proof.reason or None})
     if result.spec_mismatches is not None:
         obligations.append({"claim": "circuit == spec", "method": "exhaustive", "inputs": result.n_valid,
                             "verdict": "PROVED" if result.spec_mismatch_count == 0 else "REFUTED",
-                            "mismatches": result.spec_mismatch_count})
+                            "mismatches": result.spec_mismatch_count,
+                            "examples": [result.domain.format(s) for s in result.spec_mismatches]})
+    files = {"program.py": sha256_text(result.source or "")}
+    if result.surrogate is not None:
+        files["surrogate.npz"] = sha256_bytes(result.surrogate.to_bytes())
+    if proof is not None:
+        files["query.smt2"] = sha256_text(proof.smt2)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": f"jaxscd {__version__}",
         "verdict": result.verdict.value,
-        "circuit": {"name": circuit_name, "sha256": circuit_fingerprint, "classes": list(result.class_names)},
-        "domain": result.domain.describe() | {"valid": result.n_valid,
-                                              "precondition_program": repr(result.domain.precondition)},
-        "program": {"repr": repr(result.program), "sha256": sha256_text(result.source or "")},
-        "surrogate": {"sha256": sha256_bytes(surrogate_bytes),
-                      "neurons": result.surrogate.n_neurons if result.surrogate is not None else None},
-        "query": {"sha256": sha256_text(proof.smt2) if proof else None},
+        "circuit": {"source": circuit_ref, "sha256": circuit_fingerprint, "classes": list(result.class_names)},
+        "domain": domain | {"valid": result.n_valid, "sha256": canonical_sha256(domain)},
+        "program": to_json(result.program) if result.program is not None else None,
+        "surrogate": {"neurons": result.surrogate.n_neurons} if result.surrogate is not None else None,
+        "files": files,
         "obligations": obligations,
     }
 
 
-def write_bundle(result, out_dir: str | os.PathLike, circuit_name: str, circuit_fingerprint: str) -> Path:
+def write_bundle(result, out_dir: str | os.PathLike, circuit_ref: dict, circuit_fingerprint: str) -> Path:
     """Write the bundle into a temporary sibling directory, then rename it into place (no half bundles)."""
     out = Path(out_dir)
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "certificate.json").exists())):
+        raise OSError(f"--out {str(out)!r} exists and is not a jaxscd bundle; choose a new directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -60,7 +88,7 @@ def write_bundle(result, out_dir: str | os.PathLike, circuit_name: str, circuit_
             (staging / "surrogate.npz").write_bytes(result.surrogate.to_bytes())
         if result.proof is not None:
             (staging / "query.smt2").write_text(result.proof.smt2)
-        cert = certificate(result, circuit_name, circuit_fingerprint)
+        cert = certificate(result, circuit_ref, circuit_fingerprint)
         (staging / "certificate.json").write_text(json.dumps(cert, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)

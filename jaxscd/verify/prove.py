@@ -58,11 +58,16 @@ def equivalence_query(surrogate: IntegerSurrogate, program: Program, domain: Dom
     return solver, seq
 
 
+def smt2_text(solver: z3.Solver) -> str:
+    """SMT-LIB2 text of a query (quantifier-free linear integer arithmetic), readable by z3 and cvc5."""
+    return "(set-logic QF_LIA)\n" + solver.to_smt2()
+
+
 def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Domain,
                      timeout_s: float = 60.0) -> ProofResult:
     """PROVED only on UNSAT; a model is re-checked in plain Python before it counts as a counterexample."""
     solver, seq = equivalence_query(surrogate, program, domain)
-    smt2 = solver.to_smt2()
+    smt2 = smt2_text(solver)
     solver.set(timeout=max(1, int(timeout_s * 1000)))
     start = time.perf_counter()
     answer = solver.check()

@@ -1,0 +1,188 @@
+"""Re-check a certificate bundle from scratch: hashes, exhaustive re-evaluation, and the SMT query.
+
+Every check is independent of the run that wrote the bundle: the domain, program and surrogate are rebuilt
+from the files, the circuit from its recorded source (its fingerprint must match), the SMT query is
+regenerated and compared with ``query.smt2``, which z3 (and cvc5, when installed) must answer ``unsat``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import z3
+
+from jaxscd.circuits.base import Circuit, CircuitError, sha256_bytes
+from jaxscd.domain import DomainError
+from jaxscd.dsl.batch import evaluate_program
+from jaxscd.dsl.programs import from_json
+from jaxscd.dsl.source import render
+from jaxscd.kernels.enumerate import chunk_indices, decode_indices, precondition_mask
+from jaxscd.kernels.evaluate import evaluate_circuit
+from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
+from jaxscd.verify.certificate import SCHEMA_VERSION, canonical_sha256, domain_from_json, domain_json
+from jaxscd.verify.prove import equivalence_query, smt2_text
+
+
+class BundleError(Exception):
+    """A bundle that cannot be read at all; ``code`` is the CLI exit status."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+EXIT_CORRUPT, EXIT_MISSING, EXIT_SCHEMA = 7, 8, 9
+
+
+@dataclass
+class Report:
+    checks: list = field(default_factory=list)  # (name, status, detail); status in ok / FAILED / skipped
+
+    def add(self, name: str, ok: bool | None, detail: str = "") -> None:
+        self.checks.append((name, "ok" if ok else "skipped" if ok is None else "FAILED", detail))
+
+    @property
+    def verified(self) -> bool:
+        return all(status != "FAILED" for _, status, _ in self.checks)
+
+
+def _read_certificate(bundle: Path) -> dict:
+    if not bundle.is_dir():
+        raise BundleError(f"bundle directory not found: {str(bundle)!r}", EXIT_MISSING)
+    path = bundle / "certificate.json"
+    if not path.is_file():
+        raise BundleError(f"{str(path)!r} is missing; is {str(bundle)!r} a jaxscd bundle?", EXIT_MISSING)
+    try:
+        cert = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"certificate.json is not valid JSON ({err}); the bundle is corrupt", EXIT_CORRUPT) from None
+    version = cert.get("schema_version") if isinstance(cert, dict) else None
+    if version != SCHEMA_VERSION:
+        raise BundleError(f"certificate schema_version is {version!r}, this jaxscd reads {SCHEMA_VERSION}; "
+                          f"re-create the bundle with this version", EXIT_SCHEMA)
+    for name in cert.get("files", {}):
+        if not (bundle / name).is_file():
+            raise BundleError(f"{name} is missing from {str(bundle)!r}", EXIT_MISSING)
+    return cert
+
+
+def _load_circuit(source: dict) -> Circuit:
+    from jaxscd.circuits.callable import load_callable
+    from jaxscd.tasks import get_task
+
+    if source.get("kind") == "task":
+        return get_task(source["name"]).circuit
+    if source.get("kind") == "callable":
+        return load_callable(source["target"]).circuit
+    raise CircuitError(f"unknown circuit source {source!r}")
+
+
+def _same_assertions(text: str, expected: str) -> bool:
+    """Both texts parse to structurally identical assertions (let-names and layout may differ)."""
+    try:
+        got, want = z3.parse_smt2_string(text), z3.parse_smt2_string(expected)
+    except z3.Z3Exception:
+        return False
+    return len(got) == len(want) and all(a.eq(b) for a, b in zip(got, want))
+
+
+def _z3_unsat(text: str, timeout_s: float) -> tuple[bool | None, str]:
+    solver = z3.Solver()
+    solver.set(timeout=int(timeout_s * 1000))
+    try:
+        solver.from_string(text)
+    except z3.Z3Exception as err:
+        return False, f"unparseable query: {err}"
+    answer = solver.check()
+    return (True if answer == z3.unsat else None if answer == z3.unknown else False), str(answer)
+
+
+def _cvc5_unsat(text: str, timeout_s: float) -> tuple[bool | None, str]:
+    """The same SMT-LIB2 text through cvc5, an independent second solver (optional extra ``jaxscd[cvc5]``)."""
+    try:
+        import cvc5
+    except ImportError:
+        return None, "cvc5 not installed (pip install jaxscd[cvc5])"
+    solver = cvc5.Solver(cvc5.TermManager())
+    solver.setOption("tlimit-per", str(int(timeout_s * 1000)))
+    parser = cvc5.InputParser(solver)
+    parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, "query.smt2")
+    answer = ""
+    while not (command := parser.nextCommand()).isNull():
+        answer = command.invoke(solver, parser.getSymbolManager()).strip() or answer
+    return (True if answer == "unsat" else None if answer in ("unknown", "") else False), f"cvc5 answered {answer}"
+
+
+def recheck(bundle_dir, timeout_s: float = 120.0) -> Report:
+    bundle = Path(bundle_dir)
+    cert = _read_certificate(bundle)
+    report = Report()
+
+    for name, expected in cert["files"].items():
+        actual = sha256_bytes((bundle / name).read_bytes())
+        report.add(f"sha256 {name}", actual == expected, "" if actual == expected else
+                   f"file changed: {actual[:12]}… != recorded {expected[:12]}…")
+
+    try:
+        domain = domain_from_json(cert["domain"])
+        program = from_json(cert["program"]) if cert.get("program") else None
+    except (DomainError, ValueError, KeyError, TypeError) as err:
+        raise BundleError(f"certificate.json describes no valid domain/program: {err}", EXIT_CORRUPT) from None
+    recorded = cert["domain"].get("sha256")
+    domain_ok = canonical_sha256(domain_json(domain)) == recorded
+    report.add("domain hash", domain_ok, "" if domain_ok else "domain fields differ from the recorded hash")
+    if program is None:
+        report.add("program", False, "the bundle holds no program (its verdict was not PROVED)")
+        return report
+    source = (bundle / "program.py").read_text()
+    classes = cert["circuit"].get("classes")
+    report.add("program.py renders the certified program", source == render(program, domain.alphabet, classes),
+               "" if source == render(program, domain.alphabet, classes) else "program.py differs from the program")
+
+    surrogate = None
+    if (bundle / "surrogate.npz").is_file():
+        try:
+            surrogate = IntegerSurrogate.from_arrays(np.load(io.BytesIO((bundle / "surrogate.npz").read_bytes())))
+        except (OSError, ValueError, KeyError) as err:
+            raise BundleError(f"surrogate.npz is unreadable ({err}); the bundle is corrupt", EXIT_CORRUPT) from None
+
+    valid = precondition_mask(domain)
+    program_dec = np.empty(domain.size, dtype=np.int8)
+    for first, idx, real in chunk_indices(0, domain.size, min(1 << 15, domain.size)):
+        tokens, lengths = decode_indices(domain, idx)
+        program_dec[first:first + real] = np.asarray(evaluate_program(program, tokens, lengths, domain.n_tokens))[:real]
+
+    try:
+        circuit = _load_circuit(cert["circuit"]["source"])
+    except (CircuitError, KeyError) as err:
+        report.add("circuit available", False, str(err))
+        circuit = None
+    if circuit is not None:
+        same = circuit.fingerprint == cert["circuit"]["sha256"]
+        report.add("circuit fingerprint", same, "" if same else "the circuit's weights or source changed")
+        table = evaluate_circuit(circuit, domain, valid)
+        bound = next((o["float_error_bound"] for o in cert["obligations"] if "float_error_bound" in o), 1e-9)
+        margin_ok = table.min_margin() > bound
+        report.add("circuit margins above the float bound", margin_ok, f"min margin {table.min_margin():.4g}")
+        wrong = int((valid & (table.decisions != program_dec)).sum())
+        report.add("circuit == program (exhaustive)", wrong == 0, f"{int(valid.sum()):,} inputs" if not wrong else
+                   f"differs on {wrong:,} inputs")
+        if surrogate is not None:
+            s_dec, _ = exhaustive_decisions(surrogate, domain)
+            wrong = int((valid & (table.decisions != s_dec)).sum())
+            report.add("circuit == surrogate (exhaustive)", wrong == 0, "" if not wrong else f"differs on {wrong:,}")
+
+    if surrogate is not None and (bundle / "query.smt2").is_file():
+        query = (bundle / "query.smt2").read_text()
+        same = _same_assertions(query, smt2_text(equivalence_query(surrogate, program, domain)[0]))
+        report.add("query.smt2 encodes surrogate != program on the domain", same,
+                   "" if same else "query.smt2 is not the query of this surrogate, program and domain")
+        unsat, answer = _z3_unsat(query, timeout_s)
+        report.add("z3: query.smt2 is unsat", unsat is True, f"z3 answered {answer}")
+        ok, answer = _cvc5_unsat(query, timeout_s)
+        report.add("cvc5: query.smt2 is unsat", ok, answer)
+    return report

@@ -1,0 +1,122 @@
+"""Certificate bundles: re-checked from scratch; any edit is caught; bad bundles give one line and a code."""
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jaxscd.cli import main
+from jaxscd.pipeline import distill
+from jaxscd.tasks import get_task
+from jaxscd.verify import certificate as cert_module
+from jaxscd.verify.certificate import write_bundle
+from jaxscd.verify.recheck import recheck
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    task = get_task("bracket_depth")
+    result = distill(task.circuit, task.domain(max_len=6))
+    out = tmp_path_factory.mktemp("bundles") / "bracket"
+    write_bundle(result, out, {"kind": "task", "name": "bracket_depth"}, task.circuit.fingerprint)
+    return out
+
+
+def _copy(bundle, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(bundle, target)
+    return target
+
+
+def _failed(report):
+    return {name for name, status, _ in report.checks if status == "FAILED"}
+
+
+def test_fresh_bundle_verifies_with_every_check(bundle):
+    report = recheck(bundle)
+    assert report.verified
+    names = {name for name, status, _ in report.checks if status == "ok"}
+    assert {"circuit == program (exhaustive)", "circuit == surrogate (exhaustive)", "z3: query.smt2 is unsat",
+            "query.smt2 encodes surrogate != program on the domain", "circuit fingerprint"} <= names
+    cert = json.loads((bundle / "certificate.json").read_text())
+    smt = [o for o in cert["obligations"] if o["method"] == "smt"][0]
+    assert smt["solver"].startswith("z3 ") and smt["verdict"] == "PROVED"
+    assert set(cert["files"]) == {"program.py", "surrogate.npz", "query.smt2"}
+
+
+def test_cvc5_rechecks_the_same_query_when_installed(bundle):
+    pytest.importorskip("cvc5")
+    statuses = {name: status for name, status, _ in recheck(bundle).checks}
+    assert statuses["cvc5: query.smt2 is unsat"] == "ok"
+
+
+def test_edited_program_source_fails(bundle, tmp_path):
+    b = _copy(bundle, tmp_path)
+    text = (b / "program.py").read_text()
+    (b / "program.py").write_text(text.replace(">=", ">"))
+    assert _failed(recheck(b)) >= {"sha256 program.py", "program.py renders the certified program"}
+
+
+def test_edited_program_in_certificate_fails(bundle, tmp_path):
+    b = _copy(bundle, tmp_path)
+    cert = json.loads((b / "certificate.json").read_text())
+    cert["program"]["num"], cert["program"]["den"] = 1, 4
+    (b / "certificate.json").write_text(json.dumps(cert))
+    failed = _failed(recheck(b))
+    assert "circuit == program (exhaustive)" in failed and "z3: query.smt2 is unsat" not in failed
+    assert "query.smt2 encodes surrogate != program on the domain" in failed
+
+
+def test_edited_surrogate_weights_fail(bundle, tmp_path):
+    b = _copy(bundle, tmp_path)
+    arrays = dict(np.load(io.BytesIO((b / "surrogate.npz").read_bytes())))
+    arrays["out_b"] = arrays["out_b"] + 1000
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    (b / "surrogate.npz").write_bytes(buffer.getvalue())
+    assert _failed(recheck(b)) >= {"sha256 surrogate.npz", "circuit == surrogate (exhaustive)"}
+
+
+def test_edited_domain_fails(bundle, tmp_path):
+    b = _copy(bundle, tmp_path)
+    cert = json.loads((b / "certificate.json").read_text())
+    cert["domain"]["max_len"] = 5
+    (b / "certificate.json").write_text(json.dumps(cert))
+    assert "domain hash" in _failed(recheck(b))
+
+
+@pytest.mark.parametrize("damage, code, message", [
+    (lambda b: (b / "certificate.json").write_text("{not json"), 7, "not valid JSON"),
+    (lambda b: (b / "query.smt2").unlink(), 8, "query.smt2 is missing"),
+    (lambda b: (b / "certificate.json").unlink(), 8, "certificate.json' is missing"),
+    (lambda b: (b / "certificate.json").write_text(json.dumps({"schema_version": 99})), 9, "schema_version is 99"),
+    (lambda b: (b / "surrogate.npz").write_bytes(b"garbage"), 7, "surrogate.npz is unreadable"),
+])
+def test_bad_bundles_give_one_line_and_a_distinct_code(bundle, tmp_path, damage, code, message):
+    b = _copy(bundle, tmp_path)
+    damage(b)
+    result = CliRunner().invoke(main, ["verify", str(b)])
+    assert result.exit_code == code, result.output
+    if message:
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+def test_missing_bundle_directory(tmp_path):
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "nope")])
+    assert result.exit_code == 8 and "bundle directory not found" in result.stderr
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    task = get_task("bracket_depth")
+    result = distill(task.circuit, task.domain(max_len=4))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cert_module, "certificate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_bundle(result, tmp_path / "out", {"kind": "task", "name": "bracket_depth"}, "x")
+    assert list(tmp_path.iterdir()) == []

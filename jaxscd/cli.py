@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -43,15 +44,24 @@ def tasks_command():
     Console().print(table)
 
 
-def _resolve(task_name, circuit_target, alphabet, min_len, max_len):
-    """(circuit, domain, spec, description) from a task name or a --circuit file, with CLI overrides."""
+def _resolve(task_name, circuit_target, sparse, alphabet, min_len, max_len):
+    """(circuit, domain, spec, description, source) from a task name, a --circuit file or a circuit_sparsity
+    checkpoint (``sparse``: dict of model_dir, viz, means, template), with CLI overrides."""
     from jaxscd.circuits.callable import load_callable
     from jaxscd.domain import Domain
     from jaxscd.tasks import get_task
 
-    if (task_name is None) == (circuit_target is None):
-        raise click.UsageError("give exactly one of TASK or --circuit path.py:fn")
+    if sum(x is not None for x in (task_name, circuit_target, sparse)) != 1:
+        raise click.UsageError("give exactly one of TASK, --circuit path.py:fn or --circuit-sparsity MODEL_DIR")
     names = tuple(a.strip() for a in alphabet.split(",")) if alphabet else None
+    if sparse is not None:
+        if names is not None:
+            raise ValueError("--alphabet cannot be used with --circuit-sparsity: the template's alphabet maps "
+                             "names to model token ids")
+        circuit, template = load_sparse_circuit(**sparse)
+        domain = Domain(template.alphabet, min_len or template.min_len, max_len or template.max_len)
+        return circuit, domain, None, f"circuit_sparsity checkpoint {sparse['model_dir']}", \
+            {"kind": "circuit_sparsity"} | {k: str(Path(v).resolve()) if v else None for k, v in sparse.items()}
     if task_name is not None:
         task = get_task(task_name)
         if names is not None and names != task.alphabet:
@@ -71,9 +81,20 @@ def _resolve(task_name, circuit_target, alphabet, min_len, max_len):
     return source.circuit, domain, source.spec, doc, {"kind": "callable", "target": _absolute(circuit_target)}
 
 
-def _absolute(target: str) -> str:
-    from pathlib import Path
+def load_sparse_circuit(model_dir, template, viz=None, means=None):
+    """A circuit_sparsity model (restricted to the circuit in ``viz`` with ``means`` when given) and its template."""
+    from jaxscd.circuits.sparse_gpt import load_circuit, load_model, load_template, sparse_gpt_circuit
 
+    if template is None:
+        raise ValueError("--circuit-sparsity needs --template T.json (alphabet -> token ids, prefix, suffix, "
+                         "target and alternative ids)")
+    model = load_model(model_dir)
+    node_circuit = load_circuit(model.config, viz, means) if viz is not None else None
+    prompt = load_template(template)
+    return sparse_gpt_circuit(model, node_circuit, prompt), prompt
+
+
+def _absolute(target: str) -> str:
     path, _, name = target.rpartition(":")
     return f"{Path(path).resolve()}:{name}"
 
@@ -132,6 +153,11 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @main.command("distill")
 @click.argument("task", required=False)
 @click.option("--circuit", "circuit_target", help="A Python callable instead of a task: path/to/file.py:fn")
+@click.option("--circuit-sparsity", "sparse_dir", type=click.Path(),
+              help="An OpenAI circuit_sparsity model directory (beeg_config.json + final_model.pt).")
+@click.option("--viz", type=click.Path(), help="viz_data.pt with the circuit's node mask (with --circuit-sparsity).")
+@click.option("--means", type=click.Path(), help="means.pt with the mean activations used for ablation.")
+@click.option("--template", type=click.Path(), help="Task template JSON for --circuit-sparsity.")
 @click.option("--alphabet", help="Comma-separated token names (overrides the file's ALPHABET).")
 @click.option("--min-len", type=click.IntRange(min=1), help="Shortest sequence length.")
 @click.option("--max-len", type=click.IntRange(min=1), help="Longest sequence length.")
@@ -142,7 +168,7 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @click.option("--all-candidates", is_flag=True, help="Search every motif family, even those that cannot hold a "
               "simpler program than one already found (slower; reports every exact program).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, timeout, out, all_candidates, as_json):
+def distill_command(task, circuit_target, sparse_dir, viz, means, template, alphabet, min_len, max_len, seed, timeout, out, all_candidates, as_json):
     """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
     from jaxscd.circuits.base import CircuitError
     from jaxscd.domain import DomainError
@@ -152,7 +178,10 @@ def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, time
     interactive = sys.stdout.isatty() and not as_json
     console = Console(soft_wrap=True)
     try:
-        circuit, domain, spec, description, circuit_ref = _resolve(task, circuit_target, alphabet, min_len, max_len)
+        sparse = None if sparse_dir is None else {"model_dir": sparse_dir, "viz": viz, "means": means,
+                                                  "template": template}
+        circuit, domain, spec, description, circuit_ref = _resolve(task, circuit_target, sparse, alphabet, min_len,
+                                                                   max_len)
         config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates)
         if interactive:
             with console.status("distilling...") as status:
@@ -173,6 +202,27 @@ def distill_command(task, circuit_target, alphabet, min_len, max_len, seed, time
         if out:
             console.print(f"bundle     {out}/ (program.py, certificate.json, surrogate.npz, query.smt2)")
     sys.exit(EXIT_CODES[result.verdict.value])
+
+
+@main.command("eval")
+@click.option("--circuit-sparsity", "model_dir", required=True, type=click.Path(),
+              help="circuit_sparsity model directory (beeg_config.json + final_model.pt).")
+@click.option("--viz", type=click.Path(), help="viz_data.pt: run the circuit (node mask + mean ablation).")
+@click.option("--means", type=click.Path(), help="means.pt: {location: [width]} mean activations.")
+@click.option("--tokens", required=True, type=click.Path(), help="int token array [batch, positions] (.npy).")
+@click.option("--out", required=True, type=click.Path(), help="Where to write float64 logits [batch, positions, vocab].")
+def eval_command(model_dir, viz, means, tokens, out):
+    """Run a circuit_sparsity model (or its circuit) on tokens and save the logits."""
+    from jaxscd.circuits.base import CircuitError
+    from jaxscd.circuits.sparse_gpt import eval_logits
+
+    try:
+        logits = eval_logits(model_dir, tokens, out, viz=viz, means=means)
+    except (CircuitError, OSError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
+    click.echo(f"wrote {out}: float64 logits {list(logits.shape)}")
 
 
 @main.command("verify")

@@ -246,8 +246,9 @@ def test_keeping_every_channel_is_the_clean_model(name):
     tokens = np.random.default_rng(3).integers(0, config.vocab_size, size=SHAPE)
     _, means = _random_circuit(config)
     everything = make_circuit(config, {loc: np.arange(w) for loc, w in hook_widths(config).items()}, means)
-    np.testing.assert_array_equal(np.asarray(logits(model.params, config, tokens, everything)),
-                                  np.asarray(logits(model.params, config, tokens)))
+    # x*1 + mean*0 is x exactly; the two programs compile separately, so allow float64 round-off elsewhere
+    np.testing.assert_allclose(np.asarray(logits(model.params, config, tokens, everything)),
+                               np.asarray(logits(model.params, config, tokens)), rtol=0, atol=1e-12)
 
 
 def test_ablating_a_whole_residual_stream_cuts_off_the_tokens():
@@ -440,6 +441,8 @@ def test_circuit_errors():
         make_circuit(config, {"1.attn.v": [0.5]}, means)
     with pytest.raises(SparseGPTError, match=r"mean for '0.attn.act_in' has shape \[8\]; expected \[12\]"):
         make_circuit(config, {}, {**means, "0.attn.act_in": np.zeros(8)})  # act_in carries the 4 position channels
+    with pytest.raises(SparseGPTError, match="mean for 'final_resid' is not a numeric array"):
+        make_circuit(config, {}, {**means, "final_resid": ["a", "b"]})
     with pytest.raises(SparseGPTError, match="no mean for circuit location 'final_resid'"):
         make_circuit(config, {"final_resid": [0]}, {k: v for k, v in means.items() if k != "final_resid"})
     other = GPTConfig.from_dict(CONFIG_B)
@@ -488,6 +491,9 @@ def test_eval_logits_argument_errors(tmp_path):
     np.save(tmp_path / "tokens.npy", np.zeros((1, 2), dtype=np.int64))
     with pytest.raises(SparseGPTError, match="give both --viz .* and --means"):
         eval_logits(folder, tmp_path / "tokens.npy", tmp_path / "out.npy", viz=tmp_path / "viz.pt")
+    np.savez(tmp_path / "tokens.npz", tokens=np.zeros((1, 2), dtype=np.int64))
+    with pytest.raises(SparseGPTError, match="is an .npz archive; save one int array with numpy.save"):
+        eval_logits(folder, tmp_path / "tokens.npz", tmp_path / "out.npy")
     with pytest.raises(SparseGPTError, match="output folder not found"):
         eval_logits(folder, tmp_path / "tokens.npy", tmp_path / "no" / "out.npy")
 
@@ -507,12 +513,11 @@ def test_template_circuit_returns_alternative_and_target_logits_at_the_last_posi
     domain = np.random.default_rng(7).integers(0, 3, size=(SHAPE[0], SHAPE[1] - 2))
     prompts = np.concatenate([np.ones((SHAPE[0], 1), int), np.array([3, 5, 7])[domain], np.full((SHAPE[0], 1), 2)],
                              axis=1)
-    kept, means = _random_circuit(config)
-    for circuit in (None, make_circuit(config, kept, means)):
-        wrapped = sparse_gpt_circuit(model, circuit, template, batch_size=3)
-        assert wrapped.class_names == ("nine", "four")
-        expected = np.asarray(logits(model.params, config, prompts, circuit))[:, -1, [9, 4]]
-        np.testing.assert_allclose(wrapped.forward(domain), expected, rtol=0, atol=1e-12)
+    circuit = make_circuit(config, *_random_circuit(config))
+    wrapped = sparse_gpt_circuit(model, circuit, template, batch_size=3)  # a full chunk and a padded one
+    assert wrapped.class_names == ("nine", "four")
+    expected = np.asarray(logits(model.params, config, prompts, circuit))[:, -1, [9, 4]]
+    np.testing.assert_allclose(wrapped.forward(domain), expected, rtol=0, atol=1e-12)
     assert sparse_gpt_circuit(model, None, template).fingerprint != wrapped.fingerprint
     with pytest.raises(SparseGPTError, match=r"domain token ids must be in 0..2"):
         wrapped.forward(np.array([[0, 3]]))

@@ -124,3 +124,208 @@ def bracket_depth_circuit(max_positions: int = 16, threshold: float = 0.27, gain
 
 def as_circuit(name: str, model: OneLayerCircuit, class_names: tuple) -> Circuit:
     return Circuit(name, model, class_names, model.fingerprint())
+
+
+# Names of the residual channels and MLP neurons above (for export to circuit graphs).
+QUOTE_CHANNELS = ("one", "is_dq", "is_sq", "quote", "quote_type", "position", "head_out")
+QUOTE_NEURONS = ("quote_detector", "double_quote_type", "single_quote_type")
+BRACKET_CHANNELS = ("one", "is_open", "is_close", "depth_signal", "mean_depth")
+BRACKET_NEURONS = ("open_detector", "close_detector")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Multi-layer circuits, written as circuit-graph dicts (schema: jaxscd.circuits.graph; load with read_graph)
+#
+# Shared parts: positional channels ``pos`` (i), ``pos_sq`` (i^2) and ``first`` (i == 0); a previous-token head
+# whose score q_i . k_j = gain * (2 (i-1) j - j^2) = -gain (j - (i-1))^2 + const(i) peaks at j = i-1 with a
+# gap of ``gain`` (position 0 can only attend to itself); a most-recent head whose score is key_gain * key_j +
+# recency * j, so it attends to the latest position where the key channel is on.
+
+PREV_GAIN = 20.0  # previous-token head: off-target weight <= 2 exp(-20) ~ 4e-9
+MATCH_GAIN = 40.0  # most-recent / matching heads: key gap 40 - recency * max_positions >= 24
+RECENCY = 1.0
+GRAPH_POSITIONS = 16
+
+
+def _positions(max_positions: int) -> dict:
+    return {"pos": [float(i) for i in range(max_positions)], "pos_sq": [float(i * i) for i in range(max_positions)],
+            "first": [1.0] + [0.0] * (max_positions - 1)}
+
+
+def _previous_token_head(name: str, reads: dict, writes: dict, gain: float = PREV_GAIN) -> dict:
+    """Every position copies channels of the token before it: ``reads[k]`` -> ``writes[k]`` (value dim k)."""
+    d = len(reads)
+    unit = lambda j: [1.0 if i == j else 0.0 for i in range(d)]  # noqa: E731
+    return {"name": name, "query": "all", "d_head": 2, "d_value": d,
+            "w_q": {"pos": [2 * gain, 0.0], "one": [-2 * gain, -gain]}, "w_k": {"pos": [1.0, 0.0], "pos_sq": [0.0, 1.0]},
+            "w_v": {reads[k]: unit(j) for j, k in enumerate(reads)},
+            "w_o": {writes[k]: unit(j) for j, k in enumerate(writes)}}
+
+
+def _most_recent_head(name: str, key: str, value: str, out: str, gain: float = MATCH_GAIN) -> dict:
+    """The final position attends to the latest position where ``key`` is on and copies ``value`` to ``out``."""
+    return {"name": name, "query": "last", "d_head": 2, "d_value": 1, "w_q": {"one": [gain, RECENCY]},
+            "w_k": {key: [1.0, 0.0], "pos": [0.0, 1.0]}, "w_v": {value: [1.0]}, "w_o": {out: [1.0]}}
+
+
+def _neuron(name: str, reads: dict, writes: dict, bias: float = 0.0) -> dict:
+    return {"name": name, "in": reads, "bias": bias, "out": writes}
+
+
+def _graph(name: str, description: str, vocab: tuple, channels: tuple, embed: dict, layers: list, classes: tuple,
+           readout: dict, lengths: tuple, precondition=None, precondition_text: str = "",
+           positional: bool = True) -> dict:
+    from jaxscd.dsl.programs import to_json
+
+    graph = {"schema": "jaxscd.circuit_graph", "version": 1, "name": name, "description": description,
+             "vocab": list(vocab), "channels": list(channels), "max_positions": GRAPH_POSITIONS,
+             "embed": {tok: {"one": 1.0} | embed.get(tok, {}) for tok in vocab}}
+    if positional:
+        graph["pos_embed"] = _positions(GRAPH_POSITIONS)
+    graph |= {"layers": layers, "readout": {"classes": list(classes), "weights": readout},
+              "domain": {"min_len": lengths[0], "max_len": lengths[1]}}
+    if precondition is not None:
+        graph["domain"] |= {"precondition": to_json(precondition), "precondition_text": precondition_text}
+    return graph
+
+
+def set_or_string_graph() -> dict:
+    """Variable type tracking, two hops: is the final variable a set (``.add``) or a string (``+=``)?
+
+    Tokens x y set() '' ; ``x set()`` reads ``x = set()``. Layer 0: a previous-token head copies the variable
+    identity (is_x, is_y) into the next position (prev_x, prev_y); the MLP detects initialisers and writes their
+    type (+1 set(), -1 ''). Layer 1: a head from the final position matches variables, q = [is_x, is_y, 1] .
+    k = [prev_x, prev_y, init] (+ recency), so it attends to the latest initialiser of the final token's
+    variable, and copies its type. Readout: logit['.add'] = +type, logit['+='] = -type.
+    """
+    from jaxscd.dsl.programs import StateMachine
+
+    vocab = ("x", "y", "set()", "''")
+    channels = ("one", "is_x", "is_y", "is_set", "is_str", "pos", "pos_sq", "first", "prev_x", "prev_y", "init",
+                "init_type", "read_type")
+    embed = {"x": {"is_x": 1.0}, "y": {"is_y": 1.0}, "set()": {"is_set": 1.0}, "''": {"is_str": 1.0}}
+    g, r = MATCH_GAIN, RECENCY
+    layers = [
+        {"heads": [_previous_token_head("prev_variable", {"x": "is_x", "y": "is_y"}, {"x": "prev_x", "y": "prev_y"})],
+         "mlp": {"activation": "relu", "neurons": [
+             _neuron("set_initialiser", {"is_set": 1.0}, {"init": 1.0, "init_type": 1.0}),
+             _neuron("str_initialiser", {"is_str": 1.0}, {"init": 1.0, "init_type": -1.0})]}},
+        {"heads": [{"name": "match_variable", "query": "last", "d_head": 4, "d_value": 1,
+                    "w_q": {"is_x": [g, 0.0, 0.0, 0.0], "is_y": [0.0, g, 0.0, 0.0], "one": [0.0, 0.0, g, r]},
+                    "w_k": {"prev_x": [1.0, 0.0, 0.0, 0.0], "prev_y": [0.0, 1.0, 0.0, 0.0],
+                            "init": [0.0, 0.0, 1.0, 0.0], "pos": [0.0, 0.0, 0.0, 1.0]},
+                    "w_v": {"init_type": [1.0]}, "w_o": {"read_type": [1.0]}}]}]
+    # States: 0 x not yet initialised, 1 ... then 'x' (must be an initialiser next), 2 x is a set, 3 set + 'x',
+    # 4 x is a string, 5 string + 'x', 6 rejected. Columns: x, y, set(), ''.
+    precondition = StateMachine(((1, 0, 0, 0), (6, 6, 2, 4), (3, 2, 2, 2), (6, 6, 2, 6), (5, 4, 4, 4),
+                                 (6, 6, 6, 4), (6, 6, 6, 6)), {3, 5})
+    text = ("ends with the query x; every earlier x is initialised (x set() or x ''), always to the same type; "
+            "y is free")
+    return _graph("set_or_string", set_or_string_graph.__doc__.splitlines()[0], vocab, channels, embed, layers,
+                  (".add", "+="), {"read_type": [1.0, -1.0]}, (1, 8), precondition, text)
+
+
+def bracket_brace_graph() -> dict:
+    """Which closer for the most recent opener: ')' or '}'.
+
+    Tokens ( { ) } a. Layer 0 (MLP): an opener detector on '(' and '{' writes ``opener`` and the opener type
+    (+1 '(', -1 '{'); closers are not detected. Layer 1: a head from the final position attends to the most
+    recent opener (key = opener, + recency) and copies its type. Readout: logit[')'] = +type, logit['}'] = -type.
+    """
+    from jaxscd.dsl.programs import StateMachine
+
+    vocab = ("(", "{", ")", "}", "a")
+    channels = ("one", "is_lparen", "is_lbrace", "is_rparen", "is_rbrace", "pos", "pos_sq", "first", "opener",
+                "opener_type", "read_type")
+    embed = {"(": {"is_lparen": 1.0}, "{": {"is_lbrace": 1.0}, ")": {"is_rparen": 1.0}, "}": {"is_rbrace": 1.0}}
+    layers = [
+        {"mlp": {"activation": "relu", "neurons": [
+            _neuron("paren_opener", {"is_lparen": 1.0}, {"opener": 1.0, "opener_type": 1.0}),
+            _neuron("brace_opener", {"is_lbrace": 1.0}, {"opener": 1.0, "opener_type": -1.0})]}},
+        {"heads": [_most_recent_head("last_opener", "opener", "opener_type", "read_type")]}]
+    # States: 0 no bracket open, 1 '(' open, 2 '{' open, 3 rejected (nesting, or a closer that does not match).
+    precondition = StateMachine(((1, 2, 3, 3, 0), (3, 3, 0, 3, 1), (3, 3, 3, 0, 2), (3, 3, 3, 3, 3)), {1, 2})
+    return _graph("bracket_brace", bracket_brace_graph.__doc__.splitlines()[0], vocab, channels, embed, layers,
+                  (")", "}"), {"read_type": [1.0, -1.0]}, (1, 7), precondition,
+                  "brackets are not nested, every closer matches, and one bracket is open at the end")
+
+
+def if_ternary_graph() -> dict:
+    """Statement or ternary: after 'if <cond>', predict ':' (an if statement) or 'else' (a conditional expression).
+
+    Tokens \\n if x =. Layer 0: a previous-token head copies ``is_nl`` into ``after_nl``; the MLP classifies each
+    'if': ``statement_if`` = relu(2 is_if + after_nl + first - 2) fires on an 'if' at the start of a line,
+    ``ternary_if`` = relu(is_if - after_nl - first) on an 'if' inside an expression; they write if_kind = +1 / -1.
+    Layer 1: a head from the final position attends to the most recent 'if' and copies its kind. Readout:
+    logit[':'] = +kind, logit['else'] = -kind.
+    """
+    from jaxscd.dsl.programs import StateMachine
+
+    vocab = ("\\n", "if", "x", "=")
+    channels = ("one", "is_nl", "is_if", "is_x", "is_eq", "pos", "pos_sq", "first", "after_nl", "if_kind",
+                "read_kind")
+    embed = {"\\n": {"is_nl": 1.0}, "if": {"is_if": 1.0}, "x": {"is_x": 1.0}, "=": {"is_eq": 1.0}}
+    layers = [
+        {"heads": [_previous_token_head("prev_newline", {"nl": "is_nl"}, {"nl": "after_nl"})],
+         "mlp": {"activation": "relu", "neurons": [
+             _neuron("statement_if", {"is_if": 2.0, "after_nl": 1.0, "first": 1.0}, {"if_kind": 1.0}, bias=-2.0),
+             _neuron("ternary_if", {"is_if": 1.0, "after_nl": -1.0, "first": -1.0}, {"if_kind": -1.0})]}},
+        {"heads": [_most_recent_head("last_if", "is_if", "if_kind", "read_kind")]}]
+    # States: 0 elsewhere, 1 just after 'if', 2 after 'if' and one or more 'x' (the condition). Columns: \n if x =.
+    precondition = StateMachine(((0, 1, 0, 0), (0, 1, 2, 0), (0, 1, 2, 0)), {2})
+    return _graph("if_ternary", if_ternary_graph.__doc__.splitlines()[0], vocab, channels, embed, layers,
+                  ("else", ":"), {"read_kind": [-1.0, 1.0]}, (1, 8), precondition,
+                  "ends with 'if' followed by one or more 'x' (the condition)")
+
+
+def fstring_brace_graph(threshold: float = 1 / 32, gain: float = 32.0) -> dict:
+    """Inside an f-string: close an open replacement field with '}' or close the string with '\"'.
+
+    Tokens { } a (the text of one f-string; format specs may nest one more field, as in f"{x:{w}}"). Layer 0
+    (MLP): +1 for '{', -1 for '}'. Layer 1: a head with zero query and key attends uniformly, writing the density
+    (#'{' - #'}') / length. Readout: logit['}'] - logit['\"'] = gain * (density - threshold); the threshold
+    1/32 sits below every positive density on 16 positions, so unlike bracket_depth no length dilutes the
+    decision: it is 'some field is open'.
+    """
+    from jaxscd.dsl.programs import StateMachine
+
+    vocab = ("{", "}", "a")
+    channels = ("one", "is_open", "is_close", "brace_signal", "mean_signal")
+    embed = {"{": {"is_open": 1.0}, "}": {"is_close": 1.0}}
+    layers = [
+        {"mlp": {"activation": "relu", "neurons": [_neuron("field_open", {"is_open": 1.0}, {"brace_signal": 1.0}),
+                                                    _neuron("field_close", {"is_close": 1.0}, {"brace_signal": -1.0})]}},
+        {"heads": [{"name": "uniform_mean", "query": "last", "d_head": 1, "d_value": 1, "w_q": {}, "w_k": {},
+                    "w_v": {"brace_signal": [1.0]}, "w_o": {"mean_signal": [1.0]}}]}]
+    # States: field depth 0, 1, 2; 3 rejected (a '}' with no open field, or depth 3). Columns: { } a.
+    precondition = StateMachine(((1, 3, 0), (2, 0, 1), (3, 1, 2), (3, 3, 3)), {0, 1, 2})
+    return _graph("fstring_brace", fstring_brace_graph.__doc__.splitlines()[0], vocab, channels, embed, layers,
+                  ('"', "}"), {"mean_signal": [0.0, gain], "one": [0.0, -gain * threshold]}, (1, 8), precondition,
+                  "fields never close more than they open and nest at most 2 deep", positional=False)
+
+
+def for_while_graph() -> dict:
+    """Loop header: after 'for i' predict 'in', after 'while i' predict a comparison '<'.
+
+    Tokens for while i \\n. Layer 0: a previous-token head copies the loop keyword into the next position
+    (prev_for, prev_while); the MLP fires ``for_header`` = relu(prev_for + is_i - 1) or ``while_header`` =
+    relu(prev_while + is_i - 1) on a variable right after a keyword, writing next_in = +1 / -1. Readout:
+    logit['in'] = +next_in, logit['<'] = -next_in, at the final position.
+    """
+    from jaxscd.dsl.programs import StateMachine
+
+    vocab = ("for", "while", "i", "\\n")
+    channels = ("one", "is_for", "is_while", "is_i", "is_nl", "pos", "pos_sq", "first", "prev_for", "prev_while",
+                "next_in")
+    embed = {"for": {"is_for": 1.0}, "while": {"is_while": 1.0}, "i": {"is_i": 1.0}, "\\n": {"is_nl": 1.0}}
+    layers = [
+        {"heads": [_previous_token_head("prev_keyword", {"for": "is_for", "while": "is_while"},
+                                        {"for": "prev_for", "while": "prev_while"})],
+         "mlp": {"activation": "relu", "neurons": [
+             _neuron("for_header", {"prev_for": 1.0, "is_i": 1.0}, {"next_in": 1.0}, bias=-1.0),
+             _neuron("while_header", {"prev_while": 1.0, "is_i": 1.0}, {"next_in": -1.0}, bias=-1.0)]}}]
+    # States: 0 elsewhere, 1 just after a keyword, 2 keyword then 'i'. Columns: for while i \n.
+    precondition = StateMachine(((1, 1, 0, 0), (1, 1, 2, 0), (1, 1, 0, 0)), {2})
+    return _graph("for_while", for_while_graph.__doc__.splitlines()[0], vocab, channels, embed, layers,
+                  ("<", "in"), {"next_in": [-1.0, 1.0]}, (1, 8), precondition,
+                  "ends with a loop keyword followed by the variable i")

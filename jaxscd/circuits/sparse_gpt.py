@@ -34,7 +34,8 @@ Semantics of the flags (as in the original):
   between equal non-zero magnitudes may be broken differently from torch.topk.
 - ``residual_activation_type="relu"``: ReLU on the residual stream after each residual addition.
 - ``sink``: a per-head logit added to the softmax as an extra slot with zero key and zero value (only enlarges the
-  denominator), as the original runs with ``flash=True``.
+  denominator). The original applies it only on its ``flash=True`` attention path, which is how its examples load
+  models (``load_model(..., flash=True)``); its ``flash=False`` default would silently drop the sink.
 - ``tied_unembed``: the unembedding is the token embedding. Linear layers carry biases when ``bias``.
 
 Task template (a JSON file, read by ``load_template``; the comments are for illustration only)::
@@ -404,7 +405,10 @@ def make_circuit(config: GPTConfig, kept: Mapping, means: Mapping) -> NodeCircui
     for loc, width in widths.items():
         mask, mean = np.ones(width), np.zeros(width)
         if loc in means:
-            mean = np.asarray(_to_float64(means[loc]))
+            try:
+                mean = _to_float64(means[loc])
+            except (TypeError, ValueError, RuntimeError):
+                raise SparseGPTError(f"mean for {loc!r} is not a numeric array: {means[loc]!r:.80}") from None
             if mean.shape != (width,):
                 raise SparseGPTError(f"mean for {loc!r} has shape {list(mean.shape)}; expected [{width}]")
             if not np.isfinite(mean).all():
@@ -479,7 +483,7 @@ def _norm(params: dict, prefix: str, x: jax.Array, config: GPTConfig) -> jax.Arr
 
 def _abs_top_k(x: jax.Array, k: int) -> jax.Array:
     """Keep exactly the k entries of largest |x| along the last axis (lowest index first among equal
-    magnitudes), zero the rest. Written without a scatter: it compiles faster and needs no [*, k, width] mask."""
+    magnitudes), zero the rest; elementwise apart from finding the k-th magnitude, so no scatter is needed."""
     width = x.shape[-1]
     if k >= width:
         return x
@@ -767,6 +771,9 @@ def eval_logits(model_dir, tokens_npy, out_npy, viz=None, means=None, batch_size
         raw = np.load(tokens_path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise SparseGPTError(f"could not read {str(tokens_path)!r} as a .npy array: {err}") from None
+    if not isinstance(raw, np.ndarray):
+        raw.close()
+        raise SparseGPTError(f"{str(tokens_path)!r} is an .npz archive; save one int array with numpy.save")
     tokens = _check_tokens(raw, model.config)
     circuit = load_circuit(model.config, viz, means) if viz is not None else None
     hooks = _hooks(circuit)

@@ -78,6 +78,10 @@ def _load_circuit(source: dict) -> Circuit:
         return get_task(source["name"]).circuit
     if source.get("kind") == "callable":
         return load_callable(source["target"]).circuit
+    if source.get("kind") == "circuit_sparsity":
+        from jaxscd.cli import load_sparse_circuit
+
+        return load_sparse_circuit(source["model_dir"], source["template"], source.get("viz"), source.get("means"))[0]
     raise CircuitError(f"unknown circuit source {source!r}")
 
 

@@ -21,6 +21,10 @@ EXIT_VERIFY_FAILED = 6
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT):
+    lines = message.splitlines() or [""]
+    if len(lines) > 1:  # a report of several problems: the first one, and how many more
+        problems = [line for line in lines[1:] if line.strip()]
+        message = f"{problems[0]} (+{len(problems) - 1} more)" if len(problems) > 1 else problems[0]
     click.echo(f"jaxscd: error: {message}", err=True)
     sys.exit(code)
 
@@ -44,16 +48,34 @@ def tasks_command():
     Console().print(table)
 
 
-def _resolve(task_name, circuit_target, sparse, alphabet, min_len, max_len):
+def _resolve_graph(path, names, min_len, max_len):
+    from jaxscd.circuits.graph import read_graph
+    from jaxscd.domain import Domain
+
+    graph = read_graph(path)
+    if names is not None and names != graph.vocab:
+        raise ValueError(f"--alphabet {list(names)} differs from the graph's vocab {list(graph.vocab)}; drop it")
+    max_len = max_len or graph.max_len or 6
+    if graph.max_positions is not None and max_len > graph.max_positions:
+        raise ValueError(f"--max-len {max_len} exceeds the graph's {graph.max_positions} positions")
+    domain = Domain(graph.vocab, min_len or graph.min_len or 1, max_len, graph.precondition, graph.precondition_text)
+    return (graph.circuit(), domain, None, graph.description or graph.name,
+            {"kind": "graph", "path": str(Path(path).resolve())})
+
+
+def _resolve(task_name, circuit_target, sparse, alphabet, min_len, max_len, graph=None):
     """(circuit, domain, spec, description, source) from a task name, a --circuit file or a circuit_sparsity
     checkpoint (``sparse``: dict of model_dir, viz, means, template), with CLI overrides."""
     from jaxscd.circuits.callable import load_callable
     from jaxscd.domain import Domain
     from jaxscd.tasks import get_task
 
-    if sum(x is not None for x in (task_name, circuit_target, sparse)) != 1:
-        raise click.UsageError("give exactly one of TASK, --circuit path.py:fn or --circuit-sparsity MODEL_DIR")
+    if sum(x is not None for x in (task_name, circuit_target, sparse, graph)) != 1:
+        raise click.UsageError("give exactly one of TASK, --circuit path.py:fn, --graph FILE.json or "
+                               "--circuit-sparsity MODEL_DIR")
     names = tuple(a.strip() for a in alphabet.split(",")) if alphabet else None
+    if graph is not None:
+        return _resolve_graph(graph, names, min_len, max_len)
     if sparse is not None:
         if names is not None:
             raise ValueError("--alphabet cannot be used with --circuit-sparsity: the template's alphabet maps "
@@ -134,7 +156,10 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
     for program, cex in result.refuted:
         console.print(f"refuted    {program!r} on {d.format(cex)!r}")
     color = {"PROVED": "green", "NO_PROGRAM": "yellow"}.get(result.verdict.value, "red")
-    proof = f" (z3 {result.proof.seconds:.2f} s)" if result.proof else ""
+    proof = ""
+    if result.proof:
+        cubes = f", {len(result.proof.cubes)} cubes" if result.proof.cubes else ""
+        proof = f" (z3 {result.proof.seconds:.2f} s{cubes})"
     console.print(f"verdict    [bold {color}]{result.verdict.value}[/]{proof}")
     for note in result.notes:
         console.print(f"note       {note}")
@@ -153,6 +178,7 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @main.command("distill")
 @click.argument("task", required=False)
 @click.option("--circuit", "circuit_target", help="A Python callable instead of a task: path/to/file.py:fn")
+@click.option("--graph", type=click.Path(), help="A circuit as a JSON graph (docs/circuit_graph.md).")
 @click.option("--circuit-sparsity", "sparse_dir", type=click.Path(),
               help="An OpenAI circuit_sparsity model directory (beeg_config.json + final_model.pt).")
 @click.option("--viz", type=click.Path(), help="viz_data.pt with the circuit's node mask (with --circuit-sparsity).")
@@ -164,11 +190,14 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for surrogate training and probes.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="Seconds per solver query; a timeout is UNKNOWN.")
+@click.option("--proof", "proof_strategy", type=click.Choice(["auto", "single", "cubes"]), default="auto",
+              show_default=True, help="One solver query, cube-and-conquer, or one short query then cubes.")
 @click.option("--out", type=click.Path(file_okay=False), help="Write the certificate bundle to this directory.")
 @click.option("--all-candidates", is_flag=True, help="Search every motif family, even those that cannot hold a "
               "simpler program than one already found (slower; reports every exact program).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def distill_command(task, circuit_target, sparse_dir, viz, means, template, alphabet, min_len, max_len, seed, timeout, out, all_candidates, as_json):
+def distill_command(task, circuit_target, graph, sparse_dir, viz, means, template, alphabet, min_len, max_len,
+                    seed, timeout, proof_strategy, out, all_candidates, as_json):
     """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
     from jaxscd.circuits.base import CircuitError
     from jaxscd.domain import DomainError
@@ -181,8 +210,9 @@ def distill_command(task, circuit_target, sparse_dir, viz, means, template, alph
         sparse = None if sparse_dir is None else {"model_dir": sparse_dir, "viz": viz, "means": means,
                                                   "template": template}
         circuit, domain, spec, description, circuit_ref = _resolve(task, circuit_target, sparse, alphabet, min_len,
-                                                                   max_len)
-        config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates)
+                                                                   max_len, graph)
+        config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates,
+                               proof_strategy=proof_strategy)
         if interactive:
             with console.status("distilling...") as status:
                 result = distill(circuit, domain, config, spec, log=lambda m: status.update(m))
@@ -202,6 +232,25 @@ def distill_command(task, circuit_target, sparse_dir, viz, means, template, alph
         if out:
             console.print(f"bundle     {out}/ (program.py, certificate.json, surrogate.npz, query.smt2)")
     sys.exit(EXIT_CODES[result.verdict.value])
+
+
+@main.command("export-graph")
+@click.argument("task")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+def export_graph_command(task, output):
+    """Print a built-in task's circuit as a JSON graph (see docs/circuit_graph.md)."""
+    from jaxscd.tasks import task_graph
+
+    try:
+        text = json.dumps(task_graph(task), indent=1) + "\n"
+    except KeyError as err:
+        _fail(str(err.args[0]))
+    if output:
+        from jaxscd.verify.certificate import atomic_write_text
+
+        atomic_write_text(Path(output), text)
+    else:
+        click.echo(text, nl=False)
 
 
 @main.command("eval")

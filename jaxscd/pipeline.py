@@ -31,6 +31,7 @@ class DistillConfig:
     max_states: int = 3
     probe_size: int = 512
     proof_timeout_s: float = 60.0
+    proof_strategy: str = "auto"  # auto | single | cubes (see jaxscd.verify.prove.prove_equivalent)
     max_proof_attempts: int = 5
     prune: bool = True  # skip families that cannot hold a simpler program than one already found
 
@@ -134,7 +135,8 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
 def _prove_survivors(result: DistillResult, survivors: list, config: DistillConfig) -> None:
     """Try survivors simplest first: PROVED ends; REFUTED drops the candidate; the first UNKNOWN is kept."""
     for program in survivors[:config.max_proof_attempts]:
-        proof = prove_equivalent(result.surrogate, program, result.domain, config.proof_timeout_s)
+        proof = prove_equivalent(result.surrogate, program, result.domain, config.proof_timeout_s,
+                                 config.proof_strategy)
         if proof.verdict == Verdict.REFUTED:
             result.refuted.append((program, proof.counterexample))
             continue

@@ -202,6 +202,7 @@ class FitResult:
     scale: int
     restarts_tried: int
     stable_folded: int
+    unfolded: IntegerSurrogate  # the quantized network before stable neurons were folded away
 
 
 def _exact(surrogate: IntegerSurrogate, domain: Domain, target: np.ndarray, valid: np.ndarray):
@@ -250,7 +251,8 @@ def fit(domain: Domain, target: np.ndarray, valid: np.ndarray, config: Surrogate
                     if not wrong.any():
                         folded = fold_stable_neurons(candidate, active[valid])
                         log(f"surrogate exact: width {width}, scale 2^{bits}, {folded.n_neurons} unstable neurons")
-                        return FitResult(folded, width, 1 << bits, tried, candidate.n_neurons - folded.n_neurons)
+                        return FitResult(folded, width, 1 << bits, tried, candidate.n_neurons - folded.n_neurons,
+                                         candidate)
                     if best_wrong is None or wrong.sum() < best_wrong.sum():
                         best_wrong = wrong
                     break

@@ -120,3 +120,42 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_bundle(result, tmp_path / "out", {"kind": "task", "name": "bracket_depth"}, "x")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def cube_bundle(tmp_path_factory):
+    from jaxscd.pipeline import DistillConfig
+
+    task = get_task("quote_close")
+    result = distill(task.circuit, task.domain(max_len=4), DistillConfig(proof_strategy="cubes"))
+    out = tmp_path_factory.mktemp("bundles") / "quote_cubes"
+    write_bundle(result, out, {"kind": "task", "name": "quote_close"}, task.circuit.fingerprint)
+    return out
+
+
+def test_cube_proof_bundle_verifies(cube_bundle):
+    cert = json.loads((cube_bundle / "certificate.json").read_text())
+    smt = [o for o in cert["obligations"] if o["claim"] == "surrogate == program"][0]
+    assert smt["method"] == "smt-cubes" and smt["verdict"] == "PROVED" and len(smt["cubes"]) >= 4
+    report = recheck(cube_bundle)
+    assert report.verified
+    assert {"cubes partition the domain", "z3: every cube query is unsat"} <= {n for n, st, _ in report.checks
+                                                                              if st == "ok"}
+
+
+def test_dropped_cube_breaks_the_partition(cube_bundle, tmp_path):
+    b = _copy(cube_bundle, tmp_path)
+    cert = json.loads((b / "certificate.json").read_text())
+    smt = [o for o in cert["obligations"] if o["claim"] == "surrogate == program"][0]
+    smt["cubes"].pop()
+    (b / "certificate.json").write_text(json.dumps(cert))
+    assert "cubes partition the domain" in _failed(recheck(b))
+
+
+def test_weakened_cube_query_fails(cube_bundle, tmp_path):
+    b = _copy(cube_bundle, tmp_path)
+    cube_file = sorted((b / "cubes").iterdir())[-1]
+    text = cube_file.read_text()
+    (cube_file).write_text(text + "\n(assert false)\n")  # trivially unsat: must not pass as the cube's query
+    failed = _failed(recheck(b))
+    assert "each cube file is the query of its cube" in failed

@@ -7,11 +7,11 @@ from jaxscd.dsl import DensityThreshold, MostRecent, run
 from jaxscd.kernels.enumerate import all_tokens, precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
 from jaxscd.pipeline import distill
-from jaxscd.tasks import get_task, task_names
+from jaxscd.tasks import SEED_TASKS, get_task
 from jaxscd.verify.prove import Verdict
 
 
-@pytest.fixture(scope="module", params=task_names())
+@pytest.fixture(scope="module", params=SEED_TASKS)
 def distilled(request):
     task = get_task(request.param)
     domain = task.domain(max_len=7)

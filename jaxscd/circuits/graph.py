@@ -69,6 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscd.circuits.base import Circuit, CircuitError, sha256_text
+from jaxscd.dsl.programs import check_program, from_json, to_json
 
 SCHEMA = "jaxscd.circuit_graph"
 VERSION = 1
@@ -278,7 +279,8 @@ class _Reader:
     def channel(self, name, path: str) -> int | None:
         if name not in self.index:
             close = difflib.get_close_matches(str(name), self.channels, n=1)
-            hint = f"did you mean {json.dumps(close[0])}?" if close else "add it to \"channels\" or fix the name"
+            guess = f"did you mean {json.dumps(close[0])}? " if close else ""
+            hint = guess + "add it to \"channels\" or fix the name"
             self.fail(path, f"unknown channel {json.dumps(name)} (channels: {', '.join(self.channels)})", hint,
                       show=False)
             return None
@@ -305,7 +307,7 @@ class _Reader:
             return None
         return out if ok else None
 
-    def matrix(self, value, path: str, width: int, what: str) -> np.ndarray | None:
+    def matrix(self, value, path: str, width: int, unit: str, size: str) -> np.ndarray | None:
         """A channel matrix: {channel: [width numbers]} or a list of D such rows -> float64 [D, width]."""
         out, ok = np.zeros((len(self.channels), width)), True
         if isinstance(value, Mapping):
@@ -315,12 +317,13 @@ class _Reader:
             rows = [(c, row, f"{path}[{c}]") for c, row in enumerate(value)]
         else:
             self.fail(path, f"expected a channel matrix ({{channel: [{width} numbers]}} or a list of "
-                      f"{len(self.channels)} rows)", f"write one row of {what} per channel", value)
+                      f"{len(self.channels)} rows)", f"write one row of {width} numbers (one per {unit}) per channel",
+                      value)
             return None
         for c, row, row_path in rows:
             if not isinstance(row, list) or len(row) != width:
-                self.fail(row_path, f"row must be a list of {width} numbers ({what})",
-                          f"give one number per {what.split(' = ')[0]}", row)
+                self.fail(row_path, f"row must be a list of {width} numbers ({size} = {width})",
+                          f"give exactly one number per {unit}", row)
                 ok = False
                 continue
             weights = [self.number(w, f"{row_path}[{j}]") for j, w in enumerate(row)]
@@ -345,9 +348,10 @@ def _read_head(r: _Reader, head, path: str, layer: int, h: int) -> Head | None:
         if not isinstance(name, str):
             r.fail(f"{path}.name", "name must be a string", "write e.g. \"prev_token\"", name)
         return None
-    mats = {k: r.matrix(head[k], f"{path}.{k}", width, f"{label} = {width}")
-            for k, width, label in (("w_q", d_head, "head dim, d_head"), ("w_k", d_head, "head dim, d_head"),
-                                    ("w_v", d_value, "value dim, d_value"), ("w_o", d_value, "value dim, d_value"))}
+    mats = {k: r.matrix(head[k], f"{path}.{k}", width, unit, size)
+            for k, width, unit, size in (("w_q", d_head, "head dim", "d_head"), ("w_k", d_head, "head dim", "d_head"),
+                                         ("w_v", d_value, "value dim", "d_value"),
+                                         ("w_o", d_value, "value dim", "d_value"))}
     if any(m is None for m in mats.values()):
         return None
     return Head(name, query, mats["w_q"], mats["w_k"], mats["w_v"], mats["w_o"].T.copy())
@@ -401,8 +405,6 @@ def _read_layer(r: _Reader, layer, path: str, index: int) -> Layer | None:
 
 
 def _read_domain(r: _Reader, domain, n_tokens: int) -> dict:
-    from jaxscd.dsl.programs import check_program, from_json
-
     if not r.fields(domain, "domain", (), ("min_len", "max_len", "precondition", "precondition_text"), "domain"):
         return {}
     out = {}
@@ -474,7 +476,7 @@ def _read(data) -> CircuitGraph:
             r.fail("pos_embed", "a positional embedding needs \"max_positions\"",
                    "add \"max_positions\": N with one pos_embed value per position", show=False)
         else:
-            mat = r.matrix(data["pos_embed"], "pos_embed", max_positions, f"position, max_positions = {max_positions}")
+            mat = r.matrix(data["pos_embed"], "pos_embed", max_positions, "position", "max_positions")
             pos_embed = None if mat is None else mat.T.copy()  # [max_positions, D]
 
     layers = []
@@ -486,9 +488,12 @@ def _read(data) -> CircuitGraph:
     readout, class_names = None, None
     if r.fields(data["readout"], "readout", ("classes", "weights"), (), "readout"):
         class_names = r.names(data["readout"]["classes"], "readout.classes", "classes", 2, exact=2)
-        readout = r.matrix(data["readout"]["weights"], "readout.weights", 2, "class, 2 classes = 2")
+        readout = r.matrix(data["readout"]["weights"], "readout.weights", 2, "class", "number of classes")
 
     domain = _read_domain(r, data["domain"], len(vocab)) if data.get("domain") is not None else {}
+    if domain.get("max_len") and max_positions and domain["max_len"] > max_positions:
+        r.fail("domain.max_len", f"longer than the {max_positions} positions the circuit accepts",
+               f"use at most {max_positions} or raise \"max_positions\"", domain["max_len"])
     if r.problems:
         raise GraphError(r.problems)
     return CircuitGraph(name, description, vocab, channels, class_names, embed, pos_embed, max_positions,
@@ -557,8 +562,6 @@ def _graph_dict(g: CircuitGraph) -> dict:
         out["layers"].append(entry)
     out["readout"] = {"classes": list(g.class_names), "weights": _sparse_matrix(g.readout, ch)}
     if g.min_len is not None or g.max_len is not None or g.precondition is not None:
-        from jaxscd.dsl.programs import to_json
-
         domain = {k: v for k, v in (("min_len", g.min_len), ("max_len", g.max_len)) if v is not None}
         if g.precondition is not None:
             domain |= {"precondition": to_json(g.precondition), "precondition_text": g.precondition_text}
@@ -568,10 +571,12 @@ def _graph_dict(g: CircuitGraph) -> dict:
 
 def export_graph(model, vocab: Sequence[str], class_names: Sequence[str], *, name: str = "graph",
                  description: str = "", channels: Sequence[str] | None = None,
-                 neurons: Sequence[str] | None = None, head_name: str = "head") -> dict:
+                 neurons: Sequence[str] | None = None, head_name: str = "head", lengths: tuple | None = None,
+                 precondition=None, precondition_text: str = "") -> dict:
     """A schema-1 dict for a ``reference.OneLayerCircuit``: layer 0 = its MLP, layer 1 = its head (query "last").
 
-    ``channels`` and ``neurons`` name the residual channels and MLP neurons (default ``c0..``, ``n0..``).
+    ``channels`` and ``neurons`` name the residual channels and MLP neurons (default ``c0..``, ``n0..``);
+    ``lengths`` (min_len, max_len) and ``precondition`` (a DSL program) fill the optional "domain" block.
     """
     w = model.arrays()
     d, n_hidden = w["embed"].shape[1], w["w_in"].shape[1]
@@ -583,6 +588,8 @@ def export_graph(model, vocab: Sequence[str], class_names: Sequence[str], *, nam
     mlp = Layer((), Mlp(neurons, w["w_in"], w["b_in"], w["w_out"]))
     head = Layer((Head(head_name, "last", w["w_q"], w["w_k"], w["w_v"], w["w_o"]),), None)
     pos = w["pos"] if np.any(w["pos"]) else None
+    min_len, max_len = lengths if lengths is not None else (None, None)
     graph = CircuitGraph(name, description, tuple(vocab), channels, tuple(class_names), w["embed"], pos,
-                         w["pos"].shape[0], (mlp, head), w["readout"])
+                         w["pos"].shape[0], (mlp, head), w["readout"], min_len, max_len, precondition,
+                         precondition_text)
     return graph.to_json()

@@ -4,6 +4,10 @@ Each is a residual stream of named channels, an MLP (layer 0) that writes featur
 read from the final position (softmax over the whole causal context), and a readout of two logits. Weights are
 set so that each component does one legible thing, after the circuits of Gao et al. (2025), "Weight-sparse
 transformers have interpretable circuits": Fig. 4 (closing quotes) and Fig. 5 (bracket depth).
+
+The second half writes multi-layer circuits for more of the paper's Python tasks (set_or_string, bracket_brace,
+if_ternary, fstring_brace, for_while) as circuit-graph dicts, loaded by ``jaxscd.circuits.graph.read_graph``;
+each carries its default domain (lengths and a precondition DFA) in the graph's "domain" block.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscd.circuits.base import Circuit, sha256_bytes
+from jaxscd.dsl.programs import StateMachine, to_json
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,8 +147,8 @@ BRACKET_NEURONS = ("open_detector", "close_detector")
 # recency * j, so it attends to the latest position where the key channel is on.
 
 PREV_GAIN = 20.0  # previous-token head: off-target weight <= 2 exp(-20) ~ 4e-9
-MATCH_GAIN = 40.0  # most-recent / matching heads: key gap 40 - recency * max_positions >= 24
-RECENCY = 1.0
+MATCH_GAIN = 100.0  # most-recent / matching heads: key gap 100 - recency * (max_positions - 1) >= 40
+RECENCY = 4.0  # a match outweighs one a position earlier by exp(4) ~ 55
 GRAPH_POSITIONS = 16
 
 
@@ -157,7 +162,8 @@ def _previous_token_head(name: str, reads: dict, writes: dict, gain: float = PRE
     d = len(reads)
     unit = lambda j: [1.0 if i == j else 0.0 for i in range(d)]  # noqa: E731
     return {"name": name, "query": "all", "d_head": 2, "d_value": d,
-            "w_q": {"pos": [2 * gain, 0.0], "one": [-2 * gain, -gain]}, "w_k": {"pos": [1.0, 0.0], "pos_sq": [0.0, 1.0]},
+            "w_q": {"pos": [2 * gain, 0.0], "one": [-2 * gain, -gain]},
+            "w_k": {"pos": [1.0, 0.0], "pos_sq": [0.0, 1.0]},
             "w_v": {reads[k]: unit(j) for j, k in enumerate(reads)},
             "w_o": {writes[k]: unit(j) for j, k in enumerate(writes)}}
 
@@ -168,6 +174,24 @@ def _most_recent_head(name: str, key: str, value: str, out: str, gain: float = M
             "w_k": {key: [1.0, 0.0], "pos": [0.0, 1.0]}, "w_v": {value: [1.0]}, "w_o": {out: [1.0]}}
 
 
+def _state_machine(n_tokens: int, start, step, accepting):
+    """A precondition DFA from a step function over readable states; ``step`` returns None to reject.
+
+    States are numbered in breadth-first order from ``start``; None (rejected) is absorbing.
+    """
+    states, index, table = [start], {start: 0}, []
+    for state in states:  # grows while it is read
+        row = []
+        for token in range(n_tokens):
+            nxt = None if state is None else step(state, token)
+            if nxt not in index:
+                index[nxt] = len(states)
+                states.append(nxt)
+            row.append(index[nxt])
+        table.append(row)
+    return StateMachine(table, {index[s] for s in states if s is not None and accepting(s)})
+
+
 def _neuron(name: str, reads: dict, writes: dict, bias: float = 0.0) -> dict:
     return {"name": name, "in": reads, "bias": bias, "out": writes}
 
@@ -175,8 +199,6 @@ def _neuron(name: str, reads: dict, writes: dict, bias: float = 0.0) -> dict:
 def _graph(name: str, description: str, vocab: tuple, channels: tuple, embed: dict, layers: list, classes: tuple,
            readout: dict, lengths: tuple, precondition=None, precondition_text: str = "",
            positional: bool = True) -> dict:
-    from jaxscd.dsl.programs import to_json
-
     graph = {"schema": "jaxscd.circuit_graph", "version": 1, "name": name, "description": description,
              "vocab": list(vocab), "channels": list(channels), "max_positions": GRAPH_POSITIONS,
              "embed": {tok: {"one": 1.0} | embed.get(tok, {}) for tok in vocab}}
@@ -190,7 +212,7 @@ def _graph(name: str, description: str, vocab: tuple, channels: tuple, embed: di
 
 
 def set_or_string_graph() -> dict:
-    """Variable type tracking, two hops: is the final variable a set (``.add``) or a string (``+=``)?
+    """Variable type tracking: is the final variable a set ('.add') or a string ('+=')?
 
     Tokens x y set() '' ; ``x set()`` reads ``x = set()``. Layer 0: a previous-token head copies the variable
     identity (is_x, is_y) into the next position (prev_x, prev_y); the MLP detects initialisers and writes their
@@ -198,8 +220,6 @@ def set_or_string_graph() -> dict:
     k = [prev_x, prev_y, init] (+ recency), so it attends to the latest initialiser of the final token's
     variable, and copies its type. Readout: logit['.add'] = +type, logit['+='] = -type.
     """
-    from jaxscd.dsl.programs import StateMachine
-
     vocab = ("x", "y", "set()", "''")
     channels = ("one", "is_x", "is_y", "is_set", "is_str", "pos", "pos_sq", "first", "prev_x", "prev_y", "init",
                 "init_type", "read_type")
@@ -215,14 +235,19 @@ def set_or_string_graph() -> dict:
                     "w_k": {"prev_x": [1.0, 0.0, 0.0, 0.0], "prev_y": [0.0, 1.0, 0.0, 0.0],
                             "init": [0.0, 0.0, 1.0, 0.0], "pos": [0.0, 0.0, 0.0, 1.0]},
                     "w_v": {"init_type": [1.0]}, "w_o": {"read_type": [1.0]}}]}]
-    # States: 0 x not yet initialised, 1 ... then 'x' (must be an initialiser next), 2 x is a set, 3 set + 'x',
-    # 4 x is a string, 5 string + 'x', 6 rejected. Columns: x, y, set(), ''.
-    precondition = StateMachine(((1, 0, 0, 0), (6, 6, 2, 4), (3, 2, 2, 2), (6, 6, 2, 6), (5, 4, 4, 4),
-                                 (6, 6, 6, 4), (6, 6, 6, 6)), {3, 5})
+
+    def step(state, token):  # state: (type of x: None / "set()" / "''", the previous token was x)
+        kind, after_x = state
+        if after_x:  # an x that is not last must be initialised, always to the same type
+            return (vocab[token], False) if token >= 2 and kind in (None, vocab[token]) else None
+        return (kind, token == 0)
+
+    precondition = _state_machine(4, (None, False), step, lambda s: s[1] and s[0] is not None)
     text = ("ends with the query x; every earlier x is initialised (x set() or x ''), always to the same type; "
             "y is free")
-    return _graph("set_or_string", set_or_string_graph.__doc__.splitlines()[0], vocab, channels, embed, layers,
-                  (".add", "+="), {"read_type": [1.0, -1.0]}, (1, 8), precondition, text)
+    return _graph("set_or_string", "set() or string, two hops: a previous-token head copies the variable into its "
+                  "initialiser; a head from the final token matches the variable and reads the type", vocab, channels,
+                  embed, layers, (".add", "+="), {"read_type": [1.0, -1.0]}, (1, 8), precondition, text)
 
 
 def bracket_brace_graph() -> dict:
@@ -232,8 +257,6 @@ def bracket_brace_graph() -> dict:
     (+1 '(', -1 '{'); closers are not detected. Layer 1: a head from the final position attends to the most
     recent opener (key = opener, + recency) and copies its type. Readout: logit[')'] = +type, logit['}'] = -type.
     """
-    from jaxscd.dsl.programs import StateMachine
-
     vocab = ("(", "{", ")", "}", "a")
     channels = ("one", "is_lparen", "is_lbrace", "is_rparen", "is_rbrace", "pos", "pos_sq", "first", "opener",
                 "opener_type", "read_type")
@@ -243,9 +266,17 @@ def bracket_brace_graph() -> dict:
             _neuron("paren_opener", {"is_lparen": 1.0}, {"opener": 1.0, "opener_type": 1.0}),
             _neuron("brace_opener", {"is_lbrace": 1.0}, {"opener": 1.0, "opener_type": -1.0})]}},
         {"heads": [_most_recent_head("last_opener", "opener", "opener_type", "read_type")]}]
-    # States: 0 no bracket open, 1 '(' open, 2 '{' open, 3 rejected (nesting, or a closer that does not match).
-    precondition = StateMachine(((1, 2, 3, 3, 0), (3, 3, 0, 3, 1), (3, 3, 3, 0, 2), (3, 3, 3, 3, 3)), {1, 2})
-    return _graph("bracket_brace", bracket_brace_graph.__doc__.splitlines()[0], vocab, channels, embed, layers,
+
+    def step(open_bracket, token):  # state: the open opener ("" when none); no nesting, closers must match
+        if token == 4:
+            return open_bracket
+        if token < 2:
+            return vocab[token] if not open_bracket else None
+        return "" if open_bracket == vocab[token - 2] else None
+
+    precondition = _state_machine(5, "", step, bool)
+    return _graph("bracket_brace", "which closer for the most recent opener: an MLP opener detector, then a head "
+                  "that attends to the most recent opener and reads its type", vocab, channels, embed, layers,
                   (")", "}"), {"read_type": [1.0, -1.0]}, (1, 7), precondition,
                   "brackets are not nested, every closer matches, and one bracket is open at the end")
 
@@ -259,8 +290,6 @@ def if_ternary_graph() -> dict:
     Layer 1: a head from the final position attends to the most recent 'if' and copies its kind. Readout:
     logit[':'] = +kind, logit['else'] = -kind.
     """
-    from jaxscd.dsl.programs import StateMachine
-
     vocab = ("\\n", "if", "x", "=")
     channels = ("one", "is_nl", "is_if", "is_x", "is_eq", "pos", "pos_sq", "first", "after_nl", "if_kind",
                 "read_kind")
@@ -271,11 +300,19 @@ def if_ternary_graph() -> dict:
              _neuron("statement_if", {"is_if": 2.0, "after_nl": 1.0, "first": 1.0}, {"if_kind": 1.0}, bias=-2.0),
              _neuron("ternary_if", {"is_if": 1.0, "after_nl": -1.0, "first": -1.0}, {"if_kind": -1.0})]}},
         {"heads": [_most_recent_head("last_if", "is_if", "if_kind", "read_kind")]}]
-    # States: 0 elsewhere, 1 just after 'if', 2 after 'if' and one or more 'x' (the condition). Columns: \n if x =.
-    precondition = StateMachine(((0, 1, 0, 0), (0, 1, 2, 0), (0, 1, 2, 0)), {2})
-    return _graph("if_ternary", if_ternary_graph.__doc__.splitlines()[0], vocab, channels, embed, layers,
+
+    def step(state, token):  # state: (number of 'if' so far, at most 2; phase: 0 other, 1 after 'if', 2 condition)
+        n_ifs, phase = state
+        if token == 1:
+            return (n_ifs + 1, 1) if n_ifs < 2 else None
+        return (n_ifs, 2 if token == 2 and phase > 0 else 0)
+
+    precondition = _state_machine(4, (0, 0), step, lambda s: s[1] == 2)
+    return _graph("if_ternary", "':' or 'else' after 'if <cond>': a previous-token head and an MLP tell a "
+                  "line-start 'if' from an inline one; a head reads the kind of the last 'if'", vocab, channels,
+                  embed, layers,
                   ("else", ":"), {"read_kind": [-1.0, 1.0]}, (1, 8), precondition,
-                  "ends with 'if' followed by one or more 'x' (the condition)")
+                  "at most two 'if'; ends with 'if' followed by one or more 'x' (the condition)")
 
 
 def fstring_brace_graph(threshold: float = 1 / 32, gain: float = 32.0) -> dict:
@@ -287,19 +324,24 @@ def fstring_brace_graph(threshold: float = 1 / 32, gain: float = 32.0) -> dict:
     1/32 sits below every positive density on 16 positions, so unlike bracket_depth no length dilutes the
     decision: it is 'some field is open'.
     """
-    from jaxscd.dsl.programs import StateMachine
-
     vocab = ("{", "}", "a")
     channels = ("one", "is_open", "is_close", "brace_signal", "mean_signal")
     embed = {"{": {"is_open": 1.0}, "}": {"is_close": 1.0}}
     layers = [
-        {"mlp": {"activation": "relu", "neurons": [_neuron("field_open", {"is_open": 1.0}, {"brace_signal": 1.0}),
-                                                    _neuron("field_close", {"is_close": 1.0}, {"brace_signal": -1.0})]}},
+        {"mlp": {"activation": "relu", "neurons": [
+            _neuron("field_open", {"is_open": 1.0}, {"brace_signal": 1.0}),
+            _neuron("field_close", {"is_close": 1.0}, {"brace_signal": -1.0})]}},
         {"heads": [{"name": "uniform_mean", "query": "last", "d_head": 1, "d_value": 1, "w_q": {}, "w_k": {},
                     "w_v": {"brace_signal": [1.0]}, "w_o": {"mean_signal": [1.0]}}]}]
-    # States: field depth 0, 1, 2; 3 rejected (a '}' with no open field, or depth 3). Columns: { } a.
-    precondition = StateMachine(((1, 3, 0), (2, 0, 1), (3, 1, 2), (3, 3, 3)), {0, 1, 2})
-    return _graph("fstring_brace", fstring_brace_graph.__doc__.splitlines()[0], vocab, channels, embed, layers,
+
+    def step(depth, token):  # state: how many fields are open (0..2)
+        depth += {0: 1, 1: -1, 2: 0}[token]
+        return depth if 0 <= depth <= 2 else None
+
+    precondition = _state_machine(3, 0, step, lambda depth: True)
+    return _graph("fstring_brace", "close the f-string field '}' or the string '\"': an MLP brace counter "
+                  "averaged by uniform attention, read with a threshold just above zero", vocab, channels, embed,
+                  layers,
                   ('"', "}"), {"mean_signal": [0.0, gain], "one": [0.0, -gain * threshold]}, (1, 8), precondition,
                   "fields never close more than they open and nest at most 2 deep", positional=False)
 
@@ -312,8 +354,6 @@ def for_while_graph() -> dict:
     relu(prev_while + is_i - 1) on a variable right after a keyword, writing next_in = +1 / -1. Readout:
     logit['in'] = +next_in, logit['<'] = -next_in, at the final position.
     """
-    from jaxscd.dsl.programs import StateMachine
-
     vocab = ("for", "while", "i", "\\n")
     channels = ("one", "is_for", "is_while", "is_i", "is_nl", "pos", "pos_sq", "first", "prev_for", "prev_while",
                 "next_in")
@@ -324,8 +364,15 @@ def for_while_graph() -> dict:
          "mlp": {"activation": "relu", "neurons": [
              _neuron("for_header", {"prev_for": 1.0, "is_i": 1.0}, {"next_in": 1.0}, bias=-1.0),
              _neuron("while_header", {"prev_while": 1.0, "is_i": 1.0}, {"next_in": -1.0}, bias=-1.0)]}}]
-    # States: 0 elsewhere, 1 just after a keyword, 2 keyword then 'i'. Columns: for while i \n.
-    precondition = StateMachine(((1, 1, 0, 0), (1, 1, 2, 0), (1, 1, 0, 0)), {2})
-    return _graph("for_while", for_while_graph.__doc__.splitlines()[0], vocab, channels, embed, layers,
+
+    def step(state, token):  # state: (loop keywords so far, at most 2; phase: 0 other, 1 after keyword, 2 then 'i')
+        n_keywords, phase = state
+        if token < 2:
+            return (n_keywords + 1, 1) if n_keywords < 2 else None
+        return (n_keywords, 2 if token == 2 and phase == 1 else 0)
+
+    precondition = _state_machine(4, (0, 0), step, lambda s: s[1] == 2)
+    return _graph("for_while", "'in' after 'for i', '<' after 'while i': a previous-token head copies the "
+                  "keyword; an MLP fires on keyword + variable", vocab, channels, embed, layers,
                   ("<", "in"), {"next_in": [-1.0, 1.0]}, (1, 8), precondition,
-                  "ends with a loop keyword followed by the variable i")
+                  "at most two loop keywords; ends with a loop keyword followed by the variable i")

@@ -49,9 +49,14 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
         obligations.append({"claim": "circuit == program", "method": "exhaustive", "inputs": result.n_valid,
                             "verdict": "PROVED"})
     if proof is not None:
-        obligations.append({"claim": "surrogate == program", "method": "smt", "solver": solver_name(),
-                            "verdict": proof.verdict.value, "seconds": round(proof.seconds, 3),
-                            "file": "query.smt2", "expect": "unsat", "reason": proof.reason or None})
+        smt = {"claim": "surrogate == program", "method": proof.method, "solver": solver_name(),
+               "verdict": proof.verdict.value, "seconds": round(proof.seconds, 3), "expect": "unsat",
+               "reason": proof.reason or None}
+        if proof.method == "smt-cubes":  # query.smt2 is kept for other tools; the cube queries are the proof
+            smt["cubes"] = [dict(c, file=f"cubes/{c['file']}") for c in proof.cubes]
+        else:
+            smt["file"] = "query.smt2"
+        obligations.append(smt)
     if result.spec_mismatches is not None:
         obligations.append({"claim": "circuit == spec", "method": "exhaustive", "inputs": result.n_valid,
                             "verdict": "PROVED" if result.spec_mismatch_count == 0 else "REFUTED",
@@ -62,6 +67,8 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
         files["surrogate.npz"] = sha256_bytes(result.surrogate.to_bytes())
     if proof is not None:
         files["query.smt2"] = sha256_text(proof.smt2)
+        for name, text in (proof.cube_queries or {}).items():
+            files[f"cubes/{name}"] = sha256_text(text)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": f"jaxscd {__version__}",
@@ -73,6 +80,18 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
         "files": files,
         "obligations": obligations,
     }
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory and rename it into place."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 def write_bundle(result, out_dir: str | os.PathLike, circuit_ref: dict, circuit_fingerprint: str) -> Path:
@@ -88,6 +107,10 @@ def write_bundle(result, out_dir: str | os.PathLike, circuit_ref: dict, circuit_
             (staging / "surrogate.npz").write_bytes(result.surrogate.to_bytes())
         if result.proof is not None:
             (staging / "query.smt2").write_text(result.proof.smt2)
+            if result.proof.cube_queries:
+                (staging / "cubes").mkdir()
+                for name, text in result.proof.cube_queries.items():
+                    (staging / "cubes" / name).write_text(text)
         cert = certificate(result, circuit_ref, circuit_fingerprint)
         (staging / "certificate.json").write_text(json.dumps(cert, indent=2) + "\n")
         if out.exists():

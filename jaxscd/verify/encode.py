@@ -52,14 +52,25 @@ def _positional_sum(weights: np.ndarray, seq: SymbolicSequence) -> z3.ArithRef:
     return z3.Sum(terms) if terms else z3.IntVal(0)
 
 
-def surrogate_score(surrogate: IntegerSurrogate, seq: SymbolicSequence) -> z3.ArithRef:
+def surrogate_score(surrogate: IntegerSurrogate, seq: SymbolicSequence, phases: np.ndarray | None = None):
+    """(score term, phase-violation terms). ``phases[j]`` = 1 / -1 fixes neuron j active / inactive (its ReLU
+    becomes linear or vanishes), 0 keeps the If; each fixed phase contributes a term that holds exactly when the
+    fixed phase is wrong, so a query asserting "disagreement or a violated phase" stays sound."""
     score = [z3.IntVal(int(surrogate.out_b)), _positional_sum(surrogate.skip_w, seq)]
+    violations = []
     for j in range(surrogate.n_neurons):
         pre = z3.IntVal(int(surrogate.hidden_b[j])) + _positional_sum(surrogate.hidden_w[:, :, j], seq)
-        score.append(int(surrogate.out_w[j]) * z3.If(pre > 0, pre, 0))
-    return z3.Sum(score)
+        phase = 0 if phases is None else int(phases[j])
+        if phase > 0:
+            score.append(int(surrogate.out_w[j]) * pre)
+            violations.append(pre <= 0)
+        elif phase < 0:
+            violations.append(pre > 0)
+        else:
+            score.append(int(surrogate.out_w[j]) * z3.If(pre > 0, pre, 0))
+    return z3.Sum(score), violations
 
 
 def surrogate_decision(surrogate: IntegerSurrogate, seq: SymbolicSequence) -> z3.BoolRef:
     """True exactly when the surrogate outputs class 1 (score > 0)."""
-    return surrogate_score(surrogate, seq) > 0
+    return surrogate_score(surrogate, seq)[0] > 0

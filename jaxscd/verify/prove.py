@@ -30,6 +30,9 @@ class ProofResult:
     smt2: str
     counterexample: tuple | None = None  # token ids where program and surrogate disagree
     reason: str = ""
+    method: str = "smt"  # "smt": one query (smt2); "smt-cubes": one query per cube (cubes, cube_queries)
+    cubes: tuple = ()
+    cube_queries: dict | None = None
 
 
 def solver_name() -> str:
@@ -63,11 +66,47 @@ def smt2_text(solver: z3.Solver) -> str:
     return "(set-logic QF_LIA)\n" + solver.to_smt2()
 
 
+def _checked_refutation(surrogate, program, domain, tokens, seconds, smt2, **extra) -> ProofResult:
+    """REFUTED only if the model really separates program and surrogate (re-checked in plain Python)."""
+    if in_domain(domain, tokens) and reference.run(program, tokens) != surrogate_class(surrogate, tokens):
+        return ProofResult(Verdict.REFUTED, seconds, smt2, tokens, **extra)
+    return ProofResult(Verdict.UNKNOWN, seconds, smt2, tokens,
+                       "solver model does not reproduce a disagreement (encoding mismatch)", **extra)
+
+
 def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Domain,
-                     timeout_s: float = 60.0) -> ProofResult:
-    """PROVED only on UNSAT; a model is re-checked in plain Python before it counts as a counterexample."""
+                     timeout_s: float = 60.0, strategy: str = "auto", valid=None) -> ProofResult:
+    """PROVED only on UNSAT; a model is re-checked in plain Python before it counts as a counterexample.
+
+    ``strategy``: "single" (one query), "cubes" (cube-and-conquer, see ``cubes.py``), or "auto": one query
+    with a short budget, then cubes if it did not finish.
+    """
+    if strategy not in ("auto", "single", "cubes"):
+        raise ValueError(f"unknown proof strategy {strategy!r}; use auto, single or cubes")
     solver, seq = equivalence_query(surrogate, program, domain)
     smt2 = smt2_text(solver)
+    if strategy != "cubes":
+        budget = timeout_s if strategy == "single" else min(timeout_s, AUTO_SINGLE_BUDGET_S)
+        result = _single(solver, seq, smt2, surrogate, program, domain, budget)
+        if result.verdict != Verdict.UNKNOWN or strategy == "single" or result.counterexample is not None:
+            return result
+    from jaxscd.kernels.enumerate import precondition_mask
+    from jaxscd.verify.cubes import prove_by_cubes
+
+    run = prove_by_cubes(surrogate, program, domain, precondition_mask(domain) if valid is None else valid,
+                         timeout_s=timeout_s)
+    extra = {"method": "smt-cubes", "cubes": tuple(run.cubes), "cube_queries": run.queries}
+    if run.answer == "unsat":
+        return ProofResult(Verdict.PROVED, run.seconds, smt2, **extra)
+    if run.answer == "sat":
+        return _checked_refutation(surrogate, program, domain, run.counterexample, run.seconds, smt2, **extra)
+    return ProofResult(Verdict.UNKNOWN, run.seconds, smt2, reason=run.reason, **extra)
+
+
+AUTO_SINGLE_BUDGET_S = 5.0
+
+
+def _single(solver, seq, smt2, surrogate, program, domain, timeout_s) -> ProofResult:
     solver.set(timeout=max(1, int(timeout_s * 1000)))
     start = time.perf_counter()
     answer = solver.check()
@@ -75,9 +114,5 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
     if answer == z3.unsat:
         return ProofResult(Verdict.PROVED, seconds, smt2)
     if answer == z3.sat:
-        tokens = tuple(seq.concrete(solver.model()))
-        if in_domain(domain, tokens) and reference.run(program, tokens) != surrogate_class(surrogate, tokens):
-            return ProofResult(Verdict.REFUTED, seconds, smt2, tokens)
-        return ProofResult(Verdict.UNKNOWN, seconds, smt2, tokens,
-                           "solver model does not reproduce a disagreement (encoding mismatch)")
+        return _checked_refutation(surrogate, program, domain, tuple(seq.concrete(solver.model())), seconds, smt2)
     return ProofResult(Verdict.UNKNOWN, seconds, smt2, reason=f"solver gave up: {solver.reason_unknown()}")

@@ -17,6 +17,7 @@ class SymbolicSequence:
     tokens: list  # z3 Int per position 0..max_len-1
     length: z3.ArithRef
     constraints: list  # z3 Bools: the sequence lies in the domain
+    onehot: list  # onehot[i][v]: z3 Int in {0, 1}, 1 iff position i is real and holds token v
 
     def concrete(self, model: z3.ModelRef) -> list[int]:
         n = model.eval(self.length, model_completion=True).as_long()
@@ -24,31 +25,32 @@ class SymbolicSequence:
 
 
 def symbolic_sequence(domain: Domain) -> SymbolicSequence:
-    """Token and length variables constrained to the domain (padding positions pinned to 0)."""
+    """Token and length variables constrained to the domain (padding positions pinned to 0), with a 0/1 integer
+    one-hot view of the tokens: the surrogate is linear in it, which z3's arithmetic solver handles far better
+    than If-lookups on the token variables (measured in experiments/bench_smt.py)."""
     tokens = [z3.Int(f"t{i}") for i in range(domain.max_len)]
     length = z3.Int("len")
     constraints = [length >= domain.min_len, length <= domain.max_len]
+    onehot = []
     for i, t in enumerate(tokens):
         constraints += [t >= 0, t < domain.n_tokens, z3.Implies(length <= i, t == 0)]
+        row = [z3.Int(f"x{i}_{v}") for v in range(domain.n_tokens)]
+        for v, x in enumerate(row):
+            constraints += [x >= 0, x <= 1, (x == 1) == z3.And(length > i, t == v)]
+        constraints.append(z3.Sum(row) == z3.If(length > i, 1, 0))
+        onehot.append(row)
     if domain.precondition is not None:
         constraints.append(smt.encode(domain.precondition, tokens, length))
-    return SymbolicSequence(tokens, length, constraints)
-
-
-def _lookup(row: np.ndarray, token: z3.ArithRef) -> z3.ArithRef:
-    """row[token] as an If chain over the token's possible values (row: int weights per token)."""
-    term = z3.IntVal(int(row[-1]))
-    for v in range(len(row) - 2, -1, -1):
-        term = z3.If(token == v, z3.IntVal(int(row[v])), term)
-    return term
+    return SymbolicSequence(tokens, length, constraints, onehot)
 
 
 def _positional_sum(weights: np.ndarray, seq: SymbolicSequence) -> z3.ArithRef:
-    """sum over real positions i of weights[i, t_i] (weights int [max_len, V])."""
-    terms = []
-    for i, token in enumerate(seq.tokens):
-        if np.any(weights[i]):
-            terms.append(z3.If(seq.length > i, _lookup(weights[i], token), z3.IntVal(0)))
+    """sum over real positions i of weights[i, t_i] (weights int [max_len, V]), linear in the one-hot view."""
+    if weights.shape != (len(seq.onehot), len(seq.onehot[0])):
+        raise ValueError(f"surrogate weights {list(weights.shape)} do not fit sequences of "
+                         f"{len(seq.onehot)} positions over {len(seq.onehot[0])} tokens")
+    terms = [int(weights[i, v]) * seq.onehot[i][v] for i in range(weights.shape[0])
+             for v in range(weights.shape[1]) if weights[i, v]]
     return z3.Sum(terms) if terms else z3.IntVal(0)
 
 

@@ -186,6 +186,10 @@ def recheck(bundle_dir, timeout_s: float = 120.0) -> Report:
         except (OSError, ValueError, KeyError) as err:
             raise BundleError(f"surrogate.npz is unreadable ({err}); the bundle is corrupt", EXIT_CORRUPT) from None
 
+    if surrogate is not None and surrogate.skip_w.shape != (domain.max_len, domain.n_tokens):
+        report.add("surrogate fits the domain", False, f"surrogate inputs {list(surrogate.skip_w.shape)} != "
+                   f"[max_len, tokens] = {[domain.max_len, domain.n_tokens]}")
+        surrogate = None
     valid = precondition_mask(domain)
     program_dec = np.empty(domain.size, dtype=np.int8)
     for first, idx, real in chunk_indices(0, domain.size, min(1 << 15, domain.size)):

@@ -1,0 +1,106 @@
+"""SMT proof benchmark: jaxscd's proof of surrogate == program against a plain encoding, same process.
+
+Baseline: the textbook encoding of the *same* quantized network — Real-sorted one-hot inputs (each in {0, 1},
+one per real position), every ReLU as If(pre > 0, pre, 0) including neurons that never change phase, one query.
+jaxscd: integer arithmetic, token variables read through If-lookups, stable neurons folded away, then its proof
+strategy ("auto": one short query, cube-and-conquer with per-cube phase fixing when that does not finish).
+
+    python experiments/bench_smt.py                      # seed tasks at L=10, plus a width-16 surrogate at L=8
+    python experiments/bench_smt.py --baseline-timeout 600
+"""
+
+import argparse
+import time
+from fractions import Fraction
+
+import z3
+
+from jaxscd.dsl import smt
+from jaxscd.kernels.enumerate import precondition_mask
+from jaxscd.kernels.evaluate import evaluate_circuit
+from jaxscd.pipeline import distill
+from jaxscd.surrogate import SurrogateConfig, fit
+from jaxscd.tasks import get_task
+from jaxscd.verify.encode import symbolic_sequence
+from jaxscd.verify.prove import Verdict, prove_equivalent
+
+
+def baseline_query(surrogate, program, domain) -> z3.Solver:
+    """The plain encoding: Real one-hot inputs, If per ReLU, no folding, no integers."""
+    seq = symbolic_sequence(domain)  # the same token/length variables, so the program term is shared
+    solver = z3.Solver()
+    solver.add(*seq.constraints)
+    onehot = {}
+    for i in range(domain.max_len):
+        row = [z3.Real(f"x_{i}_{v}") for v in range(domain.n_tokens)]
+        for v, x in enumerate(row):
+            solver.add(z3.Or(x == 0, x == 1), (x == 1) == z3.And(seq.length > i, seq.tokens[i] == v))
+        solver.add(z3.Sum(row) == z3.If(seq.length > i, 1, 0))
+        onehot[i] = row
+    q = lambda w: z3.RealVal(Fraction(int(w)))  # noqa: E731 - exact rationals, as a careful baseline would
+    score = [q(surrogate.out_b)]
+    score += [q(surrogate.skip_w[i, v]) * onehot[i][v] for i in onehot for v in range(domain.n_tokens)]
+    for j in range(surrogate.n_neurons):
+        pre = q(surrogate.hidden_b[j]) + z3.Sum([q(surrogate.hidden_w[i, v, j]) * onehot[i][v]
+                                                 for i in onehot for v in range(domain.n_tokens)])
+        score.append(q(surrogate.out_w[j]) * z3.If(pre > 0, pre, 0))
+    solver.add((z3.Sum(score) > 0) != smt.encode(program, seq.tokens, seq.length))
+    return solver
+
+
+def timed_baseline(surrogate, program, domain, timeout_s: float) -> tuple[str, float]:
+    solver = baseline_query(surrogate, program, domain)
+    solver.set(timeout=int(timeout_s * 1000))
+    start = time.perf_counter()
+    answer = solver.check()
+    return str(answer), time.perf_counter() - start
+
+
+def case_seed_task(name: str, max_len: int):
+    """The pipeline's own surrogate and program for a seed task (unfolded network for the baseline)."""
+    task = get_task(name)
+    domain = task.domain(max_len=max_len)
+    result = distill(task.circuit, domain)
+    valid = precondition_mask(domain)
+    table = evaluate_circuit(task.circuit, domain, valid)
+    fitted = fit(domain, table.decisions, valid)
+    return f"{name} L<={max_len}", domain, result.program, fitted.surrogate, fitted.unfolded
+
+
+def case_wide(max_len: int, width: int):
+    """A deliberately wide surrogate (many unstable neurons) of quote_close: where solver cost shows."""
+    task = get_task("quote_close")
+    domain = task.domain(max_len=max_len)
+    valid = precondition_mask(domain)
+    table = evaluate_circuit(task.circuit, domain, valid)
+    fitted = fit(domain, table.decisions, valid, SurrogateConfig(widths=(width,), l1=0.0))
+    from jaxscd.dsl import MostRecent
+
+    return f"quote_close L<={max_len} width {width}", domain, MostRecent({2}, {3}, 0), fitted.surrogate, fitted.unfolded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-len", type=int, default=10)
+    parser.add_argument("--wide-len", type=int, default=8)
+    parser.add_argument("--wide-width", type=int, default=16)
+    parser.add_argument("--baseline-timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    cases = [case_seed_task("quote_close", args.max_len), case_seed_task("bracket_depth", args.max_len),
+             case_wide(args.wide_len, args.wide_width)]
+    print(f"z3 {z3.get_version_string()}; baseline timeout {args.baseline_timeout:.0f} s\n")
+    header = f"{'case':<34} {'neurons':>12} {'baseline':>16} {'jaxscd':>22} {'speed-up':>9}"
+    print(header + "\n" + "-" * len(header))
+    for label, domain, program, folded, unfolded in cases:
+        base_answer, base_s = timed_baseline(unfolded, program, domain, args.baseline_timeout)
+        proof = prove_equivalent(folded, program, domain, timeout_s=args.baseline_timeout)
+        assert proof.verdict == Verdict.PROVED, proof
+        cubes = f", {len(proof.cubes)} cubes" if proof.cubes else ""
+        base = f"{base_s:.2f} s" + ("" if base_answer == "unsat" else f" ({base_answer})")
+        ratio = f"{base_s / proof.seconds:.1f}x" + (" (>=)" if base_answer != "unsat" else "")
+        print(f"{label:<34} {f'{unfolded.n_neurons} -> {folded.n_neurons}':>12} {base:>16} "
+              f"{f'{proof.seconds:.2f} s{cubes}':>22} {ratio:>9}")
+
+
+if __name__ == "__main__":
+    main()

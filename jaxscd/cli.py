@@ -122,6 +122,8 @@ def _absolute(target: str) -> str:
 
 
 def _summary(result, description: str) -> dict:
+    from jaxscd.dsl.source import render
+
     return {
         "verdict": result.verdict.value,
         "program": result.source,
@@ -135,6 +137,10 @@ def _summary(result, description: str) -> dict:
         "proof_seconds": round(result.proof.seconds, 3) if result.proof else None,
         "surrogate_neurons": result.surrogate.n_neurons if result.surrogate is not None else None,
         "spec_mismatches": result.spec_mismatch_count if result.spec_mismatches is not None else None,
+        "spec_patterns": result.spec_patterns,
+        "nearest_misses": [{"program": render(m.program, result.domain.alphabet, result.class_names),
+                            "agreement": round(m.agreement, 6), "mismatches": m.mismatches,
+                            "patterns": list(m.patterns)} for m in result.near_misses],
         "notes": result.notes,
         "description": description,
     }
@@ -165,13 +171,19 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
         console.print(f"note       {note}")
     if result.source:
         console.print("\n" + result.source, highlight=False, markup=False)
+    for rank, miss in enumerate(result.near_misses, 1):
+        console.print(f"near miss {rank}: agrees on {miss.agreement:.2%} ({miss.mismatches:,} inputs differ): "
+                      f"{miss.program!r}", highlight=False)
+        for line in miss.patterns:
+            console.print(f"             {line}", highlight=False)
     if result.spec_mismatches is not None:
         if result.spec_mismatch_count == 0:
             console.print("spec       the circuit matches the task's intended behaviour on every input")
         else:
-            examples = ", ".join(repr(d.format(s)) for s in result.spec_mismatches[:3])
             console.print(f"spec       the circuit differs from the intended behaviour on "
-                          f"{result.spec_mismatch_count:,} of {result.n_valid:,} inputs, e.g. {examples}")
+                          f"{result.spec_mismatch_count:,} of {result.n_valid:,} inputs (exhaustive):")
+            for line in result.spec_patterns:
+                console.print(f"             {line}", highlight=False)
     console.print("timings    " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
 
 

@@ -15,7 +15,9 @@ from jaxscd.dsl.programs import Program
 from jaxscd.dsl.source import render
 from jaxscd.kernels.enumerate import all_tokens, precondition_mask
 from jaxscd.kernels.evaluate import TruthTable, evaluate_circuit
-from jaxscd.search import candidate_families, search
+from jaxscd.kernels.filter import count_table
+from jaxscd.nearmiss import disagreement_patterns, nearest_misses
+from jaxscd.search import candidate_families, probe_indices, search
 from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig, SurrogateError, fit
 from jaxscd.verify.prove import ProofResult, Verdict, prove_equivalent
 
@@ -55,6 +57,8 @@ class DistillResult:
     refuted: list = field(default_factory=list)  # (program, counterexample) pairs ruled out by the solver
     spec_mismatches: list | None = None  # domain inputs (token ids) where the circuit differs from the spec
     spec_mismatch_count: int = 0
+    spec_patterns: list = field(default_factory=list)  # readable groups of the spec mismatches
+    near_misses: list = field(default_factory=list)  # NearMiss values when no program is exact
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -73,16 +77,18 @@ class _Stages:
 
 
 def compare_with_spec(spec: Callable, domain: Domain, decisions: np.ndarray, valid: np.ndarray,
-                      tokens: np.ndarray, lengths: np.ndarray) -> tuple[int, list]:
-    """Number of valid inputs where the circuit's decision differs from ``spec``, and up to 5 of them."""
-    examples, count = [], 0
-    for i in np.flatnonzero(valid):
-        seq = tokens[i, :lengths[i]].tolist()
-        if int(spec(seq)) != int(decisions[i]):
-            count += 1
-            if len(examples) < 5:
-                examples.append(seq)
-    return count, examples
+                      tokens: np.ndarray, lengths: np.ndarray, class_names) -> tuple[int, list, list]:
+    """(count, up to 5 examples, readable patterns) of valid inputs where the circuit differs from ``spec``.
+
+    Exhaustive: every valid input is compared, so the count is exact on the domain.
+    """
+    rows = np.flatnonzero(valid)
+    intended = np.array([int(spec(tokens[i, :lengths[i]].tolist())) for i in rows], dtype=np.int8)
+    wrong = rows[intended != decisions[rows]]
+    examples = [tokens[i, :lengths[i]].tolist() for i in wrong[:5]]
+    patterns = disagreement_patterns(domain, wrong, decisions[wrong], intended[intended != decisions[rows]],
+                                     class_names, what="spec")
+    return len(wrong), examples, patterns
 
 
 def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillConfig(), spec: Callable | None = None,
@@ -99,8 +105,8 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
                            MARGIN_BOUND, timings=stage.timings)
     if spec is not None:
         with stage("spec"):
-            result.spec_mismatch_count, result.spec_mismatches = compare_with_spec(
-                spec, domain, table.decisions, valid, tokens, lengths)
+            result.spec_mismatch_count, result.spec_mismatches, result.spec_patterns = compare_with_spec(
+                spec, domain, table.decisions, valid, tokens, lengths, circuit.class_names)
     if result.margin <= MARGIN_BOUND:
         result.notes.append(f"circuit decision margin {result.margin:.3g} is not above the float bound "
                             f"{MARGIN_BOUND:g}: its truth table is not trusted")
@@ -113,10 +119,11 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
             result.notes.append(str(err))
             return result
     families = candidate_families(domain, config.max_states)
+    probe = probe_indices(valid, config.probe_size, config.seed)
+    counts = count_table(domain, table.decisions, valid)
     while families:
         with stage("search"):
-            found = search(domain, table.decisions, valid, families, probe_size=config.probe_size, seed=config.seed,
-                           prune=config.prune)
+            found = search(domain, table.decisions, valid, families, probe, counts, prune=config.prune)
         result.generated += found.generated
         result.per_family |= found.per_family
         result.skipped = [f.name for f in found.skipped]
@@ -129,6 +136,9 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
                 break
     if not result.survivors:
         result.verdict = Verdict.NO_PROGRAM
+        with stage("near misses"):
+            result.near_misses = nearest_misses(domain, table.decisions, valid, candidate_families(
+                domain, config.max_states), probe, counts, circuit.class_names)
     return result
 
 

@@ -16,7 +16,7 @@ from jaxscd.domain import Domain
 from jaxscd.dsl import batch
 from jaxscd.dsl.batch import Family
 from jaxscd.dsl.programs import Program, description_length
-from jaxscd.kernels.filter import count_table, filter_family
+from jaxscd.kernels.filter import CountTable, filter_family
 
 
 @dataclass
@@ -39,11 +39,13 @@ def candidate_families(domain: Domain, max_states: int = 3) -> list[Family]:
     return sorted(families, key=lambda f: f.min_cost)
 
 
-def search(domain: Domain, target: np.ndarray, valid: np.ndarray, families: Sequence[Family], *,
-           probe_size: int = 512, seed: int = 0, prune: bool = True) -> SearchResult:
-    """Every candidate whose decisions equal ``target`` on every valid input, ranked simplest first."""
-    probe = probe_indices(valid, probe_size, seed)
-    counts = count_table(domain, target, valid) if any(f.count_invariant for f in families) else None
+def search(domain: Domain, target: np.ndarray, valid: np.ndarray, families: Sequence[Family], probe: np.ndarray,
+           counts: CountTable | None = None, prune: bool = True) -> SearchResult:
+    """Every candidate whose decisions equal ``target`` on every valid input, ranked simplest first.
+
+    ``probe``: domain indices checked first (a random sample, see ``probe_indices``); ``counts``: the grouped
+    count table used for count-invariant families (``kernels.filter.count_table``).
+    """
     result = SearchResult()
     for family in families:
         best = min((description_length(p) for p in result.survivors), default=float("inf"))

@@ -52,17 +52,23 @@ def _block_size(n_alive: int, n_heads: int, n_inputs: int) -> int:
     return min(cap, 1 << max(0, (n_alive - 1).bit_length()))
 
 
-def _sweep(family: Family, alive: np.ndarray, tokens, lengths, target, valid) -> None:
-    """Clear ``alive[p, k]`` for every candidate head that mismatches on this chunk (in place)."""
-    rows = np.flatnonzero(alive.any(axis=1))
+def score_rows(family: Family, rows: np.ndarray, tokens, lengths, target, valid) -> np.ndarray:
+    """int [len(rows), K]: mismatches of the given candidate rows on one chunk, in padded blocks."""
     block = _block_size(len(rows), family.n_heads, tokens.shape[0])
     heads = {k: jnp.asarray(v) for k, v in family.heads.items()}
+    out = []
     for begin in range(0, len(rows), block):
         sel = rows[begin:begin + block]
         padded = np.concatenate([sel, np.full(block - len(sel), sel[-1])])
         params = {k: jnp.asarray(v[padded]) for k, v in family.params.items()}
-        bad = np.asarray(mismatches(family.evaluate, params, heads, tokens, lengths, target, valid))
-        alive[sel] &= bad[:len(sel)] == 0
+        out.append(np.asarray(mismatches(family.evaluate, params, heads, tokens, lengths, target, valid))[:len(sel)])
+    return np.concatenate(out) if out else np.zeros((0, family.n_heads), dtype=np.int32)
+
+
+def _sweep(family: Family, alive: np.ndarray, tokens, lengths, target, valid) -> None:
+    """Clear ``alive[p, k]`` for every candidate head that mismatches on this chunk (in place)."""
+    rows = np.flatnonzero(alive.any(axis=1))
+    alive[rows] &= score_rows(family, rows, tokens, lengths, target, valid) == 0
 
 
 @dataclass(frozen=True, eq=False)

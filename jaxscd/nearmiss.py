@@ -1,0 +1,91 @@
+"""Honest answers when no program is exact: the nearest candidates, and where a circuit departs from its spec.
+
+Disagreements are summarised as readable patterns: grouped by direction (expected class -> given class) and by
+runs of consecutive lengths, each with a count and examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from jaxscd.domain import Domain
+from jaxscd.dsl.batch import evaluate_program
+from jaxscd.dsl.programs import Program, description_length
+from jaxscd.kernels.enumerate import chunk_indices, decode_indices
+from jaxscd.kernels.filter import CountTable, score_rows
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    program: Program
+    mismatches: int
+    agreement: float  # fraction of valid inputs where program and circuit agree
+    patterns: tuple  # readable groups of the disagreeing inputs
+
+
+def disagreement_patterns(domain: Domain, indices: np.ndarray, expected: np.ndarray, got: np.ndarray,
+                          class_names: Sequence[str], what: str = "program", examples: int = 3,
+                          limit: int = 6) -> list[str]:
+    """Group disagreeing inputs (domain indices, with the circuit's and the other side's classes)."""
+    if len(indices) == 0:
+        return []
+    tokens, lengths = (np.asarray(a) for a in decode_indices(domain, indices))
+    lines = []
+    for e, g in sorted({(int(a), int(b)) for a, b in zip(expected, got)}):
+        sel = np.flatnonzero((expected == e) & (got == g))
+        for low, high in _runs(sorted(set(lengths[sel].tolist()))):
+            rows = sel[(lengths[sel] >= low) & (lengths[sel] <= high)]
+            shown = ", ".join(repr(domain.format(tokens[r, :lengths[r]])) for r in rows[:examples])
+            span = f"length {low}" if low == high else f"lengths {low}-{high}"
+            lines.append(f"circuit {class_names[e]!r}, {what} {class_names[g]!r}: {len(rows):,} inputs of {span}, "
+                         f"e.g. {shown}")
+    return lines[:limit] + ([f"... and {len(lines) - limit} more groups"] if len(lines) > limit else [])
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    runs = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    return runs
+
+
+def program_decisions(program: Program, domain: Domain, chunk_size: int = 1 << 15) -> np.ndarray:
+    out = np.empty(domain.size, dtype=np.int8)
+    for first, idx, real in chunk_indices(0, domain.size, min(chunk_size, domain.size)):
+        tokens, lengths = decode_indices(domain, idx)
+        out[first:first + real] = np.asarray(evaluate_program(program, tokens, lengths, domain.n_tokens))[:real]
+    return out
+
+
+def nearest_misses(domain: Domain, target: np.ndarray, valid: np.ndarray, families, probe: np.ndarray,
+                   counts: CountTable | None, class_names: Sequence[str], per_family: int = 2,
+                   keep: int = 3) -> list[NearMiss]:
+    """The ``keep`` candidates closest to the circuit: each family is scored on its count table (exact) or on
+    the probe sample (an estimate), its best few are then scored exactly on the whole domain."""
+    shortlist = []
+    probe_tokens, probe_lengths = decode_indices(domain, probe)
+    for family in families:
+        rows = np.arange(family.n_params)
+        if counts is not None and family.count_invariant:
+            scores = score_rows(family, rows, counts.tokens, counts.lengths, counts.target, counts.weight)
+        else:
+            scores = score_rows(family, rows, probe_tokens, probe_lengths, target[probe], valid[probe])
+        for flat in np.argsort(scores, axis=None, kind="stable")[:per_family]:
+            p, k = np.unravel_index(flat, scores.shape)
+            shortlist.append(family.program(int(p), int(k)))
+    n_valid = int(valid.sum())
+    misses = []
+    for program in shortlist:
+        decisions = program_decisions(program, domain)
+        wrong = np.flatnonzero(valid & (decisions != target))
+        misses.append((len(wrong), description_length(program), repr(program), program, wrong, decisions))
+    misses.sort(key=lambda m: m[:3])
+    return [NearMiss(program, count, 1 - count / n_valid,
+                     tuple(disagreement_patterns(domain, wrong, target[wrong], decisions[wrong], class_names)))
+            for count, _, _, program, wrong, decisions in misses[:keep]]

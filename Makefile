@@ -12,7 +12,8 @@ $(BIN)/jaxscd: pyproject.toml
 
 demo: $(BIN)/jaxscd
 	$(BIN)/jaxscd distill quote_close
-	$(BIN)/jaxscd distill bracket_depth
+	$(BIN)/jaxscd distill bracket_depth --out out/bracket_depth
+	$(BIN)/jaxscd verify out/bracket_depth
 
 test: $(BIN)/jaxscd
 	$(BIN)/python -m pytest -q

@@ -2,15 +2,30 @@
 
 Every program maps a token sequence (ints in ``range(n_tokens)``) to a class in {0, 1}. Programs carry no
 behaviour: their meanings live in ``reference`` (oracle), ``batch`` (JAX), ``smt`` (z3) and ``source``.
+
+Comparing two counts needs no motif of its own: count(A) >= count(B) is ``CountThreshold(A, B, 0)`` and
+count(A) > count(B) is ``CountThreshold(A, B, 1)`` (A and B disjoint; shared tokens cancel out of the difference).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Union
 
 TokenSet = frozenset  # frozenset[int] of token ids
+
+
+def _integer(owner: str, name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """``value`` as an int within [low, high], or a ValueError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{owner}.{name} must be an integer, got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{owner}.{name} must be {bounds}, got {value}")
+    return value
 
 
 def _token_set(value) -> frozenset:
@@ -124,8 +139,116 @@ class StateMachine:
         return len(self.transitions)
 
 
-Program = Union[Constant, CountThreshold, DensityThreshold, Toggle, MostRecent, StateMachine]
-MOTIFS = (Constant, CountThreshold, DensityThreshold, Toggle, MostRecent, StateMachine)
+@dataclass(frozen=True)
+class TokenAt:
+    """Class 1 iff the token at ``position`` is in ``tokens``; class 0 if the sequence is too short.
+
+    Positions count from 0 at the start, or from 0 at the last token when ``from_end`` (a positional head).
+    """
+
+    position: int
+    tokens: frozenset
+    from_end: bool
+
+    def __post_init__(self):
+        object.__setattr__(self, "position", _integer("TokenAt", "position", self.position, low=0))
+        object.__setattr__(self, "tokens", _token_set(self.tokens))
+        if self.from_end not in (0, 1):
+            raise ValueError(f"TokenAt.from_end must be True or False, got {self.from_end!r}")
+        object.__setattr__(self, "from_end", bool(self.from_end))
+
+
+@dataclass(frozen=True)
+class LengthThreshold:
+    """Class 1 iff the sequence has at least ``threshold`` tokens (a position signal read by a threshold)."""
+
+    threshold: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "threshold", _integer("LengthThreshold", "threshold", self.threshold, low=1))
+
+
+@dataclass(frozen=True)
+class FirstOccurrence:
+    """Class 0 if the first token from first|second is in ``first``, 1 if in ``second``; ``default`` if none."""
+
+    first: frozenset
+    second: frozenset
+    default: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "first", _token_set(self.first))
+        object.__setattr__(self, "second", _token_set(self.second))
+        if self.first & self.second:
+            raise ValueError(f"first and second must be disjoint, both contain {sorted(self.first & self.second)}")
+        if self.default not in (0, 1):
+            raise ValueError(f"FirstOccurrence.default must be 0 or 1, got {self.default!r}")
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    """Class 1 iff at least ``threshold`` of the last ``window`` tokens are in ``tokens`` (all of them when the
+    sequence is shorter than the window): a counter over a local attention window."""
+
+    tokens: frozenset
+    window: int
+    threshold: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "tokens", _token_set(self.tokens))
+        object.__setattr__(self, "window", _integer("WindowCount", "window", self.window, low=1))
+        object.__setattr__(self, "threshold", _integer("WindowCount", "threshold", self.threshold, low=1,
+                                                       high=self.window))
+
+
+@dataclass(frozen=True)
+class SaturatedDepth:
+    """Nesting depth read left to right, clamped to 0..cap: +1 on ``open``, -1 on ``close``, other tokens keep
+    it. Class 1 iff the final depth is at least ``threshold`` (a bounded stack, i.e. a (cap + 1)-state counter)."""
+
+    open: frozenset
+    close: frozenset
+    cap: int
+    threshold: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "open", _token_set(self.open))
+        object.__setattr__(self, "close", _token_set(self.close))
+        if self.open & self.close:
+            raise ValueError(f"open and close must be disjoint, both contain {sorted(self.open & self.close)}")
+        object.__setattr__(self, "cap", _integer("SaturatedDepth", "cap", self.cap, low=1))
+        object.__setattr__(self, "threshold", _integer("SaturatedDepth", "threshold", self.threshold, low=1,
+                                                       high=self.cap))
+
+
+BASE_MOTIFS = (Constant, CountThreshold, DensityThreshold, Toggle, MostRecent, StateMachine, TokenAt, LengthThreshold,
+               FirstOccurrence, WindowCount, SaturatedDepth)
+COMPOSITION_OPS = ("and", "or", "xor")
+
+
+@dataclass(frozen=True)
+class Both:
+    """Boolean composition ``left op right`` of two base motifs, op in {"and", "or", "xor"} (no nesting)."""
+
+    left: "Program"
+    right: "Program"
+    op: str
+
+    def __post_init__(self):
+        for name in ("left", "right"):
+            part = getattr(self, name)
+            if isinstance(part, Both):
+                raise ValueError(f"Both.{name} must be a base motif, not another composition (depth <= 2), got "
+                                 f"{part!r}")
+            if not isinstance(part, BASE_MOTIFS):
+                raise TypeError(f"Both.{name} is not a DSL program: {part!r}")
+        if self.op not in COMPOSITION_OPS:
+            raise ValueError(f"Both.op must be one of {list(COMPOSITION_OPS)}, got {self.op!r}")
+
+
+Program = Union[Constant, CountThreshold, DensityThreshold, Toggle, MostRecent, StateMachine, TokenAt,
+                LengthThreshold, FirstOccurrence, WindowCount, SaturatedDepth, Both]
+MOTIFS = BASE_MOTIFS + (Both,)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -136,8 +259,12 @@ def check_program(program: Program, n_tokens: int) -> None:
     """Raise ValueError when ``program`` mentions a token outside ``range(n_tokens)``."""
     if not isinstance(program, MOTIFS):
         raise TypeError(f"not a DSL program: {program!r}")
+    if isinstance(program, Both):
+        check_program(program.left, n_tokens)
+        check_program(program.right, n_tokens)
+        return
     used: set = set()
-    for field in ("plus", "minus", "tokens", "first", "second"):
+    for field in ("plus", "minus", "tokens", "first", "second", "open", "close"):
         used |= set(getattr(program, field, ()))
     if isinstance(program, StateMachine) and len(program.transitions[0]) != n_tokens:
         raise ValueError(f"StateMachine has {len(program.transitions[0])} token columns, alphabet has {n_tokens}")
@@ -166,6 +293,18 @@ def description_length(program: Program) -> float:
         case StateMachine(transitions, accepting):
             n = len(transitions)
             return 4 + len(transitions[0]) * n * math.log2(n + 1) + len(accepting)
+        case TokenAt(position, tokens, _):
+            return 3 + len(tokens) + _bits(position)
+        case LengthThreshold(threshold):
+            return 2 + _bits(threshold)
+        case FirstOccurrence(first, second, _):
+            return 3 + len(first) + len(second)
+        case WindowCount(tokens, window, threshold):
+            return 3 + len(tokens) + _bits(window) + _bits(threshold)
+        case SaturatedDepth(open_, close, cap, threshold):
+            return 3 + len(open_) + len(close) + _bits(cap) + _bits(threshold)
+        case Both(left, right, _):
+            return 1 + description_length(left) + description_length(right)
     raise TypeError(f"not a DSL program: {program!r}")
 
 
@@ -180,8 +319,13 @@ def to_json(program: Program) -> dict:
     out = {"motif": type(program).__name__}
     for name in program.__dataclass_fields__:
         value = getattr(program, name)
-        out[name] = sorted(value) if isinstance(value, frozenset) else [list(r) for r in value] \
-            if name == "transitions" else value
+        if isinstance(value, frozenset):
+            value = sorted(value)
+        elif isinstance(value, MOTIFS):  # the parts of a composition
+            value = to_json(value)
+        elif name == "transitions":
+            value = [list(row) for row in value]
+        out[name] = value
     return out
 
 
@@ -193,4 +337,6 @@ def from_json(data: dict) -> Program:
     fields = set(cls.__dataclass_fields__)
     if set(data) - {"motif"} != fields:
         raise ValueError(f"{cls.__name__} needs fields {sorted(fields)}, got {sorted(set(data) - {'motif'})}")
+    if cls is Both:
+        return Both(from_json(data["left"]), from_json(data["right"]), data["op"])
     return cls(**{name: data[name] for name in fields})

@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from jaxscd.dsl.programs import (
+    Both,
     Constant,
     CountThreshold,
     DensityThreshold,
+    FirstOccurrence,
+    LengthThreshold,
     MostRecent,
     Program,
+    SaturatedDepth,
     StateMachine,
     Toggle,
+    TokenAt,
+    WindowCount,
 )
 
 
@@ -44,6 +50,32 @@ def run(program: Program, tokens: Sequence[int]) -> int:
             for t in tokens:
                 state = transitions[state][t]
             return int(state in accepting)
+        case TokenAt(position, group, from_end):
+            if position >= len(tokens):
+                return 0
+            return int(tokens[len(tokens) - 1 - position if from_end else position] in group)
+        case LengthThreshold(threshold):
+            return int(len(tokens) >= threshold)
+        case FirstOccurrence(first, second, default):
+            for t in tokens:
+                if t in first:
+                    return 0
+                if t in second:
+                    return 1
+            return default
+        case WindowCount(group, window, threshold):
+            return int(_count(tokens[-window:], group) >= threshold)
+        case SaturatedDepth(open_, close, cap, threshold):
+            depth = 0
+            for t in tokens:
+                if t in open_:
+                    depth = min(depth + 1, cap)
+                elif t in close:
+                    depth = max(depth - 1, 0)
+            return int(depth >= threshold)
+        case Both(left, right, op):
+            a, b = run(left, tokens), run(right, tokens)
+            return {"and": a & b, "or": a | b, "xor": a ^ b}[op]
     raise TypeError(f"not a DSL program: {program!r}")
 
 

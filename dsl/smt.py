@@ -11,13 +11,19 @@ from collections.abc import Sequence
 import z3
 
 from jaxscd.dsl.programs import (
+    Both,
     Constant,
     CountThreshold,
     DensityThreshold,
+    FirstOccurrence,
+    LengthThreshold,
     MostRecent,
     Program,
+    SaturatedDepth,
     StateMachine,
     Toggle,
+    TokenAt,
+    WindowCount,
 )
 
 
@@ -62,4 +68,32 @@ def encode(program: Program, tokens: Sequence[z3.ArithRef], length: z3.ArithRef)
                         step = z3.If(z3.And(state == s, tokens[i] == t), z3.IntVal(nxt), step)
                 state = z3.If(length > i, step, state)
             return z3.Or([state == s for s in sorted(accepting)] + [z3.BoolVal(False)])
+        case TokenAt(position, group, from_end):
+            if not from_end:
+                return _present(tokens, length, position, group) if position < len(tokens) else z3.BoolVal(False)
+            # the token at i is position-th from the end exactly when length == i + 1 + position
+            return z3.Or([z3.And(length == i + 1 + position, _present(tokens, length, i, group))
+                          for i in range(len(tokens) - position)] + [z3.BoolVal(False)])
+        case LengthThreshold(threshold):
+            return length >= threshold
+        case FirstOccurrence(first, second, default):
+            # scan right to left: each earlier first/second token overrides the answer so far
+            out = z3.BoolVal(bool(default))
+            for i in reversed(range(len(tokens))):
+                out = z3.If(_present(tokens, length, i, first), z3.BoolVal(False),
+                            z3.If(_present(tokens, length, i, second), z3.BoolVal(True), out))
+            return out
+        case WindowCount(group, window, threshold):
+            recent = [z3.If(z3.And(length - window <= i, _present(tokens, length, i, group)), 1, 0)
+                      for i in range(len(tokens))]
+            return z3.Sum(recent + [z3.IntVal(0)]) >= threshold
+        case SaturatedDepth(open_, close, cap, threshold):
+            depth = z3.IntVal(0)
+            for i in range(len(tokens)):
+                depth = z3.If(_present(tokens, length, i, open_), z3.If(depth < cap, depth + 1, depth),
+                              z3.If(_present(tokens, length, i, close), z3.If(depth > 0, depth - 1, depth), depth))
+            return depth >= threshold
+        case Both(left, right, op):
+            a, b = encode(left, tokens, length), encode(right, tokens, length)
+            return {"and": z3.And, "or": z3.Or, "xor": z3.Xor}[op](a, b)
     raise TypeError(f"not a DSL program: {program!r}")

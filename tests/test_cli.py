@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -85,3 +86,39 @@ def test_circuit_returning_nan_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jaxscd.cli", "distill", "--circuit", f"{tmp_path}/nan.py:f"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "non-finite logits" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_mid_run_exits_130_and_writes_nothing(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "jaxscd.cli", "distill", "quote_close", "--out",
+                             str(tmp_path / "bundle")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    time.sleep(6)  # inside the pipeline (JAX is up, stages are running)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines() == ["jaxscd: error: interrupted; nothing was written"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_solver_process_is_unknown_never_proved(monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from jaxscd.dsl import MostRecent
+    from jaxscd.kernels.enumerate import precondition_mask
+    from jaxscd.surrogate import IntegerSurrogate
+    from jaxscd.tasks import get_task
+    from jaxscd.verify import cubes
+
+    def dies(*args, **kwargs):
+        raise BrokenProcessPool("killed")
+
+    monkeypatch.setattr(cubes, "solve_text", dies)
+    domain = get_task("quote_close").domain(max_len=3)
+    rng = np.random.default_rng(0)
+    s = IntegerSurrogate(rng.integers(-3, 4, (3, 4, 2)), rng.integers(-2, 3, 2), rng.integers(-3, 4, 2),
+                         rng.integers(-3, 4, (3, 4)), 1)
+    run = cubes.prove_by_cubes(s, MostRecent({2}, {3}, 0), domain, precondition_mask(domain), workers=1)
+    assert run.answer == "unknown" and "died" in run.reason

@@ -14,6 +14,7 @@ import heapq
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 import multiprocessing
 
@@ -133,8 +134,12 @@ def prove_by_cubes(surrogate: IntegerSurrogate, program: Program, domain: Domain
                 queries.append((cube, phases, cube_query(surrogate, program, domain, cube, phases)))
             leaf_budget = [timeout_s if len(c.prefix) >= c.length else cube_timeout_s for c, _, _ in queries]
             texts = [q for _, _, q in queries]
-            answers = list(pool.map(solve_text, texts, leaf_budget)) if pool and len(texts) > 1 else \
-                [solve_text(t, b) for t, b in zip(texts, leaf_budget)]
+            try:
+                answers = list(pool.map(solve_text, texts, leaf_budget)) if pool and len(texts) > 1 else \
+                    [solve_text(t, b) for t, b in zip(texts, leaf_budget)]
+            except BrokenProcessPool:  # a solver process was killed (out of memory, signal): decide nothing
+                run.answer, run.reason = "unknown", "a solver process died before answering"
+                break
             pending = []
             for (cube, phases, text), (answer, tokens, seconds) in zip(queries, answers):
                 if answer == "unknown" and len(cube.prefix) < cube.length:

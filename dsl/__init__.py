@@ -8,26 +8,38 @@
 """
 
 from jaxscd.dsl.programs import (
+    Both,
     Constant,
     CountThreshold,
     DensityThreshold,
+    FirstOccurrence,
+    LengthThreshold,
     MostRecent,
     Program,
+    SaturatedDepth,
     StateMachine,
     Toggle,
+    TokenAt,
+    WindowCount,
     check_program,
     description_length,
 )
 from jaxscd.dsl.reference import run, run_many
 
 __all__ = [
+    "Both",
     "Constant",
     "CountThreshold",
     "DensityThreshold",
+    "FirstOccurrence",
+    "LengthThreshold",
     "MostRecent",
     "Program",
+    "SaturatedDepth",
     "StateMachine",
     "Toggle",
+    "TokenAt",
+    "WindowCount",
     "check_program",
     "description_length",
     "run",

@@ -9,8 +9,9 @@ returns decisions ``[P, K, N]`` for a chunk of ``N`` padded sequences; it is a p
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -19,12 +20,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscd.dsl.programs import (
+    COMPOSITION_OPS,
+    Both,
     CountThreshold,
     DensityThreshold,
+    FirstOccurrence,
+    LengthThreshold,
     MostRecent,
     Program,
+    SaturatedDepth,
     StateMachine,
     Toggle,
+    TokenAt,
+    WindowCount,
+    check_program,
     description_length,
 )
 
@@ -210,12 +219,187 @@ def _decode_most_recent(row, heads, k):
     return MostRecent(_members(row["first"]), _members(row["second"]), int(heads["default"][k]))
 
 
-def most_recent_family(n_tokens: int) -> Family:
+def _group_pairs(n_tokens: int, first: str, second: str) -> dict:
+    """Every pair of non-empty disjoint token groups as two int32 masks [P, V]."""
     signs = _sign_vectors(n_tokens)
     pairs = signs[np.any(signs > 0, axis=1) & np.any(signs < 0, axis=1)]
-    params = {"first": (pairs > 0).astype(np.int32), "second": (pairs < 0).astype(np.int32)}
+    return {first: (pairs > 0).astype(np.int32), second: (pairs < 0).astype(np.int32)}
+
+
+def most_recent_family(n_tokens: int) -> Family:
+    params = _group_pairs(n_tokens, "first", "second")
     return Family("most_recent", params, {"default": np.array([0, 1], dtype=np.int32)}, _eval_most_recent,
                   _decode_most_recent, min_cost=5.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Token at a position (params = position and direction; heads = token groups)
+
+
+def _token_at_state(params, tokens, lengths):
+    """0 when the sequence is too short for the position, else 1 + the token found there."""
+    position = params["position"][:, None]  # [P, 1]
+    index = jnp.where(params["from_end"][:, None] > 0, lengths[None, :] - 1 - position, position)  # [P, N]
+    state = jnp.zeros(index.shape, dtype=jnp.int32)
+    for i in range(tokens.shape[1]):
+        state = jnp.where(index == i, tokens[None, :, i] + 1, state)
+    return jnp.where((index >= 0) & (index < lengths[None, :]), state, 0)
+
+
+def _token_at_table(heads):
+    mask = heads["mask"] > 0  # [K, V]
+    return jnp.concatenate([jnp.zeros((mask.shape[0], 1), dtype=bool), mask], axis=1)  # [K, 1 + V]
+
+
+_eval_token_at = StatisticEvaluator(_token_at_state, _token_at_table)
+
+
+def _decode_token_at(row, heads, k):
+    return TokenAt(int(row["position"]), _members(heads["mask"][k]), bool(row["from_end"]))
+
+
+def _proper_subsets(n_tokens: int) -> np.ndarray:
+    """int32 [2^V - 2, V]: every token group except the empty and the full one (those are length conditions)."""
+    return np.array([m for m in itertools.product((0, 1), repeat=n_tokens) if 0 < sum(m) < n_tokens],
+                    dtype=np.int32)
+
+
+def token_at_family(n_tokens: int, max_len: int) -> Family:
+    rows = list(itertools.product(range(max_len), (0, 1)))
+    params = {"position": np.array([p for p, _ in rows], dtype=np.int32),
+              "from_end": np.array([e for _, e in rows], dtype=np.int32)}
+    return Family("token_at", params, {"mask": _proper_subsets(n_tokens)}, _eval_token_at, _decode_token_at,
+                  min_cost=description_length(TokenAt(0, {0}, False)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Length thresholds (one row; heads = thresholds)
+
+
+def _eval_length_threshold(params, heads, tokens, lengths):
+    out = lengths[None, None, :] >= heads["threshold"][None, :, None]
+    return jnp.broadcast_to(out, (params["row"].shape[0], heads["threshold"].shape[0], tokens.shape[0]))
+
+
+def _decode_length_threshold(row, heads, k):
+    return LengthThreshold(int(heads["threshold"][k]))
+
+
+def length_threshold_family(max_len: int) -> Family:
+    """Thresholds 2..max_len: 1 holds for every sequence (Constant), above max_len for none."""
+    thresholds = np.arange(2, max_len + 1, dtype=np.int32)
+    return Family("length_threshold", {"row": np.zeros(1, dtype=np.int32)}, {"threshold": thresholds},
+                  _eval_length_threshold, _decode_length_threshold,
+                  min_cost=description_length(LengthThreshold(2)), count_invariant=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# First occurrence of two token groups (heads = default class)
+
+
+def first_positions(tokens: jax.Array, n_tokens: int) -> jax.Array:
+    """int32 [N, V]: first position of each token, Lmax if absent."""
+    positions = jnp.arange(tokens.shape[1], dtype=jnp.int32)
+    hits = jax.nn.one_hot(tokens, n_tokens, dtype=jnp.int32) > 0  # [N, Lmax, V]
+    return jnp.min(jnp.where(hits, positions[None, :, None], tokens.shape[1]), axis=1)
+
+
+def _first_occurrence_state(params, tokens, lengths):
+    """0: a ``first`` token comes first of the two groups, 1: a ``second`` token does, 2: neither occurs."""
+    first = first_positions(tokens, params["first"].shape[1])  # [N, V]
+    absent = tokens.shape[1]
+    first_first = jnp.min(jnp.where(params["first"][:, None, :] > 0, first[None], absent), axis=2)  # [P, N]
+    first_second = jnp.min(jnp.where(params["second"][:, None, :] > 0, first[None], absent), axis=2)
+    none = (first_first == absent) & (first_second == absent)
+    return jnp.where(none, 2, (first_second < first_first).astype(jnp.int32))
+
+
+_eval_first_occurrence = StatisticEvaluator(_first_occurrence_state, _most_recent_table)
+
+
+def _decode_first_occurrence(row, heads, k):
+    return FirstOccurrence(_members(row["first"]), _members(row["second"]), int(heads["default"][k]))
+
+
+def first_occurrence_family(n_tokens: int) -> Family:
+    params = _group_pairs(n_tokens, "first", "second")
+    return Family("first_occurrence", params, {"default": np.array([0, 1], dtype=np.int32)}, _eval_first_occurrence,
+                  _decode_first_occurrence, min_cost=description_length(FirstOccurrence({0}, {1}, 0)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Counters with a readout threshold: heads hold the thresholds as a table over the counter's values
+
+
+def _threshold_heads(thresholds: Sequence[int], n_values: int) -> dict:
+    """threshold [K] and at_least [K, n_values]: at_least[k, v] = v >= threshold[k]."""
+    thresholds = np.asarray(thresholds, dtype=np.int32)
+    at_least = (np.arange(n_values)[None, :] >= thresholds[:, None]).astype(np.int32)
+    return {"threshold": thresholds, "at_least": at_least}
+
+
+def _threshold_table(heads):
+    return heads["at_least"] > 0  # [K, values]
+
+
+def _group_hits(tokens: jax.Array, mask: jax.Array) -> jax.Array:
+    """int32 [P, N, Lmax]: 1 where a position holds a token of group p (padding is in no group)."""
+    return jnp.einsum("nlv,pv->pnl", jax.nn.one_hot(tokens, mask.shape[1], dtype=jnp.int32), mask)
+
+
+# Window counts (one family per window; heads = thresholds 1..window)
+
+
+def _window_count_state(params, tokens, lengths):
+    """The number of group tokens among the last ``window`` positions, in 0..window."""
+    positions = jnp.arange(tokens.shape[1], dtype=jnp.int32)
+    recent = positions[None, None, :] >= lengths[None, :, None] - params["window"][:, None, None]  # [P, N, Lmax]
+    return jnp.sum(jnp.where(recent, _group_hits(tokens, params["mask"]), 0), axis=2)
+
+
+_eval_window_count = StatisticEvaluator(_window_count_state, _threshold_table)
+
+
+def _decode_window_count(row, heads, k):
+    return WindowCount(_members(row["mask"]), int(row["window"]), int(heads["threshold"][k]))
+
+
+def window_count_family(n_tokens: int, window: int) -> Family:
+    """Every proper token group over the last ``window`` tokens, with every threshold 1..window."""
+    masks = _proper_subsets(n_tokens)
+    params = {"mask": masks, "window": np.full(len(masks), window, dtype=np.int32)}
+    return Family(f"window_count_{window}", params, _threshold_heads(range(1, window + 1), window + 1),
+                  _eval_window_count, _decode_window_count,
+                  min_cost=description_length(WindowCount({0}, window, 1)))
+
+
+# Saturated depth (one family per cap; heads = thresholds 1..cap)
+
+
+def _saturated_depth_state(params, tokens, lengths):
+    """The final depth in 0..cap (padding opens and closes nothing, so it leaves the depth alone)."""
+    step = _group_hits(tokens, params["open"]) - _group_hits(tokens, params["close"])  # [P, N, Lmax]
+    cap = params["cap"][:, None]
+    depth = jnp.zeros(step.shape[:2], dtype=jnp.int32)
+    for i in range(tokens.shape[1]):
+        depth = jnp.clip(depth + step[:, :, i], 0, cap)
+    return depth
+
+
+_eval_saturated_depth = StatisticEvaluator(_saturated_depth_state, _threshold_table)
+
+
+def _decode_saturated_depth(row, heads, k):
+    return SaturatedDepth(_members(row["open"]), _members(row["close"]), int(row["cap"]), int(heads["threshold"][k]))
+
+
+def saturated_depth_family(n_tokens: int, cap: int) -> Family:
+    """Every pair of non-empty disjoint open/close groups (an empty close group is a plain count)."""
+    params = _group_pairs(n_tokens, "open", "close")
+    params["cap"] = np.full(len(params["open"]), cap, dtype=np.int32)
+    return Family(f"saturated_depth_{cap}", params, _threshold_heads(range(1, cap + 1), cap + 1),
+                  _eval_saturated_depth, _decode_saturated_depth,
+                  min_cost=description_length(SaturatedDepth({0}, {1}, cap, 1)))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -290,14 +474,26 @@ def n_transition_tables(n_states: int, n_tokens: int) -> int:
     return n_states ** (n_states * n_tokens)
 
 
+MAX_DEPTH_CAP = 3  # saturated depths up to 3: counters with up to 4 states, one more than the enumerated DFAs
+
+
 def default_families(n_tokens: int, max_len: int, max_states: int = 3, max_raw_tables: int = 2_000_000) -> list[Family]:
-    """Every motif family of the seed DSL for an alphabet of ``n_tokens`` and lengths up to ``max_len``."""
+    """Every motif family of the DSL for an alphabet of ``n_tokens`` and lengths up to ``max_len``.
+
+    Compositions (``Both``) are not enumerated here: ``composition_family`` pairs up a chosen list of programs.
+    Grid points that always equal a cheaper program of another family are left out: windows 1 (the last token,
+    ``TokenAt``) and max_len (every token, ``CountThreshold``), and depth cap 1 (the most recent of open and
+    close, ``MostRecent``).
+    """
     families = [constant_family(), linear_count_family(n_tokens, max_len), toggle_family(n_tokens),
-                most_recent_family(n_tokens)]
+                most_recent_family(n_tokens), token_at_family(n_tokens, max_len), length_threshold_family(max_len),
+                first_occurrence_family(n_tokens)]
+    families += [window_count_family(n_tokens, window) for window in range(2, max_len)]
+    families += [saturated_depth_family(n_tokens, cap) for cap in range(2, min(MAX_DEPTH_CAP, max_len) + 1)]
     for n_states in range(2, max_states + 1):
         if n_transition_tables(n_states, n_tokens) <= max_raw_tables:
             families.append(state_machine_family(n_states, n_tokens))
-    return families
+    return [family for family in families if len(family)]  # e.g. no length thresholds when max_len == 1
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -341,7 +537,7 @@ def _mask(group: frozenset, n_tokens: int) -> np.ndarray:
 
 def single_family(program: Program, n_tokens: int) -> Family:
     """A family holding exactly ``program`` (P = K = 1): the batched meaning of one program."""
-    from jaxscd.dsl.programs import Constant, check_program
+    from jaxscd.dsl.programs import Constant
 
     check_program(program, n_tokens)
     i32 = lambda *v: np.array(v, dtype=np.int32)  # noqa: E731
@@ -368,7 +564,126 @@ def single_family(program: Program, n_tokens: int) -> Family:
             accept[0, sorted(accepting)] = 1
             return Family(f"state_machine_{len(transitions)}", {"transitions": table}, {"accepting": accept},
                           _eval_state_machine, _decode_state_machine)
+        case TokenAt(position, group, from_end):
+            return Family("token_at", {"position": i32(position), "from_end": i32(int(from_end))},
+                          {"mask": _mask(group, n_tokens)}, _eval_token_at, _decode_token_at)
+        case LengthThreshold(threshold):
+            return Family("length_threshold", {"row": i32(0)}, {"threshold": i32(threshold)},
+                          _eval_length_threshold, _decode_length_threshold)
+        case FirstOccurrence(first, second, default):
+            params = {"first": _mask(first, n_tokens), "second": _mask(second, n_tokens)}
+            return Family("first_occurrence", params, {"default": i32(default)}, _eval_first_occurrence,
+                          _decode_first_occurrence)
+        case WindowCount(group, window, threshold):
+            return Family(f"window_count_{window}", {"mask": _mask(group, n_tokens), "window": i32(window)},
+                          _threshold_heads([threshold], window + 1), _eval_window_count, _decode_window_count)
+        case SaturatedDepth(open_, close, cap, threshold):
+            params = {"open": _mask(open_, n_tokens), "close": _mask(close, n_tokens), "cap": i32(cap)}
+            return Family(f"saturated_depth_{cap}", params, _threshold_heads([threshold], cap + 1),
+                          _eval_saturated_depth, _decode_saturated_depth)
+        case Both(left, right, op):
+            return _composition((left, right), n_tokens, [(0, 1)], [COMPOSITION_OPS.index(op)])
     raise TypeError(f"not a DSL program: {program!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Compositions: Both(left, right, op) over a given list of parts (P = pairs of parts, heads = ops)
+
+# truth[op][2 * left + right]
+_OP_TRUTH = {"and": (0, 0, 0, 1), "or": (0, 1, 1, 1), "xor": (0, 1, 1, 0)}
+
+
+@dataclass(frozen=True, eq=False)
+class _PartDecisions:
+    """The decisions of a fixed list of programs, evaluated group by group: parts whose single families share an
+    evaluator and array shapes are stacked and evaluated as one batch. Hashed by identity (a jit static arg)."""
+
+    n_parts: int
+    groups: tuple  # (indices int [G], evaluate, params {name: [G, ...]}, heads {name: [G, ...]})
+
+    def __call__(self, tokens: jax.Array, lengths: jax.Array) -> jax.Array:
+        """bool [M, N]."""
+        out = jnp.zeros((self.n_parts, tokens.shape[0]), dtype=bool)
+        for indices, evaluate, params, heads in self.groups:
+            params, heads = jax.tree.map(jnp.asarray, (params, heads))
+            if isinstance(evaluate, StatisticEvaluator):  # part g reads head g: decisions = table[g, state[g]]
+                state = evaluate.statistic(params, tokens, lengths).astype(jnp.int32)
+                decisions = jnp.take_along_axis(evaluate.head_table(heads), state, axis=1)
+            else:  # part g is the diagonal (g, g) of the group's [G, G, N] block
+                diagonal = jnp.arange(len(indices))
+                decisions = evaluate(params, heads, tokens, lengths)[diagonal, diagonal]
+            out = out.at[jnp.asarray(indices)].set(decisions)
+        return out
+
+
+@functools.lru_cache(maxsize=64)
+def _part_decisions(parts: tuple, n_tokens: int) -> _PartDecisions:
+    """Cached per part list, so evaluating the same composition again reuses its compiled kernels."""
+    grouped: dict = {}
+    for index, part in enumerate(parts):
+        family = single_family(part, n_tokens)
+        key = (family.evaluate, tuple((k, v.shape[1:]) for k, v in family.params.items()),
+               tuple((k, v.shape[1:]) for k, v in family.heads.items()))
+        grouped.setdefault(key, []).append((index, family))
+    groups = []
+    for (evaluate, _, _), members in grouped.items():
+        groups.append((np.array([i for i, _ in members]), evaluate, _stack([f.params for _, f in members]),
+                       _stack([f.heads for _, f in members])))
+    return _PartDecisions(len(parts), tuple(groups))
+
+
+def _stack(arrays: list[dict]) -> dict:
+    return {name: np.concatenate([a[name] for a in arrays]) for name in arrays[0]}
+
+
+@dataclass(frozen=True, eq=False)
+class _CompositionState:
+    """Statistic of a composition family: 2 * left decision + right decision, in 0..3."""
+
+    parts: _PartDecisions
+
+    def __call__(self, params, tokens, lengths):
+        decisions = self.parts(tokens, lengths).astype(jnp.int32)  # [M, N]
+        return 2 * decisions[params["left"]] + decisions[params["right"]]
+
+
+def _composition_table(heads):
+    return heads["truth"] > 0  # [K, 4]
+
+
+def _composition(parts: tuple, n_tokens: int, pairs: Sequence[tuple], ops: Sequence[int]) -> Family:
+    pairs = np.asarray(pairs, dtype=np.int32).reshape(-1, 2)
+    params = {"left": pairs[:, 0], "right": pairs[:, 1]}
+    heads = {"op": np.asarray(ops, dtype=np.int32),
+             "truth": np.array([_OP_TRUTH[COMPOSITION_OPS[o]] for o in ops], dtype=np.int32).reshape(-1, 4)}
+
+    def decode(row, heads, k):
+        return Both(parts[int(row["left"])], parts[int(row["right"])], COMPOSITION_OPS[int(heads["op"][k])])
+
+    evaluate = StatisticEvaluator(_CompositionState(_part_decisions(parts, n_tokens)), _composition_table)
+    costs = sorted(description_length(p) for p in parts)
+    return Family("composition", params, heads, evaluate, decode, min_cost=1 + costs[0] + costs[1])
+
+
+def composition_family(parts: Sequence[Program], n_tokens: int) -> Family:
+    """Both(a, b, op) for every unordered pair of distinct ``parts`` (P) and every op (K = and, or, xor).
+
+    Every kernel call evaluates all parts once and each candidate reads two of their decision rows, so the cost
+    grows with the number of parts, not of pairs; meant for a short list of promising programs, e.g. one-sided
+    near misses of the other families (an AND needs parts that are never 0 where the target is 1, an OR parts
+    that are never 1 where it is 0).
+    """
+    parts = tuple(dict.fromkeys(parts))  # distinct, in the given order
+    composite = [p for p in parts if isinstance(p, Both)]
+    if composite:
+        raise ValueError(f"composition parts must be base motifs, got the composition {composite[0]!r}; "
+                         f"compositions do not nest")
+    if len(parts) < 2:
+        raise ValueError(f"a composition family needs at least 2 distinct parts, got {len(parts)}: {list(parts)!r}")
+    for part in parts:
+        check_program(part, n_tokens)
+    pairs = list(itertools.combinations(range(len(parts)), 2))  # and, or, xor are symmetric
+    return _composition(parts, n_tokens, pairs, range(len(COMPOSITION_OPS)))
 
 
 def evaluate_program(program: Program, tokens, lengths, n_tokens: int) -> jax.Array:

@@ -340,3 +340,9 @@ def from_json(data: dict) -> Program:
     if cls is Both:
         return Both(from_json(data["left"]), from_json(data["right"]), data["op"])
     return cls(**{name: data[name] for name in fields})
+
+
+def rank_key(program: Program) -> tuple:
+    """Simplest first: description length, then motif order (earlier motifs read more directly as attention
+    and MLP mechanisms), then the text of the program, so ties are broken the same way every run."""
+    return description_length(program), MOTIFS.index(type(program)), repr(program)

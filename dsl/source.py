@@ -8,17 +8,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from jaxscd.dsl.programs import (
+    Both,
     Constant,
     CountThreshold,
     DensityThreshold,
+    FirstOccurrence,
+    LengthThreshold,
     MostRecent,
     Program,
+    SaturatedDepth,
     StateMachine,
     Toggle,
+    TokenAt,
+    WindowCount,
 )
 
 
 def _names(group: frozenset, alphabet: Sequence[str]) -> str:
+    if not group:
+        return "set()"  # "{}" would read as an empty dict
     return "{" + ", ".join(repr(alphabet[t]) for t in sorted(group)) + "}"
 
 
@@ -43,7 +51,15 @@ def _classes_doc(class_names: Sequence[str] | None) -> str:
 
 def render(program: Program, alphabet: Sequence[str], class_names: Sequence[str] | None = None) -> str:
     """Source of ``def program(tokens)`` implementing ``program`` over token names from ``alphabet``."""
-    header = "def program(tokens):\n"
+    return _function("program", program, alphabet, class_names)
+
+
+def _indent(source: str) -> str:
+    return "".join("    " + line if line.strip() else line for line in source.splitlines(keepends=True))
+
+
+def _function(name: str, program: Program, alphabet: Sequence[str], class_names: Sequence[str] | None) -> str:
+    header = f"def {name}(tokens):\n"
     match program:
         case Constant(value):
             doc = "Constant: the same class for every input."
@@ -81,6 +97,43 @@ def render(program: Program, alphabet: Sequence[str], class_names: Sequence[str]
                     "    for token in tokens:\n"
                     "        state = step[state][token]\n"
                     f"    return 1 if state in {accept} else 0\n")
+        case TokenAt(position, group, from_end):
+            where = "from the end" if from_end else "from the start"
+            doc = f"Token at position {position} {where} (0-based): is it one of a token group?"
+            index = f"-{position + 1}" if from_end else f"{position}"
+            body = (f"    if len(tokens) <= {position}:\n"
+                    f"        return 0  # too short\n"
+                    f"    return 1 if tokens[{index}] in {_names(group, alphabet)} else 0\n")
+        case LengthThreshold(threshold):
+            doc = "Length threshold: long enough sequences."
+            body = f"    return 1 if len(tokens) >= {threshold} else 0\n"
+        case FirstOccurrence(first, second, default):
+            doc = "First occurrence: which token group occurred first."
+            body = (f"    for token in tokens:\n"
+                    f"        if token in {_names(first, alphabet)}:\n"
+                    f"            return 0\n"
+                    f"        if token in {_names(second, alphabet)}:\n"
+                    f"            return 1\n"
+                    f"    return {default}\n")
+        case WindowCount(group, window, threshold):
+            doc = f"Window count: how many of the last {window} tokens belong to a token group."
+            body = (f"    recent = tokens[-{window}:]\n"
+                    f"    count = sum(t in {_names(group, alphabet)} for t in recent)\n"
+                    f"    return 1 if count >= {threshold} else 0\n")
+        case SaturatedDepth(open_, close, cap, threshold):
+            doc = f"Saturated depth: nesting depth kept within 0..{cap}, compared with {threshold}."
+            body = ("    depth = 0\n"
+                    "    for token in tokens:\n"
+                    f"        if token in {_names(open_, alphabet)}:\n"
+                    f"            depth = min(depth + 1, {cap})\n"
+                    f"        elif token in {_names(close, alphabet)}:\n"
+                    "            depth = max(depth - 1, 0)\n"
+                    f"    return 1 if depth >= {threshold} else 0\n")
+        case Both(left, right, op):
+            doc = f"Composition: the {op} of two motifs."
+            symbol = {"and": "&", "or": "|", "xor": "^"}[op]
+            parts = _function("left", left, alphabet, None) + _function("right", right, alphabet, None)
+            body = _indent(parts) + f"    return left(tokens) {symbol} right(tokens)\n"
         case _:
             raise TypeError(f"not a DSL program: {program!r}")
     return header + f'    """{doc}{_classes_doc(class_names)}"""\n' + body

@@ -56,6 +56,33 @@ def timed_baseline(surrogate, program, domain, timeout_s: float) -> tuple[str, f
     return str(answer), time.perf_counter() - start
 
 
+def cubes_fresh_vs_assumptions(surrogate, program, domain, timeout_s: float) -> tuple[float, float, int]:
+    """Same cubes two ways, one process: a fresh solver per cube query (with phase fixing, as jaxscd does)
+    against one incremental solver asked check(assumptions) per cube (push/pop-style reuse, no phase fixing)."""
+    from jaxscd.kernels.enumerate import precondition_mask
+    from jaxscd.surrogate import exhaustive_decisions
+    from jaxscd.verify.cubes import cube_phases, cube_query, initial_cubes, solve_text
+    from jaxscd.verify.prove import equivalence_query
+
+    valid = precondition_mask(domain)
+    _, active = exhaustive_decisions(surrogate, domain)
+    cubes = initial_cubes(domain, active, valid, max_unstable=2, max_cubes=64)
+    start = time.perf_counter()
+    for cube in cubes:
+        text = cube_query(surrogate, program, domain, cube, cube_phases(active, valid, *cube.index_range(domain)))
+        assert solve_text(text, timeout_s)[0] == "unsat"
+    fresh = time.perf_counter() - start
+    start = time.perf_counter()
+    solver, seq = equivalence_query(surrogate, program, domain)
+    solver.set(timeout=int(timeout_s * 1000))
+    for n, cube in enumerate(cubes):
+        literal = z3.Bool(f"cube{n}")
+        solver.add(z3.Implies(literal, z3.And([seq.length == cube.length] +
+                                              [seq.tokens[i] == t for i, t in enumerate(cube.prefix)])))
+        assert solver.check(literal) == z3.unsat
+    return fresh, time.perf_counter() - start, len(cubes)
+
+
 def case_seed_task(name: str, max_len: int):
     """The pipeline's own surrogate and program for a seed task (unfolded network for the baseline)."""
     task = get_task(name)
@@ -91,6 +118,7 @@ def main() -> None:
     print(f"z3 {z3.get_version_string()}; baseline timeout {args.baseline_timeout:.0f} s\n")
     header = f"{'case':<34} {'neurons':>12} {'baseline':>16} {'jaxscd':>22} {'speed-up':>9}"
     print(header + "\n" + "-" * len(header))
+    timings = []
     for label, domain, program, folded, unfolded in cases:
         base_answer, base_s = timed_baseline(unfolded, program, domain, args.baseline_timeout)
         proof = prove_equivalent(folded, program, domain, timeout_s=args.baseline_timeout)
@@ -100,6 +128,10 @@ def main() -> None:
         ratio = f"{base_s / proof.seconds:.1f}x" + (" (>=)" if base_answer != "unsat" else "")
         print(f"{label:<34} {f'{unfolded.n_neurons} -> {folded.n_neurons}':>12} {base:>16} "
               f"{f'{proof.seconds:.2f} s{cubes}':>22} {ratio:>9}")
+        timings.append((label, cubes_fresh_vs_assumptions(folded, program, domain, args.baseline_timeout)))
+    print("\ncube solving, same cubes: fresh solver per cube (phase-fixed) vs one solver with check(assumptions)")
+    for label, (fresh, incremental, n) in timings:
+        print(f"{label:<34} {n:>4} cubes   fresh {fresh:7.2f} s   assumptions {incremental:7.2f} s")
 
 
 if __name__ == "__main__":

@@ -207,9 +207,11 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @click.option("--out", type=click.Path(file_okay=False), help="Write the certificate bundle to this directory.")
 @click.option("--all-candidates", is_flag=True, help="Search every motif family, even those that cannot hold a "
               "simpler program than one already found (slower; reports every exact program).")
+@click.option("--synth-states", type=click.IntRange(min=0), default=8, show_default=True,
+              help="When no DSL motif is exact, synthesize a DFA with up to this many states (0: off).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def distill_command(task, circuit_target, graph, sparse_dir, viz, means, template, alphabet, min_len, max_len,
-                    seed, timeout, proof_strategy, out, all_candidates, as_json):
+                    seed, timeout, proof_strategy, out, all_candidates, synth_states, as_json):
     """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
     from jaxscd.circuits.base import CircuitError
     from jaxscd.domain import DomainError
@@ -224,7 +226,7 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
         circuit, domain, spec, description, circuit_ref = _resolve(task, circuit_target, sparse, alphabet, min_len,
                                                                    max_len, graph)
         config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates,
-                               proof_strategy=proof_strategy)
+                               proof_strategy=proof_strategy, synth_states=synth_states)
         if interactive:
             with console.status("distilling...") as status:
                 result = distill(circuit, domain, config, spec, log=lambda m: status.update(m))

@@ -89,3 +89,34 @@ def nearest_misses(domain: Domain, target: np.ndarray, valid: np.ndarray, famili
     return [NearMiss(program, count, 1 - count / n_valid,
                      tuple(disagreement_patterns(domain, wrong, target[wrong], decisions[wrong], class_names)))
             for count, _, _, program, wrong, decisions in misses[:keep]]
+
+
+def one_sided_parts(domain: Domain, target: np.ndarray, valid: np.ndarray, families, probe: np.ndarray,
+                    counts: CountTable | None, per_family: int = 2) -> list[Program]:
+    """Parts for compositions: per family, the candidates never 0 where the circuit says 1 (AND parts) and those
+    never 1 where it says 0 (OR parts), fewest errors on the other side first. Scored on the count table
+    (count-invariant families, exact) or the probe sample (an estimate: the composition is filtered and proved
+    on the whole domain afterwards, so a bad estimate costs recall, never soundness)."""
+    import jax.numpy as jnp
+
+    probe_tokens, probe_lengths = decode_indices(domain, probe)
+    parts = []
+    for family in families:
+        rows = np.arange(family.n_params)
+        if counts is not None and family.count_invariant:
+            inputs = (counts.tokens, counts.lengths, counts.target)
+            on = counts.weight * (counts.target == 1)
+            off = counts.weight * (counts.target != 1)
+        else:
+            inputs = (probe_tokens, probe_lengths, jnp.asarray(target[probe]))
+            on = jnp.asarray(valid[probe] & (target[probe] == 1))
+            off = jnp.asarray(valid[probe] & (target[probe] != 1))
+        false_0 = score_rows(family, rows, *inputs, on)
+        false_1 = score_rows(family, rows, *inputs, off)
+        for never, fewest in ((false_0, false_1), (false_1, false_0)):
+            score = np.where(never == 0, fewest, np.iinfo(np.int32).max)
+            for flat in np.argsort(score, axis=None, kind="stable")[:per_family]:
+                p, k = np.unravel_index(flat, score.shape)
+                if never[p, k] == 0 and fewest[p, k] > 0:  # exact ones are survivors, not parts
+                    parts.append(family.program(int(p), int(k)))
+    return list(dict.fromkeys(parts))

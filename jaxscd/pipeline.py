@@ -16,9 +16,11 @@ from jaxscd.dsl.source import render
 from jaxscd.kernels.enumerate import all_tokens, precondition_mask
 from jaxscd.kernels.evaluate import TruthTable, evaluate_circuit
 from jaxscd.kernels.filter import count_table
-from jaxscd.nearmiss import disagreement_patterns, nearest_misses
+from jaxscd.dsl.batch import composition_family
+from jaxscd.nearmiss import disagreement_patterns, nearest_misses, one_sided_parts
 from jaxscd.search import candidate_families, probe_indices, search
 from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig, SurrogateError, fit
+from jaxscd.synth import synthesize
 from jaxscd.verify.prove import ProofResult, Verdict, prove_equivalent
 
 # Float64 forward passes of these small circuits are accurate far below this; a decision whose logit gap is
@@ -36,6 +38,8 @@ class DistillConfig:
     proof_strategy: str = "auto"  # auto | single | cubes (see jaxscd.verify.prove.prove_equivalent)
     max_proof_attempts: int = 5
     prune: bool = True  # skip families that cannot hold a simpler program than one already found
+    synth_states: int = 8  # when no DSL candidate is exact, synthesize a DFA with up to this many states (0: off)
+    synth_timeout_s: float = 60.0
 
 
 @dataclass
@@ -72,7 +76,7 @@ class _Stages:
     def __call__(self, name: str):
         start = time.perf_counter()
         yield
-        self.timings[name] = round(time.perf_counter() - start, 3)
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
         self.log(f"{name}: {self.timings[name]:.2f} s")
 
 
@@ -121,25 +125,48 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
     families = candidate_families(domain, config.max_states)
     probe = probe_indices(valid, config.probe_size, config.seed)
     counts = count_table(domain, table.decisions, valid)
-    while families:
+    search_args = (stage, table.decisions, valid, probe, counts, config)
+    _search_and_prove(result, families, *search_args)
+    if not result.survivors:  # no single motif: AND / OR / XOR of two one-sided near misses
+        with stage("compose"):
+            parts = one_sided_parts(domain, table.decisions, valid, families, probe, counts)
+        if len(parts) >= 2:
+            _search_and_prove(result, [composition_family(parts, domain.n_tokens)], *search_args)
+    if not result.survivors and config.synth_states:  # the smallest DFA reproducing the truth table (SAT)
+        with stage("synthesis"):
+            synthesis = synthesize(domain, table.decisions, valid, config.synth_states, config.synth_timeout_s,
+                                   tokens, lengths, config.seed)
+        if synthesis.machine is not None:
+            result.survivors.append(synthesis.machine)
+            result.generated += 1
+            result.per_family["synthesized_state_machine"] = (1, 1)
+            with stage("prove"):
+                _prove_survivors(result, [synthesis.machine], config)
+        else:
+            result.notes.append(f"state-machine synthesis: {synthesis.reason}")
+    if not result.survivors:
+        result.verdict = Verdict.NO_PROGRAM
+        with stage("near misses"):
+            result.near_misses = nearest_misses(domain, table.decisions, valid, families, probe, counts,
+                                                circuit.class_names)
+    return result
+
+
+def _search_and_prove(result: DistillResult, families: list, stage: _Stages, target: np.ndarray, valid: np.ndarray,
+                      probe: np.ndarray, counts, config: DistillConfig) -> None:
+    """Search families cheapest first and prove survivors; families skipped by the MDL bound are searched
+    only while nothing found so far is proved."""
+    while families and result.verdict != Verdict.PROVED:
         with stage("search"):
-            found = search(domain, table.decisions, valid, families, probe, counts, prune=config.prune)
+            found = search(result.domain, target, valid, families, probe, counts, prune=config.prune)
         result.generated += found.generated
         result.per_family |= found.per_family
         result.skipped = [f.name for f in found.skipped]
-        families = found.skipped  # searched only if nothing found so far is proved
+        families = found.skipped
         if found.survivors:
             result.survivors += found.survivors
             with stage("prove"):
                 _prove_survivors(result, found.survivors, config)
-            if result.verdict == Verdict.PROVED:
-                break
-    if not result.survivors:
-        result.verdict = Verdict.NO_PROGRAM
-        with stage("near misses"):
-            result.near_misses = nearest_misses(domain, table.decisions, valid, candidate_families(
-                domain, config.max_states), probe, counts, circuit.class_names)
-    return result
 
 
 def _prove_survivors(result: DistillResult, survivors: list, config: DistillConfig) -> None:

@@ -1,7 +1,7 @@
 """Candidate search: generate DSL families, filter them on the exhaustive truth table, rank survivors by MDL.
 
 Families are searched cheapest first (by a lower bound of their description length). Once an exact program is
-found, families that cannot hold a strictly simpler one are skipped (``prune=True``): they can only supply
+found, families that cannot hold one at least as simple are skipped (``prune=True``): they can only supply
 fall-back candidates, which ``distill`` asks for only when no survivor is proved.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from jaxscd.domain import Domain
 from jaxscd.dsl import batch
 from jaxscd.dsl.batch import Family
-from jaxscd.dsl.programs import Program, description_length
+from jaxscd.dsl.programs import Program, description_length, rank_key
 from jaxscd.kernels.filter import CountTable, filter_family
 
 
@@ -49,7 +49,7 @@ def search(domain: Domain, target: np.ndarray, valid: np.ndarray, families: Sequ
     result = SearchResult()
     for family in families:
         best = min((description_length(p) for p in result.survivors), default=float("inf"))
-        if prune and best <= family.min_cost:
+        if prune and best < family.min_cost:  # equal cost may still win the tie-break (rank_key)
             result.skipped.append(family)
             continue
         alive = filter_family(family, domain, target, valid, probe, counts=counts)
@@ -57,5 +57,5 @@ def search(domain: Domain, target: np.ndarray, valid: np.ndarray, families: Sequ
         result.per_family[family.name] = (len(family), len(found))
         result.generated += len(family)
         result.survivors += found
-    result.survivors.sort(key=lambda p: (description_length(p), repr(p)))
+    result.survivors.sort(key=rank_key)
     return result

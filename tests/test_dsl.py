@@ -1,14 +1,16 @@
 """Every meaning of a DSL program (batch JAX, rendered source, z3) agrees with the reference interpreter.
 
-Also: family parameter layouts decode to the programs they evaluate, canonical DFA tables are one per
-isomorphism class, invalid programs are rejected with clear messages, and candidate filtering keeps exactly the
-right programs without recompiling.
+Also: family parameter layouts decode to the programs they evaluate, each family's min_cost bounds its members'
+description lengths, programs round-trip through JSON, canonical DFA tables are one per isomorphism class,
+invalid programs are rejected with clear messages, and candidate filtering keeps exactly the right programs
+without recompiling.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import json
 import zlib
 from fractions import Fraction
 
@@ -24,20 +26,35 @@ from jaxscd.domain import Domain
 from jaxscd.dsl.batch import (
     PAD,
     canonical_transition_tables,
+    composition_family,
     default_families,
     evaluate_program,
     linear_count_family,
     most_recent_family,
+    saturated_depth_family,
     single_family,
+    token_at_family,
+    window_count_family,
 )
 from jaxscd.dsl.programs import (
+    COMPOSITION_OPS,
+    MOTIFS,
+    Both,
     Constant,
     CountThreshold,
     DensityThreshold,
+    FirstOccurrence,
+    LengthThreshold,
     MostRecent,
+    SaturatedDepth,
     StateMachine,
     Toggle,
+    TokenAt,
+    WindowCount,
     check_program,
+    description_length,
+    from_json,
+    to_json,
 )
 from jaxscd.dsl.reference import run
 from jaxscd.dsl.smt import encode
@@ -127,8 +144,9 @@ def test_every_backend_agrees_with_reference_on_every_sequence(case: Case):
 
 def test_cases_cover_every_motif_and_both_classes():
     motifs = {type(c.program) for c in CASES}
-    assert motifs == {Constant, CountThreshold, DensityThreshold, Toggle, MostRecent, StateMachine}
+    assert motifs == set(MOTIFS)
     assert {c.program.n_states for c in CASES if isinstance(c.program, StateMachine)} >= {2, 3, 4}
+    assert {c.program.op for c in CASES if isinstance(c.program, Both)} == set(COMPOSITION_OPS)
     for case in CASES:
         if not isinstance(case.program, Constant) and "unreachable_accepting" not in case.name:
             decisions = reference_decisions(case.program, _domain_arrays(case.alphabet, case.max_len)[2])
@@ -168,7 +186,20 @@ def state_machine_program(draw, n_tokens: int) -> StateMachine:
     return StateMachine(table, draw(st.frozensets(st.integers(0, n_states - 1))))
 
 
-MOTIF_STRATEGIES = {
+@st.composite
+def window_count_program(draw, n_tokens: int) -> WindowCount:
+    window = draw(st.integers(1, MAX_LEN + 1))  # up to a window longer than every sequence
+    return WindowCount(draw(token_subsets(n_tokens)), window, draw(st.integers(1, window)))
+
+
+@st.composite
+def saturated_depth_program(draw, n_tokens: int) -> SaturatedDepth:
+    open_, close = draw(signed_split(n_tokens))
+    cap = draw(st.integers(1, 4))
+    return SaturatedDepth(open_, close, cap, draw(st.integers(1, cap)))
+
+
+BASE_STRATEGIES = {
     "constant": lambda n: st.builds(Constant, st.integers(0, 1)),
     "count_threshold": lambda n: st.builds(lambda split, c: CountThreshold(*split, c), signed_split(n),
                                            st.integers(-MAX_LEN - 1, MAX_LEN + 1)),
@@ -176,7 +207,23 @@ MOTIF_STRATEGIES = {
     "toggle": lambda n: st.builds(Toggle, token_subsets(n), st.integers(0, 1)),
     "most_recent": lambda n: st.builds(lambda split, d: MostRecent(*split, d), signed_split(n), st.integers(0, 1)),
     "state_machine": state_machine_program,
+    "token_at": lambda n: st.builds(TokenAt, st.integers(0, MAX_LEN), token_subsets(n), st.booleans()),
+    "length_threshold": lambda n: st.builds(LengthThreshold, st.integers(1, MAX_LEN + 1)),
+    "first_occurrence": lambda n: st.builds(lambda split, d: FirstOccurrence(*split, d), signed_split(n),
+                                            st.integers(0, 1)),
+    "window_count": window_count_program,
+    "saturated_depth": saturated_depth_program,
 }
+
+
+@st.composite
+def both_program(draw, n_tokens: int) -> Both:
+    left, right = (draw(st.sampled_from(sorted(BASE_STRATEGIES)).flatmap(lambda m: BASE_STRATEGIES[m](n_tokens)))
+                   for _ in range(2))
+    return Both(left, right, draw(st.sampled_from(COMPOSITION_OPS)))
+
+
+MOTIF_STRATEGIES = BASE_STRATEGIES | {"both": both_program}
 
 
 @st.composite
@@ -205,9 +252,16 @@ def test_random_programs_agree_on_random_sequences(motif: str, data):
 
 
 FAMILY_TOKENS, FAMILY_MAX_LEN = 3, 4
+# the first four use tokens 0 and 1 only, so they also fit 2-token alphabets
+COMPOSITION_PARTS = [TokenAt(0, {0}, False), TokenAt(1, {1}, True), LengthThreshold(3), CountThreshold({0}, {1}, 1),
+                     Toggle({2}, 0), StateMachine(((0, 1, 0), (1, 1, 1)), {1})]
 
 
-@pytest.mark.parametrize("family", default_families(FAMILY_TOKENS, FAMILY_MAX_LEN), ids=lambda f: f.name)
+def families_under_test(n_tokens: int = FAMILY_TOKENS, max_len: int = FAMILY_MAX_LEN):
+    return default_families(n_tokens, max_len) + [composition_family(COMPOSITION_PARTS, n_tokens)]
+
+
+@pytest.mark.parametrize("family", families_under_test(), ids=lambda f: f.name)
 def test_family_rows_decode_to_the_programs_they_evaluate(family):
     domain = Domain(ALPHABETS[FAMILY_TOKENS], 1, FAMILY_MAX_LEN)
     tokens, lengths = decode_indices(domain, np.arange(domain.size))
@@ -225,6 +279,44 @@ def test_family_rows_decode_to_the_programs_they_evaluate(family):
         assert_agree(f"{family.name}[{p}, {k}] (reference)", program, sequences, own,
                      reference_decisions(program, sequences))
         assert single_family(program, FAMILY_TOKENS).program(0, 0) == program
+
+
+@pytest.mark.parametrize("n_tokens, max_len", [(3, 4), (2, 6), (4, 8)])
+def test_min_cost_is_a_tight_lower_bound_of_description_length(n_tokens, max_len):
+    """Search prunes a family once a program at most as long as its min_cost is found: min_cost must never
+    exceed a member's description length (checked on every member, or a sample of the large families)."""
+    rng = np.random.default_rng(n_tokens * 100 + max_len)
+    max_raw_tables = 2_000_000 if n_tokens < 4 else 10_000  # the 4-token 3-state DFAs take long to enumerate
+    families = default_families(n_tokens, max_len, max_raw_tables=max_raw_tables)
+    for family in families + [composition_family(COMPOSITION_PARTS[:4], n_tokens)]:
+        if len(family) <= 4000:
+            picks = list(itertools.product(range(family.n_params), range(family.n_heads)))
+        else:
+            picks = list(zip(rng.integers(family.n_params, size=4000), rng.integers(family.n_heads, size=4000)))
+        costs = [description_length(family.program(int(p), int(k))) for p, k in picks]
+        assert min(costs) >= family.min_cost - 1e-9, f"{family.name}: a member costs {min(costs)} < {family.min_cost}"
+        if len(family) <= 4000:
+            assert min(costs) == pytest.approx(family.min_cost), f"{family.name}: min_cost is not attained"
+
+
+def test_default_family_sizes_stay_small():
+    sizes = {f.name: len(f) for f in default_families(4, 8)}
+    new = {name: size for name, size in sizes.items() if name.startswith(
+        ("token_at", "length_threshold", "first_occurrence", "window_count", "saturated_depth"))}
+    assert new == {"token_at": 224, "length_threshold": 7, "first_occurrence": 100, "window_count_2": 28,
+                   "window_count_3": 42, "window_count_4": 56, "window_count_5": 70, "window_count_6": 84,
+                   "window_count_7": 98, "saturated_depth_2": 100, "saturated_depth_3": 150}
+    assert sum(new.values()) < 100_000
+
+
+# --------------------------------------------------------------------------------------------------------------
+# JSON form
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_json_form_round_trips(case: Case):
+    text = json.dumps(to_json(case.program))
+    assert from_json(json.loads(text)) == case.program
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -303,6 +395,29 @@ def test_canonical_table_count_matches_brute_force_isomorphism_classes(n_states,
     (lambda: check_program(MostRecent({5}, {0}, 1), 4), r"token ids \[5\] outside an alphabet of 4 tokens"),
     (lambda: check_program(StateMachine(((0, 1), (1, 0)), {1}), 3), r"2 token columns, alphabet has 3"),
     (lambda: single_family(Toggle({2}, 0), 2), r"token ids \[2\] outside an alphabet of 2 tokens"),
+    (lambda: TokenAt(-1, {0}, False), r"TokenAt.position must be >= 0, got -1"),
+    (lambda: TokenAt(1.5, {0}, False), r"TokenAt.position must be an integer, got 1.5"),
+    (lambda: TokenAt(0, {0}, 2), r"TokenAt.from_end must be True or False, got 2"),
+    (lambda: LengthThreshold(0), r"LengthThreshold.threshold must be >= 1, got 0"),
+    (lambda: FirstOccurrence({0}, {0, 1}, 0), r"first and second must be disjoint, both contain \[0\]"),
+    (lambda: FirstOccurrence({0}, {1}, 2), r"FirstOccurrence.default must be 0 or 1, got 2"),
+    (lambda: WindowCount({0}, 0, 1), r"WindowCount.window must be >= 1, got 0"),
+    (lambda: WindowCount({0}, 2, 3), r"WindowCount.threshold must be 1..2, got 3"),
+    (lambda: WindowCount({0}, 2, 0), r"WindowCount.threshold must be 1..2, got 0"),
+    (lambda: SaturatedDepth({0, 1}, {1}, 2, 1), r"open and close must be disjoint, both contain \[1\]"),
+    (lambda: SaturatedDepth({0}, {1}, 0, 1), r"SaturatedDepth.cap must be >= 1, got 0"),
+    (lambda: SaturatedDepth({0}, {1}, 2, 3), r"SaturatedDepth.threshold must be 1..2, got 3"),
+    (lambda: Both(Both(Constant(0), Toggle({0}, 0), "or"), Toggle({1}, 0), "and"),
+     r"Both.left must be a base motif, not another composition"),
+    (lambda: Both(Toggle({0}, 0), TokenAt(0, {1}, True), "nand"), r"Both.op must be one of \['and', 'or', 'xor'\]"),
+    (lambda: check_program(Both(Toggle({0}, 0), TokenAt(0, {3}, True), "or"), 3),
+     r"token ids \[3\] outside an alphabet of 3 tokens"),
+    (lambda: check_program(SaturatedDepth({0}, {4}, 2, 1), 4), r"token ids \[4\] outside an alphabet of 4 tokens"),
+    (lambda: composition_family([Toggle({0}, 0), Toggle({0}, 0)], 2), r"at least 2 distinct parts, got 1"),
+    (lambda: composition_family([Both(Toggle({0}, 0), Constant(1), "xor"), Toggle({1}, 0)], 2),
+     r"compositions do not nest"),
+    (lambda: from_json({"motif": "WindowCount", "tokens": [0], "window": "3", "threshold": 1}),
+     r"WindowCount.window must be an integer, got '3'"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_invalid_programs_raise_clear_errors(make, message):
     with pytest.raises(ValueError, match=message):
@@ -312,6 +427,8 @@ def test_invalid_programs_raise_clear_errors(make, message):
 def test_check_program_rejects_non_programs():
     with pytest.raises(TypeError, match="not a DSL program"):
         check_program("count(a) >= 1", 2)
+    with pytest.raises(TypeError, match="Both.right is not a DSL program"):
+        Both(Toggle({0}, 0), "count(a) >= 1", "and")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -334,7 +451,16 @@ FILTER_DOMAIN = Domain(ALPHABETS[3], 1, 4)  # 120 sequences; chunk 32 leaves a p
       CountThreshold({0}, {1, 2}, 1)]),
     (lambda: most_recent_family(3), MostRecent({1}, {0}, 1),
      [MostRecent({1}, {0}, 0), MostRecent({1, 2}, {0}, 1), MostRecent({1}, {0, 2}, 1)]),
-], ids=["signed_count", "most_recent"])
+    (lambda: token_at_family(3, FILTER_DOMAIN.max_len), TokenAt(1, {1}, True),
+     [TokenAt(0, {1}, True), TokenAt(2, {1}, True), TokenAt(1, {1}, False), TokenAt(1, {0, 1}, True)]),
+    (lambda: window_count_family(3, 3), WindowCount({0}, 3, 2),
+     [WindowCount({0}, 3, 1), WindowCount({0}, 3, 3), WindowCount({0, 2}, 3, 2)]),
+    (lambda: saturated_depth_family(3, 2), SaturatedDepth({0}, {1}, 2, 2),
+     [SaturatedDepth({0}, {1}, 2, 1), SaturatedDepth({0}, {1, 2}, 2, 2), SaturatedDepth({1}, {0}, 2, 2)]),
+    (lambda: composition_family(COMPOSITION_PARTS, 3), Both(COMPOSITION_PARTS[0], COMPOSITION_PARTS[1], "and"),
+     [Both(COMPOSITION_PARTS[0], COMPOSITION_PARTS[1], "or"), Both(COMPOSITION_PARTS[0], COMPOSITION_PARTS[1], "xor"),
+      Both(COMPOSITION_PARTS[0], COMPOSITION_PARTS[2], "and")]),
+], ids=["signed_count", "most_recent", "token_at", "window_count", "saturated_depth", "composition"])
 def test_filter_family_keeps_the_target_program_and_rejects_mutants(make_family, known, mutants):
     family = make_family()
     tokens, lengths, sequences = _domain_arrays(FILTER_DOMAIN.alphabet, FILTER_DOMAIN.max_len)

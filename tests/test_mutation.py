@@ -9,8 +9,17 @@ from hypothesis import strategies as st
 
 from jaxscd.domain import Domain
 from jaxscd.dsl import CountThreshold, MostRecent, Toggle
+from jaxscd.dsl.programs import (
+    Both,
+    FirstOccurrence,
+    LengthThreshold,
+    SaturatedDepth,
+    TokenAt,
+    WindowCount,
+    check_program,
+)
 from jaxscd.surrogate import IntegerSurrogate
-from jaxscd.verify.mutants import MutationBase, standard_bases
+from jaxscd.verify.mutants import MutationBase, program_mutants, standard_bases
 from jaxscd.verify.prove import Verdict
 
 SURROGATE_MUTANTS = int(os.environ.get("JAXSCD_SURROGATE_MUTANTS", "6"))
@@ -64,3 +73,25 @@ def test_z3_verdict_equals_enumeration_on_random_relu_surrogates(seed, width, pr
     base = MutationBase("random", surrogate, program, domain)
     outcome = base.check("random", surrogate, program)
     assert outcome.sound, outcome
+
+
+@pytest.mark.parametrize("program, kinds", [
+    (TokenAt(1, {0}, True), {"position -1", "position +1", "direction flipped", "token set changed"}),
+    (LengthThreshold(3), {"threshold -1", "threshold +1"}),
+    (FirstOccurrence({0}, {1}, 0), {"default flipped", "groups swapped", "first became most recent",
+                                    "token set changed"}),
+    (WindowCount({0}, 3, 2), {"window -1", "window +1", "threshold -1", "threshold +1", "token set changed"}),
+    (SaturatedDepth({0}, {1}, 2, 1), {"cap -1", "cap +1", "threshold +1", "token set changed"}),
+    (Both(TokenAt(0, {0}, False), LengthThreshold(2), "and"),
+     {"op changed", "left part: position +1", "left part: direction flipped", "left part: token set changed",
+      "right part: threshold -1", "right part: threshold +1"}),
+], ids=lambda v: type(v).__name__ if not isinstance(v, set) else "")
+def test_program_mutants_of_newer_motifs_are_valid_single_edits(program, kinds):
+    mutants = list(program_mutants(program, 3))
+    assert {kind for kind, _ in mutants} == kinds
+    assert len({m for _, m in mutants}) == len(mutants) and program not in {m for _, m in mutants}
+    for _, mutant in mutants:
+        check_program(mutant, 3)
+    # invalid edits are skipped, not raised: threshold 1 - 1 and cap 1 - 1 do not exist
+    assert "threshold -1" not in {k for k, _ in program_mutants(LengthThreshold(1), 3)}
+    assert "cap -1" not in {k for k, _ in program_mutants(SaturatedDepth({0}, {1}, 1, 1), 3)}

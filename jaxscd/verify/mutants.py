@@ -18,13 +18,20 @@ from jaxscd.domain import Domain
 from jaxscd.dsl import reference
 from jaxscd.dsl.batch import evaluate_program
 from jaxscd.dsl.programs import (
+    COMPOSITION_OPS,
+    Both,
     Constant,
     CountThreshold,
     DensityThreshold,
+    FirstOccurrence,
+    LengthThreshold,
     MostRecent,
     Program,
+    SaturatedDepth,
     StateMachine,
     Toggle,
+    TokenAt,
+    WindowCount,
 )
 from jaxscd.kernels.enumerate import all_tokens, precondition_mask
 from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
@@ -37,7 +44,8 @@ def _toggled(group: frozenset, token: int) -> frozenset:
 
 def program_mutants(program: Program, n_tokens: int) -> Iterator[tuple[str, Program]]:
     """Every single edit of ``program``: constants +-1, one token added to / removed from a set, a transition
-    redirected, an accepting state toggled, a default or flip inverted. Invalid edits are skipped."""
+    redirected, an accepting state toggled, a default, flip or direction inverted, a composition's op changed or
+    one edit of one of its parts. Invalid edits are skipped."""
     def attempt(kind, build):
         try:
             return kind, build()
@@ -84,6 +92,43 @@ def program_mutants(program: Program, n_tokens: int) -> Iterator[tuple[str, Prog
                     edits.append(attempt("transition changed", lambda table=table: StateMachine(table, accepting)))
             edits += [attempt("accepting state toggled", lambda s=s: StateMachine(transitions, accepting ^ {s}))
                       for s in range(n)]
+        case TokenAt(position, group, from_end):
+            edits += [attempt(f"position {d:+d}", lambda d=d: TokenAt(position + d, group, from_end)) for d in (-1, 1)]
+            edits.append(attempt("direction flipped", lambda: TokenAt(position, group, not from_end)))
+            edits += [attempt("token set changed", lambda t=t: TokenAt(position, _toggled(group, t), from_end))
+                      for t in range(n_tokens)]
+        case LengthThreshold(threshold):
+            edits += [attempt(f"threshold {d:+d}", lambda d=d: LengthThreshold(threshold + d)) for d in (-1, 1)]
+        case FirstOccurrence(first, second, default):
+            edits.append(attempt("default flipped", lambda: FirstOccurrence(first, second, 1 - default)))
+            edits.append(attempt("groups swapped", lambda: FirstOccurrence(second, first, default)))
+            edits.append(attempt("first became most recent", lambda: MostRecent(first, second, default)))
+            for t in range(n_tokens):
+                edits.append(attempt("token set changed", lambda t=t: FirstOccurrence(_toggled(first, t),
+                                                                                      second - {t}, default)))
+                edits.append(attempt("token set changed", lambda t=t: FirstOccurrence(first - {t},
+                                                                                      _toggled(second, t), default)))
+        case WindowCount(group, window, threshold):
+            for d in (-1, 1):
+                edits.append(attempt(f"window {d:+d}", lambda d=d: WindowCount(group, window + d, threshold)))
+                edits.append(attempt(f"threshold {d:+d}", lambda d=d: WindowCount(group, window, threshold + d)))
+            edits += [attempt("token set changed", lambda t=t: WindowCount(_toggled(group, t), window, threshold))
+                      for t in range(n_tokens)]
+        case SaturatedDepth(open_, close, cap, threshold):
+            for d in (-1, 1):
+                edits.append(attempt(f"cap {d:+d}", lambda d=d: SaturatedDepth(open_, close, cap + d, threshold)))
+                edits.append(attempt(f"threshold {d:+d}", lambda d=d: SaturatedDepth(open_, close, cap, threshold + d)))
+            for t in range(n_tokens):
+                edits.append(attempt("token set changed", lambda t=t: SaturatedDepth(_toggled(open_, t), close - {t},
+                                                                                     cap, threshold)))
+                edits.append(attempt("token set changed", lambda t=t: SaturatedDepth(open_ - {t}, _toggled(close, t),
+                                                                                     cap, threshold)))
+        case Both(left, right, op):
+            edits += [attempt("op changed", lambda o=o: Both(left, right, o)) for o in COMPOSITION_OPS if o != op]
+            edits += [attempt(f"left part: {kind}", lambda m=m: Both(m, right, op))
+                      for kind, m in program_mutants(left, n_tokens)]
+            edits += [attempt(f"right part: {kind}", lambda m=m: Both(left, m, op))
+                      for kind, m in program_mutants(right, n_tokens)]
     seen = {program}
     for edit in edits:
         if edit is not None and edit[1] not in seen:

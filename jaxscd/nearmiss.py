@@ -80,12 +80,16 @@ def nearest_misses(domain: Domain, target: np.ndarray, valid: np.ndarray, famili
             p, k = np.unravel_index(flat, scores.shape)
             shortlist.append(family.program(int(p), int(k)))
     n_valid = int(valid.sum())
-    misses = []
+    misses, seen = [], set()
     for program in shortlist:
         decisions = program_decisions(program, domain)
+        behaviour = (decisions * valid).tobytes()
+        if behaviour in seen:  # observationally equivalent to a candidate already listed
+            continue
+        seen.add(behaviour)
         wrong = np.flatnonzero(valid & (decisions != target))
         misses.append((len(wrong), description_length(program), repr(program), program, wrong, decisions))
-    misses.sort(key=lambda m: m[:3])
+    misses.sort(key=lambda m: m[:3])  # fewest mismatches, then simplest
     return [NearMiss(program, count, 1 - count / n_valid,
                      tuple(disagreement_patterns(domain, wrong, target[wrong], decisions[wrong], class_names)))
             for count, _, _, program, wrong, decisions in misses[:keep]]

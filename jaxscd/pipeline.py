@@ -155,10 +155,17 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
 def _search_and_prove(result: DistillResult, families: list, stage: _Stages, target: np.ndarray, valid: np.ndarray,
                       probe: np.ndarray, counts, config: DistillConfig) -> None:
     """Search families cheapest first and prove survivors; families skipped by the MDL bound are searched
-    only while nothing found so far is proved."""
+    only while nothing found so far is proved.
+
+    CEGIS: every solver counterexample joins the probe set, so later searches check it first. (Survivors
+    already match the circuit on every input, so a refutation means the surrogate and the circuit disagree,
+    which the exhaustive check rules out: the loop guards against bugs rather than driving the search.)
+    """
     while families and result.verdict != Verdict.PROVED:
+        counterexamples = [result.domain.index_of(cex) for _, cex in result.refuted]
+        must_match = np.union1d(probe, counterexamples).astype(np.int64) if counterexamples else probe
         with stage("search"):
-            found = search(result.domain, target, valid, families, probe, counts, prune=config.prune)
+            found = search(result.domain, target, valid, families, must_match, counts, prune=config.prune)
         result.generated += found.generated
         result.per_family |= found.per_family
         result.skipped = [f.name for f in found.skipped]

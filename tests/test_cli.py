@@ -57,9 +57,15 @@ def test_callable_circuit_with_no_exact_program_is_no_program(tmp_path):
     (tmp_path / "pal.py").write_text(
         "import numpy as np\nALPHABET = ('a', 'b')\nLENGTHS = (1, 5)\n"
         "def palindrome(tokens):\n    t = np.asarray(tokens)\n    return (t == t[:, ::-1]).all(axis=1).astype(int)\n")
-    result = _run(["distill", "--circuit", f"{tmp_path}/pal.py:palindrome", "--json"])
+    result = _run(["distill", "--circuit", f"{tmp_path}/pal.py:palindrome", "--json", "--synth-states", "3"])
     assert result.exit_code == 3
-    assert json.loads(result.stdout)["verdict"] == "NO_PROGRAM"
+    payload = json.loads(result.stdout)
+    assert payload["verdict"] == "NO_PROGRAM"
+    misses = payload["nearest_misses"]
+    assert misses and all(0 < m["agreement"] < 1 and m["patterns"] for m in misses)
+    assert [m["agreement"] for m in misses] == sorted((m["agreement"] for m in misses), reverse=True)
+    assert len({m["program"] for m in misses}) == len(misses)
+    assert any("synthesis" in note for note in payload["notes"])
 
 
 @pytest.mark.parametrize("args, message", [

@@ -16,6 +16,7 @@ are unconstrained.
 
     >>> from jaxscd.domain import Domain
     >>> from jaxscd.kernels.enumerate import all_tokens
+from jaxscd.verify.prove import checked
     >>> domain = Domain(("a", "b"), 1, 6)
     >>> tokens, lengths = all_tokens(domain)
     >>> decisions = ((tokens == 0).sum(axis=1) % 3 == 0).astype(np.int8)  # count of 'a' divisible by 3
@@ -36,6 +37,7 @@ from jaxscd.domain import Domain
 from jaxscd.dsl.programs import StateMachine
 from jaxscd.dsl.reference import run
 from jaxscd.kernels.enumerate import all_tokens
+from jaxscd.verify.prove import checked
 
 INITIAL_SHORTEST = 64  # the shortest valid words start the sample: they pin down the first transitions
 INITIAL_RANDOM = 32  # plus a few random ones, so long words constrain the first solution too
@@ -83,7 +85,7 @@ class _Cnf:
         self.solver.from_string(declarations + "".join(self._pending))
         self._declared, self._pending = self.n_vars, []
         self.solver.set("timeout", max(1, int(timeout_s * 1000)))
-        return self.solver.check()
+        return checked(self.solver)
 
     def values(self, variables) -> np.ndarray:
         model = self.solver.model()

@@ -101,12 +101,31 @@ def test_ctrl_c_mid_run_exits_130_and_writes_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "jaxscd.cli", "distill", "quote_close", "--out",
                              str(tmp_path / "bundle")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT)
-    time.sleep(6)  # inside the pipeline (JAX is up, stages are running)
+    time.sleep(5)  # inside the pipeline (JAX is up, stages are running)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert stderr.strip().splitlines() == ["jaxscd: error: interrupted; nothing was written"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_during_a_solver_call_is_not_a_timeout(monkeypatch):
+    # z3 catches SIGINT itself and answers unknown: that must surface as KeyboardInterrupt, not UNKNOWN/PROVED
+    import z3
+
+    from jaxscd.dsl import Toggle
+    from jaxscd.surrogate import IntegerSurrogate
+    from jaxscd.domain import Domain
+    from jaxscd.verify import cubes, prove
+
+    monkeypatch.setattr(z3.Solver, "check", lambda self, *a: z3.unknown)
+    monkeypatch.setattr(z3.Solver, "reason_unknown", lambda self: "interrupted from keyboard")
+    s = IntegerSurrogate(np.zeros((2, 2, 0), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                         np.ones((2, 2), np.int64), 0)
+    with pytest.raises(KeyboardInterrupt):
+        prove.prove_equivalent(s, Toggle({0}, 0), Domain(("a", "b"), 1, 2), strategy="single")
+    with pytest.raises(KeyboardInterrupt):
+        cubes.solve_text("(set-logic QF_LIA)\n(assert true)", 1.0)
 
 
 def test_killed_solver_process_is_unknown_never_proved(monkeypatch):

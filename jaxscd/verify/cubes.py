@@ -26,6 +26,7 @@ from jaxscd.dsl import smt
 from jaxscd.dsl.programs import Program
 from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
 from jaxscd.verify.encode import surrogate_score, symbolic_sequence
+from jaxscd.verify.prove import checked
 
 
 @dataclass(frozen=True, order=True)
@@ -76,7 +77,7 @@ def solve_text(text: str, timeout_s: float) -> tuple[str, tuple | None, float]:
     solver.set(timeout=max(1, int(timeout_s * 1000)))
     solver.from_string(text)
     start = time.perf_counter()
-    answer = solver.check()
+    answer = checked(solver)
     seconds = time.perf_counter() - start
     if answer != z3.sat:
         return str(answer), None, seconds

@@ -106,10 +106,19 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
 AUTO_SINGLE_BUDGET_S = 5.0
 
 
+def checked(solver: z3.Solver, *assumptions) -> z3.CheckSatResult:
+    """solver.check(), except that Ctrl-C stays a KeyboardInterrupt: z3 catches SIGINT during a check and
+    returns unknown ("interrupted from keyboard"), which must stop the run, not read as a solver timeout."""
+    answer = solver.check(*assumptions)
+    if answer == z3.unknown and "interrupted" in solver.reason_unknown():
+        raise KeyboardInterrupt
+    return answer
+
+
 def _single(solver, seq, smt2, surrogate, program, domain, timeout_s) -> ProofResult:
     solver.set(timeout=max(1, int(timeout_s * 1000)))
     start = time.perf_counter()
-    answer = solver.check()
+    answer = checked(solver)
     seconds = time.perf_counter() - start
     if answer == z3.unsat:
         return ProofResult(Verdict.PROVED, seconds, smt2)

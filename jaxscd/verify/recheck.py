@@ -24,7 +24,7 @@ from jaxscd.kernels.enumerate import chunk_indices, decode_indices, precondition
 from jaxscd.kernels.evaluate import evaluate_circuit
 from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
 from jaxscd.verify.certificate import SCHEMA_VERSION, canonical_sha256, domain_from_json, domain_json
-from jaxscd.verify.prove import equivalence_query, smt2_text
+from jaxscd.verify.prove import checked, equivalence_query, smt2_text
 
 
 class BundleError(Exception):
@@ -105,7 +105,7 @@ def _z3_unsat(text: str, timeout_s: float) -> tuple[bool | None, str]:
         solver.from_string(text)
     except z3.Z3Exception as err:
         return False, f"unparseable query: {err}"
-    answer = solver.check()
+    answer = checked(solver)
     return (True if answer == z3.unsat else None if answer == z3.unknown else False), str(answer)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from jaxscd.dsl.programs import Program, check_program
 
 MAX_DOMAIN_SIZE = 1 << 26  # exhaustive passes above this take too long for interactive use
+MAX_TOKENS = 12  # candidate grids grow as 3**tokens (signed counters); more tokens need a coarser DSL grid
 
 
 class DomainError(ValueError):
@@ -32,6 +33,9 @@ class Domain:
         object.__setattr__(self, "alphabet", tuple(str(a) for a in self.alphabet))
         if len(self.alphabet) < 2:
             raise DomainError(f"alphabet needs at least 2 tokens, got {list(self.alphabet)}; pass e.g. --alphabet a,b,c")
+        if len(self.alphabet) > MAX_TOKENS:
+            raise DomainError(f"alphabet has {len(self.alphabet)} tokens, at most {MAX_TOKENS} are supported; map "
+                              f"the tokens the circuit does not tell apart to one name")
         if len(set(self.alphabet)) != len(self.alphabet):
             raise DomainError(f"alphabet has repeated tokens: {list(self.alphabet)}; list each token once")
         if not 1 <= self.min_len <= self.max_len:

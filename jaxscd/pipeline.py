@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -17,15 +17,11 @@ from jaxscd.kernels.enumerate import all_tokens, precondition_mask
 from jaxscd.kernels.evaluate import TruthTable, evaluate_circuit
 from jaxscd.kernels.filter import count_table
 from jaxscd.dsl.batch import composition_family
-from jaxscd.nearmiss import disagreement_patterns, nearest_misses, one_sided_parts
+from jaxscd.nearmiss import disagreement_patterns, nearest_misses, one_sided_parts, program_decisions
 from jaxscd.search import candidate_families, probe_indices, search
 from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig, SurrogateError, fit
 from jaxscd.synth import synthesize
 from jaxscd.verify.prove import ProofResult, Verdict, prove_equivalent
-
-# Float64 forward passes of these small circuits are accurate far below this; a decision whose logit gap is
-# not above it is not trusted (UNKNOWN).
-MARGIN_BOUND = 1e-9
 
 
 @dataclass(frozen=True)
@@ -61,6 +57,7 @@ class DistillResult:
     refuted: list = field(default_factory=list)  # (program, counterexample) pairs ruled out by the solver
     spec_mismatches: list | None = None  # domain inputs (token ids) where the circuit differs from the spec
     spec_mismatch_count: int = 0
+    circuit_program_mismatches: int | None = None  # exhaustive C vs P cross-check of the final program
     spec_patterns: list = field(default_factory=list)  # readable groups of the spec mismatches
     near_misses: list = field(default_factory=list)  # NearMiss values when no program is exact
     timings: dict = field(default_factory=dict)
@@ -106,14 +103,14 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
     with stage("circuit"):
         table: TruthTable = evaluate_circuit(circuit, domain, valid)
     result = DistillResult(Verdict.UNKNOWN, domain, circuit.class_names, int(valid.sum()), table.min_margin(),
-                           MARGIN_BOUND, timings=stage.timings)
+                           table.margin_bound, timings=stage.timings)
     if spec is not None:
         with stage("spec"):
             result.spec_mismatch_count, result.spec_mismatches, result.spec_patterns = compare_with_spec(
                 spec, domain, table.decisions, valid, tokens, lengths, circuit.class_names)
-    if result.margin <= MARGIN_BOUND:
+    if result.margin <= result.margin_bound:
         result.notes.append(f"circuit decision margin {result.margin:.3g} is not above the float bound "
-                            f"{MARGIN_BOUND:g}: its truth table is not trusted")
+                            f"{result.margin_bound:g}: its truth table is not trusted")
         return result
     with stage("surrogate"):
         try:
@@ -144,6 +141,12 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
                 _prove_survivors(result, [synthesis.machine], config)
         else:
             result.notes.append(f"state-machine synthesis: {synthesis.reason}")
+    if result.program is not None:  # the direct cross-check C == P on every input (independent of S and z3)
+        differs = int((valid & (program_decisions(result.program, domain) != table.decisions)).sum())
+        result.circuit_program_mismatches = differs
+        if differs:
+            result.notes.append(f"the program differs from the circuit on {differs} inputs: not proved")
+            result.verdict = Verdict.UNKNOWN
     if not result.survivors:
         result.verdict = Verdict.NO_PROGRAM
         with stage("near misses"):

@@ -16,7 +16,6 @@ are unconstrained.
 
     >>> from jaxscd.domain import Domain
     >>> from jaxscd.kernels.enumerate import all_tokens
-from jaxscd.verify.prove import checked
     >>> domain = Domain(("a", "b"), 1, 6)
     >>> tokens, lengths = all_tokens(domain)
     >>> decisions = ((tokens == 0).sum(axis=1) % 3 == 0).astype(np.int8)  # count of 'a' divisible by 3

@@ -66,8 +66,8 @@ def precondition_mask(domain: Domain, chunk_size: int = 1 << 15) -> np.ndarray:
 
 
 def all_tokens(domain: Domain, chunk_size: int = 1 << 15) -> tuple[np.ndarray, np.ndarray]:
-    """The whole domain as int8 tokens [size, max_len] and lengths [size] (for training on small domains)."""
-    tokens = np.empty((domain.size, domain.max_len), dtype=np.int8)
+    """The whole domain as int16 tokens [size, max_len] and int8 lengths [size] (padding is -1)."""
+    tokens = np.empty((domain.size, domain.max_len), dtype=np.int16)
     lengths = np.empty(domain.size, dtype=np.int8)
     for first, chunk, chunk_lengths, real in chunks(domain, min(chunk_size, domain.size)):
         tokens[first:first + real] = np.asarray(chunk)[:real]

@@ -17,24 +17,39 @@ class TruthTable:
     decisions: np.ndarray  # int8 [size]: the circuit's class on each sequence
     margins: np.ndarray  # float64 [size]: |logit_1 - logit_0|; inf where the circuit returns decisions
     valid: np.ndarray  # bool [size]: the precondition holds
+    margin_bound: float = 0.0  # decisions with a margin not above this are not trusted (see float_error_bound)
 
     def min_margin(self) -> float:
         return float(self.margins[self.valid].min()) if self.valid.any() else float("inf")
 
 
-def _decide(output, batch: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+MIN_BOUND = 1e-9  # floor of the float error bound, for float64 forward passes of small circuits
+
+
+def float_error_bound(logits: np.ndarray) -> float:
+    """A conservative bound on the rounding error of a logit gap computed in the logits' own dtype: 256 units
+    in the last place of the largest logit (never below MIN_BOUND). Not derived per circuit: deep or wide float32
+    circuits may need more, which is why decisions near it are reported as untrusted rather than guessed."""
+    if not np.issubdtype(logits.dtype, np.floating):
+        return MIN_BOUND
+    scale = 1.0 + float(np.abs(logits).max(initial=0.0))
+    return max(MIN_BOUND, 256 * float(np.finfo(logits.dtype).eps) * scale)
+
+
+def _decide(output, batch: int, name: str) -> tuple[np.ndarray, np.ndarray, float]:
     out = np.asarray(output)
     if out.shape == (batch,):
         if not np.isin(out, (0, 1)).all():
             raise CircuitError(f"circuit {name!r} returned decisions outside {{0, 1}}: {np.unique(out)[:5].tolist()}")
-        return out.astype(np.int8), np.full(batch, np.inf)
+        return out.astype(np.int8), np.full(batch, np.inf), 0.0
     if out.shape != (batch, 2):
         raise CircuitError(f"circuit {name!r} returned shape {out.shape} for {batch} sequences; expected logits "
                            f"[{batch}, 2] or decisions [{batch}]")
-    out = out.astype(np.float64)
-    if not np.isfinite(out).all():
+    if not np.isfinite(out.astype(np.float64)).all():
         raise CircuitError(f"circuit {name!r} returned non-finite logits (NaN or inf); check its weights")
-    return (out[:, 1] > out[:, 0]).astype(np.int8), np.abs(out[:, 1] - out[:, 0])
+    bound = float_error_bound(out)
+    out = out.astype(np.float64)
+    return (out[:, 1] > out[:, 0]).astype(np.int8), np.abs(out[:, 1] - out[:, 0]), bound
 
 
 def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_size: int = 1 << 14,
@@ -45,6 +60,7 @@ def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_
     """
     decisions = np.empty(domain.size, dtype=np.int8)
     margins = np.empty(domain.size, dtype=np.float64)
+    bound = 0.0
     starts = domain.starts
     for slot, length in enumerate(domain.lengths):
         begin, end = int(starts[slot]), int(starts[slot + 1])
@@ -52,8 +68,9 @@ def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_
         for first, idx, real in chunk_indices(begin, end, size):
             tokens, _ = decode_indices(domain, idx)
             batch = np.asarray(tokens)[:, :length]
-            dec, margin = _decide(circuit.forward(batch), size, circuit.name)
+            dec, margin, chunk_bound = _decide(circuit.forward(batch), size, circuit.name)
+            bound = max(bound, chunk_bound)
             decisions[first:first + real], margins[first:first + real] = dec[:real], margin[:real]
             if advance:
                 advance(real)
-    return TruthTable(decisions, margins, valid)
+    return TruthTable(decisions, margins, valid, bound)

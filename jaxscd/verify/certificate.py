@@ -45,9 +45,10 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
     obligations = [{"claim": "circuit == surrogate", "method": "exhaustive", "inputs": result.n_valid,
                     "verdict": "PROVED" if result.surrogate is not None else "UNKNOWN",
                     "min_margin": result.margin, "float_error_bound": result.margin_bound}]
-    if result.program is not None:
+    if result.program is not None and result.circuit_program_mismatches is not None:
         obligations.append({"claim": "circuit == program", "method": "exhaustive", "inputs": result.n_valid,
-                            "verdict": "PROVED"})
+                            "verdict": "PROVED" if result.circuit_program_mismatches == 0 else "REFUTED",
+                            "mismatches": result.circuit_program_mismatches})
     if proof is not None:
         smt = {"claim": "surrogate == program", "method": proof.method, "solver": solver_name(),
                "verdict": proof.verdict.value, "seconds": round(proof.seconds, 3), "expect": "unsat",

@@ -168,7 +168,13 @@ def prove_by_cubes(surrogate: IntegerSurrogate, program: Program, domain: Domain
 
 
 def covers_domain(domain: Domain, cubes: list[dict]) -> bool:
-    """The leaf cubes partition the domain: their index ranges are disjoint and add up to every sequence."""
+    """The leaf cubes partition the domain: each is a well-formed cube of the domain (length in range, prefix no
+    longer than the length, tokens in the alphabet), and their index ranges are disjoint and cover it."""
+    for c in cubes:
+        prefix = tuple(c["prefix"])
+        if not (domain.min_len <= c["length"] <= domain.max_len and len(prefix) <= c["length"]
+                and all(isinstance(t, int) and 0 <= t < domain.n_tokens for t in prefix)):
+            return False
     ranges = sorted(Cube(c["length"], tuple(c["prefix"])).index_range(domain) for c in cubes)
     position = 0
     for first, stop in ranges:

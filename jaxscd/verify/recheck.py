@@ -18,7 +18,7 @@ import z3
 from jaxscd.circuits.base import Circuit, CircuitError, sha256_bytes
 from jaxscd.domain import DomainError
 from jaxscd.dsl.batch import evaluate_program
-from jaxscd.dsl.programs import from_json
+from jaxscd.dsl.programs import check_program, from_json
 from jaxscd.dsl.source import render
 from jaxscd.kernels.enumerate import chunk_indices, decode_indices, precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
@@ -152,7 +152,17 @@ def _recheck_cubes(report, bundle, cubes, surrogate, program, domain, valid, tim
 
 
 def recheck(bundle_dir, timeout_s: float = 120.0) -> Report:
-    bundle = Path(bundle_dir)
+    """Re-check a bundle; a bundle whose certificate is structurally malformed raises BundleError (corrupt)."""
+    try:
+        return _recheck(Path(bundle_dir), timeout_s)
+    except BundleError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, OSError) as err:
+        raise BundleError(f"malformed bundle ({type(err).__name__}: {err}); re-create it with jaxscd distill --out",
+                          EXIT_CORRUPT) from None
+
+
+def _recheck(bundle: Path, timeout_s: float) -> Report:
     cert = _read_certificate(bundle)
     report = Report()
 
@@ -168,6 +178,11 @@ def recheck(bundle_dir, timeout_s: float = 120.0) -> Report:
         program = from_json(cert["program"]) if cert.get("program") else None
     except (DomainError, ValueError, KeyError, TypeError) as err:
         raise BundleError(f"certificate.json describes no valid domain/program: {err}", EXIT_CORRUPT) from None
+    if program is not None:
+        try:
+            check_program(program, domain.n_tokens)
+        except (ValueError, TypeError) as err:
+            raise BundleError(f"the certified program does not fit the domain: {err}", EXIT_CORRUPT) from None
     recorded = cert["domain"].get("sha256")
     domain_ok = canonical_sha256(domain_json(domain)) == recorded
     report.add("domain hash", domain_ok, "" if domain_ok else "domain fields differ from the recorded hash")
@@ -191,6 +206,9 @@ def recheck(bundle_dir, timeout_s: float = 120.0) -> Report:
                    f"[max_len, tokens] = {[domain.max_len, domain.n_tokens]}")
         surrogate = None
     valid = precondition_mask(domain)
+    n_valid = int(valid.sum())
+    report.add("domain has the recorded number of valid inputs", n_valid > 0 and n_valid == cert["domain"]["valid"],
+               f"{n_valid:,} valid inputs, certificate says {cert['domain']['valid']:,}")
     program_dec = np.empty(domain.size, dtype=np.int8)
     for first, idx, real in chunk_indices(0, domain.size, min(1 << 15, domain.size)):
         tokens, lengths = decode_indices(domain, idx)
@@ -204,10 +222,14 @@ def recheck(bundle_dir, timeout_s: float = 120.0) -> Report:
     if circuit is not None:
         same = circuit.fingerprint == cert["circuit"]["sha256"]
         report.add("circuit fingerprint", same, "" if same else "the circuit's weights or source changed")
-        table = evaluate_circuit(circuit, domain, valid)
-        bound = next((o["float_error_bound"] for o in cert["obligations"] if "float_error_bound" in o), 1e-9)
-        margin_ok = table.min_margin() > bound
-        report.add("circuit margins above the float bound", margin_ok, f"min margin {table.min_margin():.4g}")
+        try:
+            table = evaluate_circuit(circuit, domain, valid)
+        except CircuitError as err:
+            report.add("circuit runs on the domain", False, str(err))
+            return report
+        margin_ok = table.min_margin() > table.margin_bound  # recomputed, never read from the certificate
+        report.add("circuit margins above the float bound", margin_ok,
+                   f"min margin {table.min_margin():.4g}, bound {table.margin_bound:.3g}")
         wrong = int((valid & (table.decisions != program_dec)).sum())
         report.add("circuit == program (exhaustive)", wrong == 0, f"{int(valid.sum()):,} inputs" if not wrong else
                    f"differs on {wrong:,} inputs")

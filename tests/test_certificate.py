@@ -159,3 +159,35 @@ def test_weakened_cube_query_fails(cube_bundle, tmp_path):
     (cube_file).write_text(text + "\n(assert false)\n")  # trivially unsat: must not pass as the cube's query
     failed = _failed(recheck(b))
     assert "each cube file is the query of its cube" in failed
+
+
+def test_malformed_cubes_do_not_count_as_a_partition():
+    from jaxscd.domain import Domain
+    from jaxscd.verify.cubes import covers_domain
+
+    domain = Domain(("a", "b", "c"), 3, 3)
+    good = [{"length": 3, "prefix": [t]} for t in range(3)]
+    assert covers_domain(domain, good)
+    # same index ranges, but a length outside the domain / a token outside the alphabet
+    assert not covers_domain(domain, [{"length": 1, "prefix": []}] + good[1:])
+    assert not covers_domain(domain, good[:2] + [{"length": 3, "prefix": [0, 5]}])
+
+
+def test_malformed_certificate_is_corrupt_not_a_traceback(bundle, tmp_path):
+    b = _copy(bundle, tmp_path)
+    cert = json.loads((b / "certificate.json").read_text())
+    del cert["circuit"]
+    (b / "certificate.json").write_text(json.dumps(cert))
+    result = CliRunner().invoke(main, ["verify", str(b)])
+    assert result.exit_code == 7 and "malformed bundle" in result.stderr and result.exception.__class__ is SystemExit
+
+
+def test_emptied_domain_fails_even_with_a_consistent_hash(bundle, tmp_path):
+    from jaxscd.verify.certificate import canonical_sha256, domain_from_json, domain_json
+
+    b = _copy(bundle, tmp_path)
+    cert = json.loads((b / "certificate.json").read_text())
+    cert["domain"]["precondition"] = {"motif": "CountThreshold", "plus": [0], "minus": [], "threshold": 99}
+    cert["domain"]["sha256"] = canonical_sha256(domain_json(domain_from_json(cert["domain"])))
+    (b / "certificate.json").write_text(json.dumps(cert))
+    assert "domain has the recorded number of valid inputs" in _failed(recheck(b))

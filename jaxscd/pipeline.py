@@ -138,7 +138,7 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
             result.generated += 1
             result.per_family["synthesized_state_machine"] = (1, 1)
             with stage("prove"):
-                _prove_survivors(result, [synthesis.machine], config)
+                _prove_survivors(result, [synthesis.machine], config, valid)
         else:
             result.notes.append(f"state-machine synthesis: {synthesis.reason}")
     if result.program is not None:  # the direct cross-check C == P on every input (independent of S and z3)
@@ -176,14 +176,14 @@ def _search_and_prove(result: DistillResult, families: list, stage: _Stages, tar
         if found.survivors:
             result.survivors += found.survivors
             with stage("prove"):
-                _prove_survivors(result, found.survivors, config)
+                _prove_survivors(result, found.survivors, config, valid)
 
 
-def _prove_survivors(result: DistillResult, survivors: list, config: DistillConfig) -> None:
+def _prove_survivors(result: DistillResult, survivors: list, config: DistillConfig, valid: np.ndarray) -> None:
     """Try survivors simplest first: PROVED ends; REFUTED drops the candidate; the first UNKNOWN is kept."""
     for program in survivors[:config.max_proof_attempts]:
         proof = prove_equivalent(result.surrogate, program, result.domain, config.proof_timeout_s,
-                                 config.proof_strategy)
+                                 config.proof_strategy, valid)
         if proof.verdict == Verdict.REFUTED:
             result.refuted.append((program, proof.counterexample))
             continue

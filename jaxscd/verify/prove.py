@@ -70,8 +70,10 @@ def _checked_refutation(surrogate, program, domain, tokens, seconds, smt2, **ext
     """REFUTED only if the model really separates program and surrogate (re-checked in plain Python)."""
     if in_domain(domain, tokens) and reference.run(program, tokens) != surrogate_class(surrogate, tokens):
         return ProofResult(Verdict.REFUTED, seconds, smt2, tokens, **extra)
-    return ProofResult(Verdict.UNKNOWN, seconds, smt2, tokens,
-                       "solver model does not reproduce a disagreement (encoding mismatch)", **extra)
+    reason = ("a cube's fixed ReLU phase does not hold on this input (the exhaustive pass and the solver disagree)"
+              if extra.get("method") == "smt-cubes" else
+              "solver model does not reproduce a disagreement (encoding mismatch)")
+    return ProofResult(Verdict.UNKNOWN, seconds, smt2, tokens, reason, **extra)
 
 
 def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Domain,

@@ -130,17 +130,7 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
         if len(parts) >= 2:
             _search_and_prove(result, [composition_family(parts, domain.n_tokens)], *search_args)
     if not result.survivors and config.synth_states:  # the smallest DFA reproducing the truth table (SAT)
-        with stage("synthesis"):
-            synthesis = synthesize(domain, table.decisions, valid, config.synth_states, config.synth_timeout_s,
-                                   tokens, lengths, config.seed)
-        if synthesis.machine is not None:
-            result.survivors.append(synthesis.machine)
-            result.generated += 1
-            result.per_family["synthesized_state_machine"] = (1, 1)
-            with stage("prove"):
-                _prove_survivors(result, [synthesis.machine], config, valid)
-        else:
-            result.notes.append(f"state-machine synthesis: {synthesis.reason}")
+        _synthesize_and_prove(result, stage, table.decisions, valid, tokens, lengths, config)
     if result.program is not None:  # the direct cross-check C == P on every input (independent of S and z3)
         differs = int((valid & (program_decisions(result.program, domain) != table.decisions)).sum())
         result.circuit_program_mismatches = differs
@@ -153,6 +143,21 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
             result.near_misses = nearest_misses(domain, table.decisions, valid, families, probe, counts,
                                                 circuit.class_names)
     return result
+
+
+def _synthesize_and_prove(result: DistillResult, stage: _Stages, target: np.ndarray, valid: np.ndarray,
+                          tokens: np.ndarray, lengths: np.ndarray, config: DistillConfig) -> None:
+    with stage("synthesis"):
+        synthesis = synthesize(result.domain, target, valid, config.synth_states, config.synth_timeout_s, tokens,
+                               lengths, config.seed)
+    if synthesis.machine is None:
+        result.notes.append(f"state-machine synthesis: {synthesis.reason}")
+        return
+    result.survivors.append(synthesis.machine)
+    result.generated += 1
+    result.per_family["synthesized_state_machine"] = (1, 1)
+    with stage("prove"):
+        _prove_survivors(result, [synthesis.machine], config, valid)
 
 
 def _search_and_prove(result: DistillResult, families: list, stage: _Stages, target: np.ndarray, valid: np.ndarray,

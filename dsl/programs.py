@@ -35,6 +35,15 @@ def _token_set(value) -> frozenset:
     return tokens
 
 
+def _disjoint_token_sets(program, first: str, second: str) -> None:
+    """Normalise two token-set fields of a frozen program to frozensets of ids; they must not overlap."""
+    a, b = _token_set(getattr(program, first)), _token_set(getattr(program, second))
+    object.__setattr__(program, first, a)
+    object.__setattr__(program, second, b)
+    if a & b:
+        raise ValueError(f"{first} and {second} must be disjoint, both contain {sorted(a & b)}")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Motifs
 
@@ -59,10 +68,7 @@ class CountThreshold:
     threshold: int
 
     def __post_init__(self):
-        object.__setattr__(self, "plus", _token_set(self.plus))
-        object.__setattr__(self, "minus", _token_set(self.minus))
-        if self.plus & self.minus:
-            raise ValueError(f"plus and minus must be disjoint, both contain {sorted(self.plus & self.minus)}")
+        _disjoint_token_sets(self, "plus", "minus")
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,7 @@ class DensityThreshold:
     den: int
 
     def __post_init__(self):
-        object.__setattr__(self, "plus", _token_set(self.plus))
-        object.__setattr__(self, "minus", _token_set(self.minus))
-        if self.plus & self.minus:
-            raise ValueError(f"plus and minus must be disjoint, both contain {sorted(self.plus & self.minus)}")
+        _disjoint_token_sets(self, "plus", "minus")
         if self.den <= 0 or math.gcd(self.num, self.den) != 1:
             raise ValueError(f"threshold must be a reduced fraction with den > 0, got {self.num}/{self.den}")
 
@@ -105,10 +108,7 @@ class MostRecent:
     default: int
 
     def __post_init__(self):
-        object.__setattr__(self, "first", _token_set(self.first))
-        object.__setattr__(self, "second", _token_set(self.second))
-        if self.first & self.second:
-            raise ValueError(f"first and second must be disjoint, both contain {sorted(self.first & self.second)}")
+        _disjoint_token_sets(self, "first", "second")
         if self.default not in (0, 1):
             raise ValueError(f"MostRecent.default must be 0 or 1, got {self.default!r}")
 
@@ -177,10 +177,7 @@ class FirstOccurrence:
     default: int
 
     def __post_init__(self):
-        object.__setattr__(self, "first", _token_set(self.first))
-        object.__setattr__(self, "second", _token_set(self.second))
-        if self.first & self.second:
-            raise ValueError(f"first and second must be disjoint, both contain {sorted(self.first & self.second)}")
+        _disjoint_token_sets(self, "first", "second")
         if self.default not in (0, 1):
             raise ValueError(f"FirstOccurrence.default must be 0 or 1, got {self.default!r}")
 
@@ -212,10 +209,7 @@ class SaturatedDepth:
     threshold: int
 
     def __post_init__(self):
-        object.__setattr__(self, "open", _token_set(self.open))
-        object.__setattr__(self, "close", _token_set(self.close))
-        if self.open & self.close:
-            raise ValueError(f"open and close must be disjoint, both contain {sorted(self.open & self.close)}")
+        _disjoint_token_sets(self, "open", "close")
         object.__setattr__(self, "cap", _integer("SaturatedDepth", "cap", self.cap, low=1))
         object.__setattr__(self, "threshold", _integer("SaturatedDepth", "threshold", self.threshold, low=1,
                                                        high=self.cap))

@@ -45,7 +45,7 @@ def tasks_command():
         task = get_task(name)
         table.add_row(name, " ".join(task.alphabet), f"{task.min_len}..{task.max_len}",
                       " / ".join(task.circuit.class_names), task.description)
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)  # no wrapping when piped
 
 
 def _resolve_graph(path, names, min_len, max_len):

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscd.domain import Domain
-from jaxscd.dsl.batch import PAD, Family, evaluate_program, linear_count_family, state_machine_family
+from jaxscd.dsl.batch import Family, evaluate_program, linear_count_family, state_machine_family
 from jaxscd.dsl.programs import CountThreshold
 from jaxscd.kernels.enumerate import chunk_indices, decode_indices
 from jaxscd.kernels.filter import _block_size, count_table, mismatches

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import jax.numpy as jnp
 import numpy as np
 
 from jaxscd.domain import Domain
 from jaxscd.dsl.batch import evaluate_program
 from jaxscd.dsl.programs import Program, description_length
-from jaxscd.kernels.enumerate import chunk_indices, decode_indices
+from jaxscd.kernels.enumerate import chunks, decode_indices
 from jaxscd.kernels.filter import CountTable, score_rows
 
 
@@ -57,10 +58,26 @@ def _runs(values: list[int]) -> list[tuple[int, int]]:
 
 def program_decisions(program: Program, domain: Domain, chunk_size: int = 1 << 15) -> np.ndarray:
     out = np.empty(domain.size, dtype=np.int8)
-    for first, idx, real in chunk_indices(0, domain.size, min(chunk_size, domain.size)):
-        tokens, lengths = decode_indices(domain, idx)
+    for first, tokens, lengths, real in chunks(domain, chunk_size):
         out[first:first + real] = np.asarray(evaluate_program(program, tokens, lengths, domain.n_tokens))[:real]
     return out
+
+
+def _probe_inputs(domain: Domain, target: np.ndarray, valid: np.ndarray, probe: np.ndarray) -> tuple:
+    """(tokens, lengths, target, weight of class-1 inputs, weight of class-0 inputs) of the probe sample."""
+    tokens, lengths = decode_indices(domain, probe)
+    on = (valid[probe] & (target[probe] == 1)).astype(np.int32)
+    off = (valid[probe] & (target[probe] != 1)).astype(np.int32)
+    return tokens, lengths, jnp.asarray(target[probe]), jnp.asarray(on), jnp.asarray(off)
+
+
+def _scoring_inputs(family, counts: CountTable | None, probe_inputs: tuple) -> tuple:
+    """Where to score a family: its count table when decisions depend only on token counts (exact over the
+    whole domain), else the probe sample (an estimate)."""
+    if counts is not None and family.count_invariant:
+        return (counts.tokens, counts.lengths, counts.target, counts.weight * (counts.target == 1),
+                counts.weight * (counts.target != 1))
+    return probe_inputs
 
 
 def nearest_misses(domain: Domain, target: np.ndarray, valid: np.ndarray, families, probe: np.ndarray,
@@ -69,13 +86,10 @@ def nearest_misses(domain: Domain, target: np.ndarray, valid: np.ndarray, famili
     """The ``keep`` candidates closest to the circuit: each family is scored on its count table (exact) or on
     the probe sample (an estimate), its best few are then scored exactly on the whole domain."""
     shortlist = []
-    probe_tokens, probe_lengths = decode_indices(domain, probe)
+    probe_inputs = _probe_inputs(domain, target, valid, probe)
     for family in families:
-        rows = np.arange(family.n_params)
-        if counts is not None and family.count_invariant:
-            scores = score_rows(family, rows, counts.tokens, counts.lengths, counts.target, counts.weight)
-        else:
-            scores = score_rows(family, rows, probe_tokens, probe_lengths, target[probe], valid[probe])
+        tokens, lengths, labels, on, off = _scoring_inputs(family, counts, probe_inputs)
+        scores = score_rows(family, np.arange(family.n_params), tokens, lengths, labels, on + off)
         for flat in np.argsort(scores, axis=None, kind="stable")[:per_family]:
             p, k = np.unravel_index(flat, scores.shape)
             shortlist.append(family.program(int(p), int(k)))
@@ -101,22 +115,13 @@ def one_sided_parts(domain: Domain, target: np.ndarray, valid: np.ndarray, famil
     never 1 where it says 0 (OR parts), fewest errors on the other side first. Scored on the count table
     (count-invariant families, exact) or the probe sample (an estimate: the composition is filtered and proved
     on the whole domain afterwards, so a bad estimate costs recall, never soundness)."""
-    import jax.numpy as jnp
-
-    probe_tokens, probe_lengths = decode_indices(domain, probe)
+    probe_inputs = _probe_inputs(domain, target, valid, probe)
     parts = []
     for family in families:
         rows = np.arange(family.n_params)
-        if counts is not None and family.count_invariant:
-            inputs = (counts.tokens, counts.lengths, counts.target)
-            on = counts.weight * (counts.target == 1)
-            off = counts.weight * (counts.target != 1)
-        else:
-            inputs = (probe_tokens, probe_lengths, jnp.asarray(target[probe]))
-            on = jnp.asarray(valid[probe] & (target[probe] == 1))
-            off = jnp.asarray(valid[probe] & (target[probe] != 1))
-        false_0 = score_rows(family, rows, *inputs, on)
-        false_1 = score_rows(family, rows, *inputs, off)
+        tokens, lengths, labels, on, off = _scoring_inputs(family, counts, probe_inputs)
+        false_0 = score_rows(family, rows, tokens, lengths, labels, on)
+        false_1 = score_rows(family, rows, tokens, lengths, labels, off)
         for never, fewest in ((false_0, false_1), (false_1, false_0)):
             score = np.where(never == 0, fewest, np.iinfo(np.int32).max)
             for flat in np.argsort(score, axis=None, kind="stable")[:per_family]:

@@ -15,7 +15,7 @@ import numpy as np
 from jaxscd.domain import Domain
 from jaxscd.dsl import batch
 from jaxscd.dsl.batch import Family
-from jaxscd.dsl.programs import Program, description_length, rank_key
+from jaxscd.dsl.programs import description_length, rank_key
 from jaxscd.kernels.filter import CountTable, filter_family
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from jaxscd.domain import Domain
-from jaxscd.kernels.enumerate import chunk_indices, decode_indices
+from jaxscd.kernels.enumerate import chunks
 
 
 class SurrogateError(RuntimeError):
@@ -91,8 +91,7 @@ def exhaustive_decisions(surrogate: IntegerSurrogate, domain: Domain, chunk_size
     """(int8 decisions [size], bool active [size, H]) of the integer surrogate on every domain sequence."""
     decisions = np.empty(domain.size, dtype=np.int8)
     active = np.empty((domain.size, surrogate.n_neurons), dtype=bool)
-    for first, idx, real in chunk_indices(0, domain.size, min(chunk_size, domain.size)):
-        tokens, lengths = decode_indices(domain, idx)
+    for first, tokens, lengths, real in chunks(domain, chunk_size):
         decisions[first:first + real] = np.asarray(surrogate.scores(tokens, lengths) > 0)[:real]
         active[first:first + real] = np.asarray(surrogate.preactivations(tokens, lengths) > 0)[:real]
     return decisions, active

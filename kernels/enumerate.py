@@ -47,9 +47,11 @@ def chunk_indices(start: int, stop: int, chunk_size: int) -> Iterator[tuple[int,
 
 
 def chunks(domain: Domain, chunk_size: int, start: int = 0, stop: int | None = None):
-    """Padded token chunks over the domain: (first index, tokens[chunk, max_len], lengths[chunk], n_real)."""
+    """Padded token chunks over the domain: (first index, tokens[chunk, max_len], lengths[chunk], n_real).
+
+    Chunks are never larger than the range itself, so a small domain is one small chunk."""
     stop = domain.size if stop is None else stop
-    for first, idx, real in chunk_indices(start, stop, chunk_size):
+    for first, idx, real in chunk_indices(start, stop, min(chunk_size, stop - start)):
         tokens, lengths = decode_indices(domain, idx)
         yield first, tokens, lengths, real
 
@@ -59,7 +61,7 @@ def precondition_mask(domain: Domain, chunk_size: int = 1 << 15) -> np.ndarray:
     if domain.precondition is None:
         return np.ones(domain.size, dtype=bool)
     mask = np.empty(domain.size, dtype=bool)
-    for first, tokens, lengths, real in chunks(domain, min(chunk_size, domain.size)):
+    for first, tokens, lengths, real in chunks(domain, chunk_size):
         valid = evaluate_program(domain.precondition, tokens, lengths, domain.n_tokens)
         mask[first:first + real] = np.asarray(valid)[:real]
     return mask
@@ -69,7 +71,7 @@ def all_tokens(domain: Domain, chunk_size: int = 1 << 15) -> tuple[np.ndarray, n
     """The whole domain as int16 tokens [size, max_len] and int8 lengths [size] (padding is -1)."""
     tokens = np.empty((domain.size, domain.max_len), dtype=np.int16)
     lengths = np.empty(domain.size, dtype=np.int8)
-    for first, chunk, chunk_lengths, real in chunks(domain, min(chunk_size, domain.size)):
+    for first, chunk, chunk_lengths, real in chunks(domain, chunk_size):
         tokens[first:first + real] = np.asarray(chunk)[:real]
         lengths[first:first + real] = np.asarray(chunk_lengths)[:real]
     return tokens, lengths

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,8 +51,7 @@ def _decide(output, batch: int, name: str) -> tuple[np.ndarray, np.ndarray, floa
     return (out[:, 1] > out[:, 0]).astype(np.int8), np.abs(out[:, 1] - out[:, 0]), bound
 
 
-def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_size: int = 1 << 14,
-                     advance: Callable[[int], None] | None = None) -> TruthTable:
+def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_size: int = 1 << 14) -> TruthTable:
     """Run ``circuit`` on every sequence, one length at a time (the circuit sees unpadded [B, L] arrays).
 
     Ties (equal logits) go to class 0 and have margin 0, so they can never pass a margin check.
@@ -71,6 +69,4 @@ def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_
             dec, margin, chunk_bound = _decide(circuit.forward(batch), size, circuit.name)
             bound = max(bound, chunk_bound)
             decisions[first:first + real], margins[first:first + real] = dec[:real], margin[:real]
-            if advance:
-                advance(real)
     return TruthTable(decisions, margins, valid, bound)

@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxscd.domain import Domain
 from jaxscd.dsl.batch import Family, StatisticEvaluator, token_counts
-from jaxscd.kernels.enumerate import chunk_indices, decode_indices
+from jaxscd.kernels.enumerate import chunk_indices, chunks, decode_indices
 
 ELEMENT_BUDGET = 1 << 24  # candidates x heads x inputs evaluated per kernel call (keeps memory flat)
 MAX_WEIGHT = 1 << 24  # total multiplicity per kernel call that float32 counting represents exactly
@@ -88,9 +88,7 @@ class CountTable:
 def count_table(domain: Domain, target: np.ndarray, valid: np.ndarray, chunk_size: int = 1 << 15) -> CountTable:
     radix = np.int64(domain.max_len + 1) ** np.arange(domain.n_tokens, dtype=np.int64)
     keys = np.empty(domain.size, dtype=np.int64)
-    size = min(chunk_size, domain.size)
-    for first, idx, real in chunk_indices(0, domain.size, size):
-        tokens, _ = decode_indices(domain, idx)
+    for first, tokens, _, real in chunks(domain, chunk_size):
         counts = np.asarray(token_counts(tokens, domain.n_tokens), dtype=np.int64)
         keys[first:first + real] = (counts @ radix)[:real]
     rows = np.flatnonzero(valid)
@@ -106,7 +104,7 @@ def count_table(domain: Domain, target: np.ndarray, valid: np.ndarray, chunk_siz
 
 def filter_family(family: Family, domain: Domain, target: np.ndarray, valid: np.ndarray,
                   probe: np.ndarray | None = None, chunk_size: int = 1 << 12,
-                  advance: Callable[[int], None] | None = None, counts: CountTable | None = None) -> np.ndarray:
+                  counts: CountTable | None = None) -> np.ndarray:
     """bool [P, K]: candidate heads that agree with ``target`` on every valid domain input.
 
     ``probe`` (domain indices) are checked first; they only speed things up, the full pass decides. With a
@@ -126,6 +124,4 @@ def filter_family(family: Family, domain: Domain, target: np.ndarray, valid: np.
         in_chunk = np.arange(size) < real
         tokens, lengths = decode_indices(domain, idx)
         _sweep(family, alive, tokens, lengths, jnp.asarray(target[idx]), jnp.asarray(valid[idx] & in_chunk))
-        if advance:
-            advance(real)
     return alive

@@ -23,13 +23,12 @@ from jaxscd.dsl.programs import (
     TokenAt,
     WindowCount,
 )
-from jaxscd.dsl.batch import composition_family
 from jaxscd.kernels.enumerate import all_tokens, decode_indices, precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
 from jaxscd.kernels.filter import score_rows
 from jaxscd.pipeline import distill
-from jaxscd.search import candidate_families, probe_indices, search
-from jaxscd.verify.prove import Verdict, prove_equivalent
+from jaxscd.search import candidate_families
+from jaxscd.verify.prove import Verdict
 
 ABC = ("a", "b", "c")  # token ids 0, 1, 2
 BRACKETS = ("(", ")", "x")

@@ -17,14 +17,14 @@ import z3
 
 from jaxscd.circuits.base import Circuit, CircuitError, sha256_bytes
 from jaxscd.domain import DomainError
-from jaxscd.dsl.batch import evaluate_program
 from jaxscd.dsl.programs import check_program, from_json
 from jaxscd.dsl.source import render
-from jaxscd.kernels.enumerate import chunk_indices, decode_indices, precondition_mask
+from jaxscd.kernels.enumerate import precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
+from jaxscd.nearmiss import program_decisions
 from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
 from jaxscd.verify.certificate import SCHEMA_VERSION, canonical_sha256, domain_from_json, domain_json
-from jaxscd.verify.prove import checked, equivalence_query, smt2_text
+from jaxscd.verify.prove import equivalence_query, smt2_text
 
 
 class BundleError(Exception):
@@ -99,14 +99,13 @@ def _same_assertions(text: str, expected: str) -> bool:
 
 
 def _z3_unsat(text: str, timeout_s: float) -> tuple[bool | None, str]:
-    solver = z3.Solver()
-    solver.set(timeout=int(timeout_s * 1000))
+    from jaxscd.verify.cubes import solve_text
+
     try:
-        solver.from_string(text)
+        answer, _, _ = solve_text(text, timeout_s)
     except z3.Z3Exception as err:
         return False, f"unparseable query: {err}"
-    answer = checked(solver)
-    return (True if answer == z3.unsat else None if answer == z3.unknown else False), str(answer)
+    return (True if answer == "unsat" else None if answer == "unknown" else False), answer
 
 
 def _cvc5_unsat(text: str, timeout_s: float) -> tuple[bool | None, str]:
@@ -209,10 +208,7 @@ def _recheck(bundle: Path, timeout_s: float) -> Report:
     n_valid = int(valid.sum())
     report.add("domain has the recorded number of valid inputs", n_valid > 0 and n_valid == cert["domain"]["valid"],
                f"{n_valid:,} valid inputs, certificate says {cert['domain']['valid']:,}")
-    program_dec = np.empty(domain.size, dtype=np.int8)
-    for first, idx, real in chunk_indices(0, domain.size, min(1 << 15, domain.size)):
-        tokens, lengths = decode_indices(domain, idx)
-        program_dec[first:first + real] = np.asarray(evaluate_program(program, tokens, lengths, domain.n_tokens))[:real]
+    program_dec = program_decisions(program, domain)
 
     try:
         circuit = _load_circuit(cert["circuit"]["source"])

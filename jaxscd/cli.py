@@ -164,8 +164,12 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
     color = {"PROVED": "green", "NO_PROGRAM": "yellow"}.get(result.verdict.value, "red")
     proof = ""
     if result.proof:
-        cubes = f", {len(result.proof.cubes)} cubes" if result.proof.cubes else ""
-        proof = f" (z3 {result.proof.seconds:.2f} s{cubes})"
+        how = f", {len(result.proof.cubes)} cubes" if result.proof.cubes else ""
+        if result.proof.tree is not None:
+            from jaxscd.verify.tree import tree_stats, trees_from_json
+
+            how = f", tree of {tree_stats(trees_from_json(result.proof.tree))['leaves']} leaves"
+        proof = f" (z3 {result.proof.seconds:.2f} s{how})"
     console.print(f"verdict    [bold {color}]{result.verdict.value}[/]{proof}")
     for note in result.notes:
         console.print(f"note       {note}")
@@ -202,8 +206,9 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for surrogate training and probes.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="Seconds per solver query; a timeout is UNKNOWN.")
-@click.option("--proof", "proof_strategy", type=click.Choice(["auto", "single", "cubes"]), default="auto",
-              show_default=True, help="One solver query, cube-and-conquer, or one short query then cubes.")
+@click.option("--proof", "proof_strategy", type=click.Choice(["auto", "tree", "single", "cubes"]), default="auto",
+              show_default=True, help="tree: interval-bounded decision tree + one tree == program query; single: one query; cubes: "
+              "cube-and-conquer; auto: the tree if it fits its node budget, else one short query, then cubes.")
 @click.option("--out", type=click.Path(file_okay=False), help="Write the certificate bundle to this directory.")
 @click.option("--all-candidates", is_flag=True, help="Search every motif family, even those that cannot hold a "
               "simpler program than one already found (slower; reports every exact program).")
@@ -244,7 +249,8 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
     else:
         _print_report(console, result, summary, circuit.name)
         if out:
-            console.print(f"bundle     {out}/ (program.py, certificate.json, surrogate.npz, query.smt2)")
+            files = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in Path(out).iterdir()))
+            console.print(f"bundle     {out}/ ({files})")
     sys.exit(EXIT_CODES[result.verdict.value])
 
 

@@ -31,7 +31,7 @@ class DistillConfig:
     max_states: int = 3
     probe_size: int = 512
     proof_timeout_s: float = 60.0
-    proof_strategy: str = "auto"  # auto | single | cubes (see jaxscd.verify.prove.prove_equivalent)
+    proof_strategy: str = "auto"  # auto | tree | single | cubes (see jaxscd.verify.prove.prove_equivalent)
     max_proof_attempts: int = 5
     prune: bool = True  # skip families that cannot hold a simpler program than one already found
     synth_states: int = 8  # when no DSL candidate is exact, synthesize a DFA with up to this many states (0: off)

@@ -34,6 +34,12 @@ def domain_from_json(data: dict) -> Domain:
                   from_json(pre) if pre else None, data.get("precondition_text") or "")
 
 
+def tree_text(tree: dict) -> str:
+    """tree.json: one line per length, so a tree of thousands of nodes stays diffable."""
+    lines = [f"  {json.dumps(n)}: {json.dumps(node, separators=(',', ':'))}" for n, node in tree.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 def canonical_sha256(data) -> str:
     return sha256_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
 
@@ -55,6 +61,12 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
                "reason": proof.reason or None}
         if proof.method == "smt-cubes":  # query.smt2 is kept for other tools; the cube queries are the proof
             smt["cubes"] = [dict(c, file=f"cubes/{c['file']}") for c in proof.cubes]
+        elif proof.method == "smt-tree":  # surrogate == tree by interval bounds, tree == program by the solver
+            from jaxscd.verify.tree import tree_stats, trees_from_json
+
+            smt["tree"] = {"file": "tree.json", "bounds": "exact integer interval bounds per leaf"} | \
+                tree_stats(trees_from_json(proof.tree))
+            smt["file"] = "tree_query.smt2"
         else:
             smt["file"] = "query.smt2"
         obligations.append(smt)
@@ -70,6 +82,9 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
         files["query.smt2"] = sha256_text(proof.smt2)
         for name, text in (proof.cube_queries or {}).items():
             files[f"cubes/{name}"] = sha256_text(text)
+        if proof.tree is not None:
+            files["tree.json"] = sha256_text(tree_text(proof.tree))
+            files["tree_query.smt2"] = sha256_text(proof.tree_smt2)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": f"jaxscd {__version__}",
@@ -108,6 +123,9 @@ def write_bundle(result, out_dir: str | os.PathLike, circuit_ref: dict, circuit_
             (staging / "surrogate.npz").write_bytes(result.surrogate.to_bytes())
         if result.proof is not None:
             (staging / "query.smt2").write_text(result.proof.smt2)
+            if result.proof.tree is not None:
+                (staging / "tree.json").write_text(tree_text(result.proof.tree))
+                (staging / "tree_query.smt2").write_text(result.proof.tree_smt2)
             if result.proof.cube_queries:
                 (staging / "cubes").mkdir()
                 for name, text in result.proof.cube_queries.items():

@@ -44,6 +44,45 @@ def symbolic_sequence(domain: Domain) -> SymbolicSequence:
     return SymbolicSequence(tokens, length, constraints, onehot)
 
 
+class OneHotToken:
+    """A position's token seen through Boolean indicator variables: ``token == v`` is the indicator of v."""
+
+    __hash__ = None
+
+    def __init__(self, bits: list):
+        self.bits = bits
+
+    def __eq__(self, value):
+        return self.bits[value] if isinstance(value, int) and 0 <= value < len(self.bits) else z3.BoolVal(False)
+
+
+@dataclass(frozen=True, eq=False)
+class BooleanSequence:
+    """Tokens as Boolean indicators ``b{i}_{v}`` (padding: none set) and an Int length: with no arithmetic over
+    token ids, finite-domain queries go to z3's SAT core (``z3.SolverFor("QF_FD")``)."""
+    bits: list  # bits[i][v]
+    tokens: list  # OneHotToken per position, for dsl.smt.encode
+    length: z3.ArithRef
+    constraints: list
+
+    def concrete(self, model: z3.ModelRef) -> tuple:
+        n = model.eval(self.length, model_completion=True).as_long()
+        return tuple(next((v for v, b in enumerate(row) if z3.is_true(model.eval(b, model_completion=True))), 0)
+                     for row in self.bits[:n])
+
+
+def boolean_sequence(domain: Domain) -> BooleanSequence:
+    bits = [[z3.Bool(f"b{i}_{v}") for v in range(domain.n_tokens)] for i in range(domain.max_len)]
+    tokens = [OneHotToken(row) for row in bits]
+    length = z3.Int("len")
+    constraints = [length >= domain.min_len, length <= domain.max_len]
+    for i, row in enumerate(bits):  # exactly one token at a real position, none at padding
+        constraints.append(z3.Sum([z3.If(b, 1, 0) for b in row]) == z3.If(length > i, 1, 0))
+    if domain.precondition is not None:
+        constraints.append(smt.encode(domain.precondition, tokens, length))
+    return BooleanSequence(bits, tokens, length, constraints)
+
+
 def _positional_sum(weights: np.ndarray, seq: SymbolicSequence) -> z3.ArithRef:
     """sum over real positions i of weights[i, t_i] (weights int [max_len, V]), linear in the one-hot view."""
     if weights.shape != (len(seq.onehot), len(seq.onehot[0])):

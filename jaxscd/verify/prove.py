@@ -30,9 +30,12 @@ class ProofResult:
     smt2: str
     counterexample: tuple | None = None  # token ids where program and surrogate disagree
     reason: str = ""
-    method: str = "smt"  # "smt": one query (smt2); "smt-cubes": one query per cube (cubes, cube_queries)
+    method: str = "smt"  # "smt": one query (smt2); "smt-cubes": one query per cube (cubes, cube_queries);
+    #                      "smt-tree": interval-bounded decision tree (tree) + one tree == program query (tree_smt2)
     cubes: tuple = ()
     cube_queries: dict | None = None
+    tree: dict | None = None  # {length (str): node}, see jaxscd.verify.tree
+    tree_smt2: str = ""
 
 
 def solver_name() -> str:
@@ -70,9 +73,11 @@ def _checked_refutation(surrogate, program, domain, tokens, seconds, smt2, **ext
     """REFUTED only if the model really separates program and surrogate (re-checked in plain Python)."""
     if in_domain(domain, tokens) and reference.run(program, tokens) != surrogate_class(surrogate, tokens):
         return ProofResult(Verdict.REFUTED, seconds, smt2, tokens, **extra)
-    reason = ("a cube's fixed ReLU phase does not hold on this input (the exhaustive pass and the solver disagree)"
-              if extra.get("method") == "smt-cubes" else
-              "solver model does not reproduce a disagreement (encoding mismatch)")
+    reason = {"smt-cubes": "a cube's fixed ReLU phase does not hold on this input (the exhaustive pass and the "
+                           "solver disagree)",
+              "smt-tree": "the solver's input lies in a void leaf of the tree, or the tree's interval bounds do "
+                          "not hold on it"}.get(extra.get("method"),
+                                                "solver model does not reproduce a disagreement (encoding mismatch)")
     return ProofResult(Verdict.UNKNOWN, seconds, smt2, tokens, reason, **extra)
 
 
@@ -80,13 +85,18 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
                      timeout_s: float = 60.0, strategy: str = "auto", valid=None) -> ProofResult:
     """PROVED only on UNSAT; a model is re-checked in plain Python before it counts as a counterexample.
 
-    ``strategy``: "single" (one query), "cubes" (cube-and-conquer, see ``cubes.py``), or "auto": one query
-    with a short budget, then cubes if it did not finish.
+    ``strategy``: "tree" (an interval-bounded decision tree and one tree == program query, see ``tree.py``),
+    "single" (one query), "cubes" (cube-and-conquer, see ``cubes.py``), or "auto": the tree when it fits its
+    node budget, else one query with a short budget, then cubes if it did not finish.
     """
-    if strategy not in ("auto", "single", "cubes"):
-        raise ValueError(f"unknown proof strategy {strategy!r}; use auto, single or cubes")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown proof strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     solver, seq = equivalence_query(surrogate, program, domain)
     smt2 = smt2_text(solver)
+    if strategy in ("auto", "tree"):
+        result = _by_tree(surrogate, program, domain, smt2, timeout_s)
+        if strategy == "tree" or result.verdict != Verdict.UNKNOWN or result.counterexample is not None:
+            return result
     if strategy != "cubes":
         budget = timeout_s if strategy == "single" else min(timeout_s, AUTO_SINGLE_BUDGET_S)
         result = _single(solver, seq, smt2, surrogate, program, domain, budget)
@@ -106,6 +116,23 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
 
 
 AUTO_SINGLE_BUDGET_S = 5.0
+STRATEGIES = ("auto", "tree", "single", "cubes")
+
+
+def _by_tree(surrogate, program, domain, smt2, timeout_s) -> ProofResult:
+    from jaxscd.verify.tree import json_trees, prove_by_tree
+
+    run = prove_by_tree(surrogate, program, domain, timeout_s)
+    if run is None:
+        return ProofResult(Verdict.UNKNOWN, 0.0, smt2, reason="no interval-bounded tree within its node budget",
+                           method="smt-tree")
+    answer, tokens, trees, text, seconds = run
+    extra = {"method": "smt-tree", "tree": json_trees(trees), "tree_smt2": text}
+    if answer == "unsat":
+        return ProofResult(Verdict.PROVED, seconds, smt2, **extra)
+    if answer == "sat":
+        return _checked_refutation(surrogate, program, domain, tokens, seconds, smt2, **extra)
+    return ProofResult(Verdict.UNKNOWN, seconds, smt2, reason=f"tree query: solver gave up ({answer})", **extra)
 
 
 def checked(solver: z3.Solver, *assumptions) -> z3.CheckSatResult:

@@ -150,6 +150,34 @@ def _recheck_cubes(report, bundle, cubes, surrogate, program, domain, valid, tim
                f"{cvc5_skipped} not decided by cvc5" if cvc5_skipped else ", ".join(cvc5_bad[:3]))
 
 
+def _recheck_tree(report, bundle, entry, surrogate, program, domain, timeout_s) -> None:
+    """Tree proofs: the tree partitions the domain, plain-integer interval bounds prove every decided leaf, the
+    query file is the tree == program query, and z3 (and cvc5) find it unsat."""
+    from jaxscd.verify.tree import check_tree, solve_tree_query, tree_query, trees_from_json
+
+    raw = json.loads((bundle / entry["tree"]["file"]).read_text())
+    if not isinstance(raw, dict):
+        raise BundleError("tree.json is not a JSON object of trees by length", EXIT_CORRUPT)
+    trees = trees_from_json(raw)
+    problems, unproved = check_tree(trees, surrogate, domain)
+    report.add("tree partitions the domain", not problems, "; ".join(problems[:3]))
+    if problems:
+        return
+    report.add("interval bounds prove every decided leaf of the tree", not unproved,
+               f"{len(unproved)} leaves not proved, e.g. {', '.join(unproved[:3])}" if unproved else "")
+    text = (bundle / entry["file"]).read_text()
+    same = _same_assertions(text, tree_query(trees, program, domain))
+    report.add(f"{entry['file']} encodes tree != program on the domain", same,
+               "" if same else f"{entry['file']} is not the query of this tree, program and domain")
+    try:
+        answer, _, _ = solve_tree_query(text, domain, timeout_s)
+    except z3.Z3Exception as err:
+        answer = f"unparseable query: {err}"
+    report.add(f"z3: {entry['file']} is unsat", answer == "unsat", f"z3 answered {answer}")
+    ok, answer = _cvc5_unsat(text, timeout_s)
+    report.add(f"cvc5: {entry['file']} is unsat", ok, answer)
+
+
 def recheck(bundle_dir, timeout_s: float = 120.0) -> Report:
     """Re-check a bundle; a bundle whose certificate is structurally malformed raises BundleError (corrupt)."""
     try:
@@ -237,6 +265,8 @@ def _recheck(bundle: Path, timeout_s: float) -> Report:
     smt = next((o for o in cert["obligations"] if o.get("claim") == "surrogate == program"), None)
     if surrogate is not None and smt is not None and smt.get("method") == "smt-cubes":
         _recheck_cubes(report, bundle, smt["cubes"], surrogate, program, domain, valid, timeout_s)
+    elif surrogate is not None and smt is not None and smt.get("method") == "smt-tree":
+        _recheck_tree(report, bundle, smt, surrogate, program, domain, timeout_s)
     elif surrogate is not None and (bundle / "query.smt2").is_file():
         query = (bundle / "query.smt2").read_text()
         same = _same_assertions(query, smt2_text(equivalence_query(surrogate, program, domain)[0]))

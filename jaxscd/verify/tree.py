@@ -1,0 +1,284 @@
+"""Proofs of surrogate == program through a decision tree found by exact interval bounds.
+
+One proof, two steps:
+
+1. **surrogate == tree.** For each length, the cube of all sequences is split on one position at a time (its
+   allowed tokens into two groups) until, on every leaf cube, exact integer interval bounds show the surrogate's
+   score is > 0 everywhere (leaf 1) or <= 0 everywhere (leaf 0). The bounds are exact sums of per-position
+   minima/maxima, with each ReLU bounded by its pre-activation interval, so a decided leaf is a proof, not a
+   sample. A cube the domain's precondition rules out (abstract meaning of the precondition) becomes a *void*
+   leaf: it claims that no valid input lies in it.
+2. **tree == program.** One z3 query, satisfiable iff some valid input lands in a void leaf or in a leaf whose
+   class the program does not output. Splits follow the surrogate's weights (recency neurons split late
+   positions first), so the tree is small where the network is simple, and the query is a case split z3 walks
+   quickly, where the plain query must discover it.
+
+The tree is part of the certificate: ``jaxscd verify`` re-checks that it partitions the domain and re-derives
+every leaf bound in plain Python integers (``leaf_class``), then re-runs the query through z3 (and cvc5).
+A tree that would exceed its node budget is abandoned (the caller falls back to other strategies).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import z3
+
+from jaxscd.domain import Domain
+from jaxscd.dsl import smt
+from jaxscd.dsl.abstract import outputs
+from jaxscd.dsl.programs import Program
+from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.verify.encode import boolean_sequence
+from jaxscd.verify.prove import checked
+
+VOID = None  # leaf: the precondition excludes every sequence of the cube
+MAX_TREE_NODES = 20_000
+_CHUNK = 256  # cubes bounded per numpy batch (memory: chunk x len x tokens x neurons)
+_BIG = 1 << 62
+
+
+def _cube_bounds(surrogate: IntegerSurrogate, n: int, allowed: np.ndarray):
+    """Batched exact bounds over cubes ``allowed`` (bool [K, n, V]): (score min [K], score max [K], split spread
+    [K, n] (-1 where a position is fixed), split key [K, n, V])."""
+    w, skip = surrogate.hidden_w[:n], surrogate.skip_w[:n]
+    pick = allowed[..., None]
+    pre_low = surrogate.hidden_b + np.where(pick, w, _BIG).min(axis=2).sum(axis=1)  # [K, H]
+    pre_high = surrogate.hidden_b + np.where(pick, w, -_BIG).max(axis=2).sum(axis=1)
+    active = pre_low > 0
+    unstable = ~active & (pre_high > 0)
+    gain = surrogate.out_w * active  # [K, H]: always-active neurons are linear
+    eff = skip + np.einsum("nvh,kh->knv", w, gain)  # [K, n, V]
+    const = surrogate.out_b + (gain * surrogate.hidden_b).sum(axis=1)
+    eff_low = np.where(allowed, eff, _BIG).min(axis=2)
+    eff_high = np.where(allowed, eff, -_BIG).max(axis=2)
+    relu_w = surrogate.out_w * unstable * pre_high  # an unstable ReLU ranges over [0, pre_high]
+    score_low = const + eff_low.sum(axis=1) + np.minimum(relu_w, 0).sum(axis=1)
+    score_high = const + eff_high.sum(axis=1) + np.maximum(relu_w, 0).sum(axis=1)
+    weight = np.abs(surrogate.out_w) * unstable  # [K, H]
+    w_range = np.where(pick, w, -_BIG).max(axis=2) - np.where(pick, w, _BIG).min(axis=2)  # [K, n, H]
+    spread = (eff_high - eff_low) + np.einsum("knh,kh->kn", w_range, weight)
+    spread = np.where(allowed.sum(axis=2) > 1, spread, -1)
+    key = eff + np.einsum("nvh,kh->knv", w, weight) / 2
+    return score_low, score_high, spread, key
+
+
+def _safe_magnitudes(surrogate: IntegerSurrogate, max_len: int) -> bool:
+    """int64 bound sums cannot overflow (else the builder declines and other strategies run)."""
+    arrays = [surrogate.hidden_w, surrogate.hidden_b, surrogate.skip_w, surrogate.out_w]
+    biggest = max([int(np.abs(a).max()) if a.size else 0 for a in arrays] + [abs(int(surrogate.out_b))])
+    return (biggest + 1) ** 2 * (max_len + 2) * (surrogate.n_neurons + 2) < (1 << 58)
+
+
+def build_tree(surrogate: IntegerSurrogate, domain: Domain, max_nodes: int = MAX_TREE_NODES) -> dict | None:
+    """{length: node} or None when the tree would exceed ``max_nodes``. A node is a leaf (0, 1 or None for void)
+    or ``[position, group, then, else]``: sequences whose token at ``position`` is in ``group`` go to ``then``."""
+    if not _safe_magnitudes(surrogate, domain.max_len):
+        return None
+    trees, used = {}, 0
+    for n in domain.lengths:
+        built = _build_length(surrogate, domain, n, max_nodes - used)
+        if built is None:
+            return None
+        trees[n], count = built
+        used += count
+    return trees
+
+
+def _build_length(surrogate: IntegerSurrogate, domain: Domain, n: int, budget: int):
+    nodes: list = [None]  # id -> leaf value | ("split", position, group, then id, else id)
+    frontier, ids = [np.ones((n, domain.n_tokens), dtype=bool)], [0]
+    while frontier:
+        next_frontier, next_ids = [], []
+        for start in range(0, len(frontier), _CHUNK):
+            cubes = np.stack(frontier[start:start + _CHUNK])
+            low, high, spread, key = _cube_bounds(surrogate, n, cubes)
+            for k, node in enumerate(ids[start:start + _CHUNK]):
+                if low[k] > 0 or high[k] <= 0:
+                    nodes[node] = int(low[k] > 0)
+                    continue
+                if domain.precondition is not None and outputs(domain.precondition, cubes[k]) == {0}:
+                    nodes[node] = VOID
+                    continue
+                i = int(np.argmax(spread[k]))
+                if spread[k, i] < 0:
+                    raise AssertionError("exact bounds left a single sequence undecided")
+                tokens = np.flatnonzero(cubes[k, i])
+                tokens = tokens[np.argsort(key[k, i, tokens], kind="stable")]
+                cut = int(np.argmax(np.diff(key[k, i, tokens]))) + 1  # split at the widest gap of the key
+                children = []
+                for group in (tokens[:cut], tokens[cut:]):
+                    child = cubes[k].copy()
+                    child[i] = False
+                    child[i, group] = True
+                    next_frontier.append(child)
+                    next_ids.append(len(nodes))
+                    children.append(len(nodes))
+                    nodes.append(None)
+                nodes[node] = ("split", i, sorted(int(t) for t in tokens[:cut]), *children)
+        if len(nodes) > budget:
+            return None
+        frontier, ids = next_frontier, next_ids
+
+    def nested(node_id):
+        node = nodes[node_id]
+        if not isinstance(node, tuple):
+            return node
+        _, i, group, then_id, else_id = node
+        return [i, group, nested(then_id), nested(else_id)]
+
+    return nested(0), len(nodes)
+
+
+def tree_stats(trees: dict) -> dict:
+    counts = {"leaves": 0, "void": 0, "splits": 0, "depth": 0}
+
+    def walk(node, depth):
+        if isinstance(node, list):
+            counts["splits"] += 1
+            walk(node[2], depth + 1)
+            walk(node[3], depth + 1)
+        else:
+            counts["leaves"] += 1
+            counts["void"] += node is VOID
+            counts["depth"] = max(counts["depth"], depth)
+
+    for node in trees.values():
+        walk(node, 0)
+    return counts
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Checking a tree without numpy (used by jaxscd verify)
+
+
+def leaf_class(surrogate: IntegerSurrogate, n: int, allowed: list[set]) -> int | None:
+    """1 / 0 if exact interval bounds (plain Python integers) show the score is > 0 / <= 0 on every sequence of
+    the cube (``allowed[i]``: tokens allowed at position i < n), else None."""
+    hidden_w = surrogate.hidden_w.tolist()
+    skip_w = surrogate.skip_w.tolist()
+    active, low, high = [], int(surrogate.out_b), int(surrogate.out_b)
+    for j in range(surrogate.n_neurons):
+        pre_low = pre_high = int(surrogate.hidden_b[j])
+        for i in range(n):
+            pre_low += min(hidden_w[i][v][j] for v in allowed[i])
+            pre_high += max(hidden_w[i][v][j] for v in allowed[i])
+        out = int(surrogate.out_w[j])
+        if pre_low > 0:  # always active: the neuron adds out * pre, linear in the tokens
+            active.append(j)
+            low += out * int(surrogate.hidden_b[j])
+            high += out * int(surrogate.hidden_b[j])
+        elif pre_high > 0:  # unstable: out * relu(pre) lies between 0 and out * pre_high
+            low += min(0, out * pre_high)
+            high += max(0, out * pre_high)
+    for i in range(n):  # the linear part, position by position: its exact minimum and maximum
+        terms = [skip_w[i][v] + sum(int(surrogate.out_w[j]) * hidden_w[i][v][j] for j in active) for v in allowed[i]]
+        low, high = low + min(terms), high + max(terms)
+    if low > 0:
+        return 1
+    if high <= 0:
+        return 0
+    return None
+
+
+def check_tree(trees: dict, surrogate: IntegerSurrogate, domain: Domain) -> tuple[list[str], list[str]]:
+    """(structure problems, leaves whose class interval bounds do not prove). The tree must have one root per
+    domain length and split each cube's allowed tokens at a position into a proper non-empty group and the rest,
+    so its leaves partition the domain."""
+    problems, unproved = [], []
+    if sorted(trees) != list(domain.lengths):
+        problems.append(f"tree lengths {sorted(trees)} != domain lengths {list(domain.lengths)}")
+        return problems, unproved
+    everything = set(range(domain.n_tokens))
+
+    def walk(node, n, allowed, path):
+        if isinstance(node, list):
+            if len(node) != 4 or not isinstance(node[0], int) or not isinstance(node[1], list):
+                problems.append(f"{path}: malformed split {str(node)[:60]}")
+                return
+            i, group = node[0], set(node[1])
+            if not (0 <= i < n and group and group < allowed[i] and all(isinstance(t, int) for t in node[1])):
+                problems.append(f"{path}: split at {i} on {sorted(group)} is not a proper part of the cube")
+                return
+            walk(node[2], n, allowed[:i] + [group] + allowed[i + 1:], path + "T")
+            walk(node[3], n, allowed[:i] + [allowed[i] - group] + allowed[i + 1:], path + "F")
+        elif node is VOID:
+            return  # void leaves are claims the tree query checks
+        elif node in (0, 1) and not isinstance(node, bool):
+            if leaf_class(surrogate, n, allowed) != node:
+                unproved.append(f"len={n} leaf {path or 'root'}")
+        else:
+            problems.append(f"{path}: unknown leaf {node!r}")
+
+    for n, root in trees.items():
+        walk(root, n, [set(everything) for _ in range(n)], "")
+    return problems, unproved
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The tree == program query
+
+
+def _tree_text(trees: dict, leaf) -> str:
+    """SMT-LIB2 term: the Bool ``leaf(value)`` of the leaf a sequence falls in (over ``b{i}_{v}`` and ``len``)."""
+    def term(node):
+        if not isinstance(node, list):
+            return "true" if leaf(node) else "false"
+        i, group, then, other = node
+        test = f"b{i}_{group[0]}" if len(group) == 1 else "(or " + " ".join(f"b{i}_{t}" for t in group) + ")"
+        return f"(ite {test} {term(then)} {term(other)})"
+
+    text = "false"
+    for n in sorted(trees):
+        text = f"(ite (= len {n}) {term(trees[n])} {text})"
+    return text
+
+
+def tree_query(trees: dict, program: Program, domain: Domain) -> str:
+    """SMT-LIB2 text (QF_LIA, Boolean tokens): satisfiable iff some domain input lies in a void leaf, or in a
+    leaf whose class the program does not output."""
+    seq = boolean_sequence(domain)
+    solver = z3.Solver()
+    solver.add(*seq.constraints)
+    solver.add(z3.Bool("program") == smt.encode(program, seq.tokens, seq.length))
+    void = _tree_text(trees, lambda node: node is VOID)
+    one = _tree_text(trees, lambda node: node == 1)
+    # to_smt2 ends with (check-sat); the tree assertion goes before it
+    base = solver.to_smt2().rstrip()
+    assert base.endswith("(check-sat)")
+    return ("(set-logic QF_LIA)\n" + base[:-len("(check-sat)")] +
+            f"(assert (or {void} (not (= program {one}))))\n(check-sat)\n")
+
+
+def solve_tree_query(text: str, domain: Domain, timeout_s: float) -> tuple[str, tuple | None, float]:
+    """(sat | unsat | unknown, tokens of a model if sat, seconds) in z3's finite-domain (SAT) solver."""
+    solver = z3.SolverFor("QF_FD")
+    solver.set(timeout=max(1, int(timeout_s * 1000)))
+    solver.from_string(text)
+    start = time.perf_counter()
+    answer = checked(solver)
+    seconds = time.perf_counter() - start
+    if answer != z3.sat:
+        return str(answer), None, seconds
+    return "sat", boolean_sequence(domain).concrete(solver.model()), seconds
+
+
+def json_trees(trees: dict) -> dict:
+    return {str(n): node for n, node in sorted(trees.items())}
+
+
+def trees_from_json(data: dict) -> dict:
+    return {int(n): node for n, node in data.items()}
+
+
+def prove_by_tree(surrogate: IntegerSurrogate, program: Program, domain: Domain, timeout_s: float,
+                  max_nodes: int = MAX_TREE_NODES):
+    """(answer, counterexample tokens, trees, query text, seconds) or None when no tree fits ``max_nodes``."""
+    start = time.perf_counter()
+    trees = build_tree(surrogate, domain, max_nodes)
+    if trees is None:
+        return None
+    text = tree_query(trees, program, domain)
+    answer, tokens, _ = solve_tree_query(text, domain, timeout_s)
+    return answer, tokens, trees, text, time.perf_counter() - start

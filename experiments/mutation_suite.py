@@ -3,6 +3,7 @@ enumeration says it should (PROVED iff still equivalent; else REFUTED with a cou
 disagrees).
 
     python experiments/mutation_suite.py --surrogate-mutants 200     # >= 1,000 mutants in all
+    python experiments/mutation_suite.py --strategy tree             # every mutant through the tree proof
 """
 
 import argparse
@@ -12,11 +13,11 @@ import time
 from jaxscd.verify.mutants import standard_bases
 
 
-def run(surrogate_mutants: int, seed: int = 0, log=print) -> list:
+def run(surrogate_mutants: int, seed: int = 0, log=print, strategy: str = "auto") -> list:
     outcomes = []
     for base in standard_bases(seed):
         start = time.perf_counter()
-        found = [base.check(kind, s, p) for kind, s, p in base.mutants(surrogate_mutants, seed)]
+        found = [base.check(kind, s, p, strategy=strategy) for kind, s, p in base.mutants(surrogate_mutants, seed)]
         outcomes += [(base.name, o) for o in found]
         log(f"{base.name:<14} {len(found):>5} mutants, {sum(not o.equivalent for o in found):>5} non-equivalent, "
             f"{sum(not o.sound for o in found)} unsound, {time.perf_counter() - start:.1f} s")
@@ -27,8 +28,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--surrogate-mutants", type=int, default=200, help="surrogate mutants per base")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategy", choices=["auto", "tree", "single", "cubes"], default="auto",
+                        help="proof strategy every mutant goes through")
     args = parser.parse_args()
-    outcomes = run(args.surrogate_mutants, args.seed)
+    outcomes = run(args.surrogate_mutants, args.seed, strategy=args.strategy)
     kinds = collections.Counter(o.kind for _, o in outcomes)
     print("\nby kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
     verdicts = collections.Counter(o.verdict.value for _, o in outcomes)

@@ -30,8 +30,10 @@ def bases():
     return standard_bases()
 
 
-def test_every_mutant_gets_the_exhaustive_verdict(bases):
-    outcomes = [base.check(kind, s, p) for base in bases for kind, s, p in base.mutants(SURROGATE_MUTANTS)]
+@pytest.mark.parametrize("strategy", ["auto", "tree"])
+def test_every_mutant_gets_the_exhaustive_verdict(bases, strategy):
+    outcomes = [base.check(kind, s, p, strategy=strategy) for base in bases
+                for kind, s, p in base.mutants(SURROGATE_MUTANTS)]
     assert len(outcomes) >= 60
     unsound = [o for o in outcomes if not o.sound]
     assert not unsound, unsound[:3]
@@ -40,16 +42,17 @@ def test_every_mutant_gets_the_exhaustive_verdict(bases):
     assert any(o.verdict == Verdict.REFUTED for o in outcomes)
 
 
-def test_base_pairs_are_proved(bases):
+@pytest.mark.parametrize("strategy", ["auto", "tree", "single"])
+def test_base_pairs_are_proved(bases, strategy):
     for base in bases:
-        outcome = base.check("unchanged", base.surrogate, base.program)
+        outcome = base.check("unchanged", base.surrogate, base.program, strategy=strategy)
         assert outcome.equivalent and outcome.verdict == Verdict.PROVED, base.name
 
 
 @settings(max_examples=40, deadline=None)
 @given(weights=st.lists(st.integers(-1, 1), min_size=3, max_size=3), threshold=st.integers(-3, 4),
-       skew=st.integers(-2, 2), max_len=st.integers(1, 4))
-def test_z3_verdict_equals_enumeration_on_linear_surrogates(weights, threshold, skew, max_len):
+       skew=st.integers(-2, 2), max_len=st.integers(1, 4), strategy=st.sampled_from(["single", "tree"]))
+def test_z3_verdict_equals_enumeration_on_linear_surrogates(weights, threshold, skew, max_len, strategy):
     # score = sum_i w[t_i] - threshold + 1 + skew > 0; equivalent to the counter exactly when skew == 0
     domain = Domain(("a", "b", "c"), 1, max_len)
     skip = np.tile(np.array(weights, dtype=np.int64), (max_len, 1))
@@ -58,20 +61,21 @@ def test_z3_verdict_equals_enumeration_on_linear_surrogates(weights, threshold, 
     plus = {t for t, w in enumerate(weights) if w > 0}
     minus = {t for t, w in enumerate(weights) if w < 0}
     base = MutationBase("linear", surrogate, CountThreshold(plus, minus, threshold), domain)
-    outcome = base.check("random", surrogate, base.program)
+    outcome = base.check("random", surrogate, base.program, strategy=strategy)
     assert outcome.sound, outcome
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), width=st.integers(1, 4), program=st.sampled_from(
-    [Toggle({0}, 0), Toggle({0, 1}, 1), MostRecent({0}, {1}, 1), CountThreshold({1}, {2}, 0)]))
-def test_z3_verdict_equals_enumeration_on_random_relu_surrogates(seed, width, program):
+    [Toggle({0}, 0), Toggle({0, 1}, 1), MostRecent({0}, {1}, 1), CountThreshold({1}, {2}, 0)]),
+    strategy=st.sampled_from(["single", "tree"]))
+def test_z3_verdict_equals_enumeration_on_random_relu_surrogates(seed, width, program, strategy):
     rng = np.random.default_rng(seed)
     domain = Domain(("a", "b", "c"), 1, 3)
     surrogate = IntegerSurrogate(rng.integers(-3, 4, (3, 3, width)), rng.integers(-2, 3, width),
                                  rng.integers(-3, 4, width), rng.integers(-2, 3, (3, 3)), int(rng.integers(-2, 3)))
     base = MutationBase("random", surrogate, program, domain)
-    outcome = base.check("random", surrogate, program)
+    outcome = base.check("random", surrogate, program, strategy=strategy)
     assert outcome.sound, outcome
 
 

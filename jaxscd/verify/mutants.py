@@ -192,11 +192,11 @@ class MutationBase:
             yield kind, surrogate, self.program
 
     def check(self, kind: str, surrogate: IntegerSurrogate, program: Program,
-              timeout_s: float = 30.0) -> MutantOutcome:
+              timeout_s: float = 30.0, strategy: str = "auto") -> MutantOutcome:
         s_dec, _ = exhaustive_decisions(surrogate, self.domain)
         p_dec = np.asarray(evaluate_program(program, self.tokens, self.lengths, self.domain.n_tokens))
         equivalent = not bool((self.valid & (s_dec != p_dec)).any())
-        proof = prove_equivalent(surrogate, program, self.domain, timeout_s)
+        proof = prove_equivalent(surrogate, program, self.domain, timeout_s, strategy)
         cex = proof.counterexample
         if proof.verdict == Verdict.PROVED:
             sound = equivalent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import z3
@@ -86,22 +86,36 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
     """PROVED only on UNSAT; a model is re-checked in plain Python before it counts as a counterexample.
 
     ``strategy``: "tree" (an interval-bounded decision tree and one tree == program query, see ``tree.py``),
-    "single" (one query), "cubes" (cube-and-conquer, see ``cubes.py``), or "auto": the tree when it fits its
-    node budget, else one query with a short budget, then cubes if it did not finish.
+    "single" (one query), "cubes" (cube-and-conquer, see ``cubes.py``), or "auto": for surrogates with more than
+    ``AUTO_TREE_MIN_NEURONS`` neurons the tree first (one query grows steeply with unstable neurons), else one
+    short query first; then the other; then cubes. ``seconds`` counts every attempt made.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown proof strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     solver, seq = equivalence_query(surrogate, program, domain)
     smt2 = smt2_text(solver)
-    if strategy in ("auto", "tree"):
-        result = _by_tree(surrogate, program, domain, smt2, timeout_s)
-        if strategy == "tree" or result.verdict != Verdict.UNKNOWN or result.counterexample is not None:
+    if strategy == "auto":
+        order = ("tree", "single", "cubes") if surrogate.n_neurons > AUTO_TREE_MIN_NEURONS else \
+            ("single", "tree", "cubes")
+    else:
+        order = (strategy,)
+    spent = 0.0
+    for step in order:
+        if step == "tree":
+            result = _by_tree(surrogate, program, domain, smt2, timeout_s)
+        elif step == "single":
+            budget = timeout_s if strategy == "single" else min(timeout_s, AUTO_SINGLE_BUDGET_S)
+            result = _single(solver, seq, smt2, surrogate, program, domain, budget)
+        else:
+            result = _by_cubes(surrogate, program, domain, smt2, timeout_s, valid)
+        result = replace(result, seconds=result.seconds + spent)
+        if result.verdict != Verdict.UNKNOWN or result.counterexample is not None or step == order[-1]:
             return result
-    if strategy != "cubes":
-        budget = timeout_s if strategy == "single" else min(timeout_s, AUTO_SINGLE_BUDGET_S)
-        result = _single(solver, seq, smt2, surrogate, program, domain, budget)
-        if result.verdict != Verdict.UNKNOWN or strategy == "single" or result.counterexample is not None:
-            return result
+        spent = result.seconds
+    raise AssertionError("unreachable")
+
+
+def _by_cubes(surrogate, program, domain, smt2, timeout_s, valid) -> ProofResult:
     from jaxscd.kernels.enumerate import precondition_mask
     from jaxscd.verify.cubes import prove_by_cubes
 
@@ -116,16 +130,18 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
 
 
 AUTO_SINGLE_BUDGET_S = 5.0
+AUTO_TREE_MIN_NEURONS = 4  # measured in experiments/bench_smt.py: one query wins below, the tree above
 STRATEGIES = ("auto", "tree", "single", "cubes")
 
 
 def _by_tree(surrogate, program, domain, smt2, timeout_s) -> ProofResult:
     from jaxscd.verify.tree import json_trees, prove_by_tree
 
+    start = time.perf_counter()
     run = prove_by_tree(surrogate, program, domain, timeout_s)
     if run is None:
-        return ProofResult(Verdict.UNKNOWN, 0.0, smt2, reason="no interval-bounded tree within its node budget",
-                           method="smt-tree")
+        return ProofResult(Verdict.UNKNOWN, time.perf_counter() - start, smt2,
+                           reason="no interval-bounded tree within its node budget", method="smt-tree")
     answer, tokens, trees, text, seconds = run
     extra = {"method": "smt-tree", "tree": json_trees(trees), "tree_smt2": text}
     if answer == "unsat":

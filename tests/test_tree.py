@@ -1,0 +1,243 @@
+"""Tree proofs: the abstract DSL meaning, interval-bounded trees, the tree == program query, and tree bundles."""
+
+import itertools
+import json
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cases import CASES
+from jaxscd.domain import Domain
+from jaxscd.dsl import CountThreshold, DensityThreshold, MostRecent, Toggle, run
+from jaxscd.dsl.abstract import outputs
+from jaxscd.dsl.programs import Both
+from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.verify.prove import Verdict, in_domain, prove_equivalent, surrogate_class
+from jaxscd.verify.tree import VOID, build_tree, check_tree, leaf_class, tree_query, tree_stats
+
+
+def _cube_sequences(allowed):
+    return itertools.product(*[np.flatnonzero(row).tolist() for row in allowed])
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=st.sampled_from(CASES), data=st.data())
+def test_abstract_outputs_are_exactly_the_outputs_on_the_cube(case, data):
+    n = data.draw(st.integers(1, case.max_len))
+    allowed = np.array([[data.draw(st.booleans()) for _ in range(case.n_tokens)] for _ in range(n)])
+    allowed[np.arange(n), data.draw(st.lists(st.integers(0, case.n_tokens - 1), min_size=n, max_size=n))] = True
+    concrete = {run(case.program, seq) for seq in _cube_sequences(allowed)}
+    abstract = outputs(case.program, allowed)
+    assert concrete <= abstract  # sound for every program
+    if not isinstance(case.program, Both):
+        assert concrete == abstract  # exact for every base motif
+
+
+def _random_surrogate(rng, max_len, n_tokens, width, scale=4):
+    return IntegerSurrogate(rng.integers(-scale, scale + 1, (max_len, n_tokens, width)),
+                            rng.integers(-scale, scale + 1, width), rng.integers(-scale, scale + 1, width),
+                            rng.integers(-scale, scale + 1, (max_len, n_tokens)), int(rng.integers(-3, 4)))
+
+
+def _leaves(node, allowed, n):
+    if isinstance(node, list):
+        i, group, then, other = node
+        yes, no = allowed.copy(), allowed.copy()
+        yes[i] = False
+        yes[i, group] = True
+        no[i, group] = False
+        yield from _leaves(then, yes, n)
+        yield from _leaves(other, no, n)
+    else:
+        yield node, allowed
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), width=st.integers(0, 5), max_len=st.integers(1, 4),
+       precondition=st.sampled_from([None, CountThreshold({0}, set(), 1), Toggle({1}, 0)]))
+def test_tree_leaves_match_the_surrogate_on_every_sequence(seed, width, max_len, precondition):
+    rng = np.random.default_rng(seed)
+    domain = Domain(("a", "b", "c"), 1, max_len, precondition, "pre" if precondition else "")
+    surrogate = _random_surrogate(rng, max_len, 3, width)
+    trees = build_tree(surrogate, domain)
+    assert check_tree(trees, surrogate, domain) == ([], [])  # partition + plain-integer bounds agree
+    seen = 0
+    for n, root in trees.items():
+        for leaf, allowed in _leaves(root, np.ones((n, 3), bool), n):
+            for seq in _cube_sequences(allowed):
+                seen += 1
+                if leaf is VOID:
+                    assert not in_domain(domain, seq)
+                else:
+                    assert surrogate_class(surrogate, seq) == leaf
+    assert seen == sum(3 ** n for n in domain.lengths)  # the leaves partition the domain
+
+
+def test_leaf_class_is_none_when_bounds_cannot_decide():
+    surrogate = IntegerSurrogate(np.zeros((2, 2, 0), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                 np.array([[1, -1], [1, -1]]), 0)  # score = w[t0] + w[t1]: sign depends on both
+    assert leaf_class(surrogate, 2, [{0, 1}, {0, 1}]) is None
+    assert leaf_class(surrogate, 2, [{0}, {0}]) == 1 and leaf_class(surrogate, 2, [{1}, {0, 1}]) == 0
+
+
+def test_node_budget_gives_up_instead_of_growing():
+    rng = np.random.default_rng(1)
+    domain = Domain(("a", "b", "c"), 1, 6)
+    assert build_tree(_random_surrogate(rng, 6, 3, 6, scale=50), domain, max_nodes=10) is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), width=st.integers(0, 4),
+       program=st.sampled_from([Toggle({0}, 0), MostRecent({0}, {1}, 1), CountThreshold({1}, {2}, 0),
+                                DensityThreshold({0}, {1}, 1, 3)]))
+def test_tree_verdict_equals_single_query_and_enumeration(seed, width, program):
+    rng = np.random.default_rng(seed)
+    domain = Domain(("a", "b", "c"), 1, 4)
+    surrogate = _random_surrogate(rng, 4, 3, width, scale=3)
+    equivalent = all(run(program, s) == surrogate_class(surrogate, s)
+                     for n in domain.lengths for s in itertools.product(range(3), repeat=n))
+    tree = prove_equivalent(surrogate, program, domain, strategy="tree")
+    single = prove_equivalent(surrogate, program, domain, strategy="single")
+    assert tree.verdict == single.verdict == (Verdict.PROVED if equivalent else Verdict.REFUTED)
+    if not equivalent:
+        cex = tree.counterexample
+        assert in_domain(domain, cex) and run(program, cex) != surrogate_class(surrogate, cex)
+
+
+def test_tree_query_is_satisfiable_when_a_void_leaf_holds_valid_inputs():
+    domain = Domain(("a", "b"), 1, 2, CountThreshold({0}, set(), 1), "an a")
+    program = CountThreshold({0}, set(), 1)
+    # claim "no valid input" for all of length 2, which holds "aa": the query must find it
+    from jaxscd.verify.tree import solve_tree_query
+
+    answer, tokens, _ = solve_tree_query(tree_query({1: [0, [0], 1, VOID], 2: VOID}, program, domain), domain, 10)
+    assert answer == "sat" and len(tokens) == 2 and 0 in tokens
+    answer, _, _ = solve_tree_query(tree_query({1: [0, [0], 1, VOID], 2: [0, [0], 1, [1, [0], 1, VOID]]},
+                                               program, domain), domain, 10)
+    assert answer == "unsat"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Bundles proved by a tree
+
+
+@pytest.fixture(scope="module")
+def tree_bundle(tmp_path_factory):
+    from jaxscd.pipeline import DistillConfig, distill
+    from jaxscd.tasks import get_task
+    from jaxscd.verify.certificate import write_bundle
+
+    task = get_task("quote_close")
+    result = distill(task.circuit, task.domain(max_len=5), DistillConfig(proof_strategy="tree"))
+    assert result.verdict.value == "PROVED" and result.proof.method == "smt-tree"
+    out = tmp_path_factory.mktemp("bundles") / "quote_tree"
+    write_bundle(result, out, {"kind": "task", "name": "quote_close"}, task.circuit.fingerprint)
+    return out
+
+
+def _copy(bundle, tmp_path):
+    target = tmp_path / "b"
+    shutil.copytree(bundle, target)
+    return target
+
+
+def _rehash(bundle, name):
+    """Edit a file and its recorded hash, so only the deeper checks can notice."""
+    from jaxscd.circuits.base import sha256_bytes
+
+    cert = json.loads((bundle / "certificate.json").read_text())
+    cert["files"][name] = sha256_bytes((bundle / name).read_bytes())
+    (bundle / "certificate.json").write_text(json.dumps(cert))
+
+
+def _failed(report):
+    return {name for name, status, _ in report.checks if status == "FAILED"}
+
+
+def test_tree_bundle_verifies(tree_bundle):
+    from jaxscd.verify.recheck import recheck
+
+    cert = json.loads((tree_bundle / "certificate.json").read_text())
+    smt = next(o for o in cert["obligations"] if o["claim"] == "surrogate == program")
+    assert smt["method"] == "smt-tree" and smt["file"] == "tree_query.smt2" and smt["tree"]["leaves"] >= 2
+    report = recheck(tree_bundle)
+    assert report.verified, report.checks
+    names = {name for name, status, _ in report.checks if status == "ok"}
+    assert {"tree partitions the domain", "interval bounds prove every decided leaf of the tree",
+            "z3: tree_query.smt2 is unsat"} <= names
+
+
+def _edit_tree(bundle, edit):
+    trees = json.loads((bundle / "tree.json").read_text())
+    edit(trees)
+    (bundle / "tree.json").write_text(json.dumps(trees))
+    _rehash(bundle, "tree.json")
+
+
+def _first_leaf_path(node):
+    path = []
+    while isinstance(node, list):
+        path.append(2)
+        node = node[2]
+    return path
+
+
+def test_flipped_tree_leaf_fails_its_bounds(tree_bundle, tmp_path):
+    from jaxscd.verify.recheck import recheck
+
+    b = _copy(tree_bundle, tmp_path)
+
+    def flip(trees):
+        longest = max(trees, key=int)
+        node = trees[longest]
+        *path, last = _first_leaf_path(node)
+        for step in path:
+            node = node[step]
+        node[last] = 1 - node[last] if node[last] in (0, 1) else 0
+
+    _edit_tree(b, flip)
+    assert "interval bounds prove every decided leaf of the tree" in _failed(recheck(b))
+
+
+def test_dropped_length_breaks_the_partition(tree_bundle, tmp_path):
+    from jaxscd.verify.recheck import recheck
+
+    b = _copy(tree_bundle, tmp_path)
+    _edit_tree(b, lambda trees: trees.pop(max(trees, key=int)))
+    assert "tree partitions the domain" in _failed(recheck(b))
+
+
+def test_all_void_tree_is_caught_by_the_solver(tree_bundle, tmp_path):
+    # a tree that claims no valid input anywhere: no leaf bound to check, so only the solver can object
+    from jaxscd.verify.recheck import recheck
+    from jaxscd.verify.certificate import domain_from_json
+    from jaxscd.dsl.programs import from_json
+
+    b = _copy(tree_bundle, tmp_path)
+    _edit_tree(b, lambda trees: trees.update({k: None for k in trees}))
+    cert = json.loads((b / "certificate.json").read_text())
+    trees = {int(k): None for k in json.loads((b / "tree.json").read_text())}
+    (b / "tree_query.smt2").write_text(tree_query(trees, from_json(cert["program"]), domain_from_json(cert["domain"])))
+    _rehash(b, "tree_query.smt2")
+    failed = _failed(recheck(b))
+    assert "z3: tree_query.smt2 is unsat" in failed
+    assert "interval bounds prove every decided leaf of the tree" not in failed
+
+
+def test_malformed_tree_is_corrupt_not_a_traceback(tree_bundle, tmp_path):
+    from jaxscd.verify.recheck import recheck
+
+    b = _copy(tree_bundle, tmp_path)
+    (b / "tree.json").write_text('[1, 2, 3]')
+    _rehash(b, "tree.json")
+    from jaxscd.verify.recheck import BundleError
+
+    with pytest.raises(BundleError):
+        recheck(b)
+
+
+def test_tree_stats_counts_every_leaf():
+    assert tree_stats({1: [0, [0], 1, None], 2: 0}) == {"leaves": 3, "void": 1, "splits": 1, "depth": 1}

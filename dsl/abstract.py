@@ -10,7 +10,6 @@ that the precondition excludes; every such claim is re-checked by the solver.
 from __future__ import annotations
 
 import numpy as np
-
 from jaxscd.dsl.programs import (
     Both,
     Constant,

@@ -6,17 +6,24 @@ import shutil
 
 import numpy as np
 import pytest
+from cases import CASES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from cases import CASES
-from jaxscd.domain import Domain
 from jaxscd.dsl import CountThreshold, DensityThreshold, MostRecent, Toggle, run
 from jaxscd.dsl.abstract import outputs
 from jaxscd.dsl.programs import Both
+
+from jaxscd.domain import Domain
 from jaxscd.surrogate import IntegerSurrogate
 from jaxscd.verify.prove import Verdict, in_domain, prove_equivalent, surrogate_class
-from jaxscd.verify.tree import VOID, build_tree, check_tree, leaf_class, tree_query, tree_stats
+from jaxscd.verify.tree import (
+    VOID,
+    build_tree,
+    check_tree,
+    leaf_class,
+    tree_query,
+    tree_stats,
+)
 
 
 def _cube_sequences(allowed):
@@ -212,9 +219,10 @@ def test_dropped_length_breaks_the_partition(tree_bundle, tmp_path):
 
 def test_all_void_tree_is_caught_by_the_solver(tree_bundle, tmp_path):
     # a tree that claims no valid input anywhere: no leaf bound to check, so only the solver can object
-    from jaxscd.verify.recheck import recheck
-    from jaxscd.verify.certificate import domain_from_json
     from jaxscd.dsl.programs import from_json
+
+    from jaxscd.verify.certificate import domain_from_json
+    from jaxscd.verify.recheck import recheck
 
     b = _copy(tree_bundle, tmp_path)
     _edit_tree(b, lambda trees: trees.update({k: None for k in trees}))

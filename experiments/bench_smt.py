@@ -1,11 +1,14 @@
 """SMT proof benchmark: jaxscd's proof of surrogate == program against a plain encoding, same process.
 
 Baseline: the textbook encoding of the *same* quantized network — Real-sorted one-hot inputs (each in {0, 1},
-one per real position), every ReLU as If(pre > 0, pre, 0) including neurons that never change phase, one query.
-jaxscd: integer arithmetic, token variables read through If-lookups, stable neurons folded away, then its proof
-strategy ("auto": one short query, cube-and-conquer with per-cube phase fixing when that does not finish).
+one per real position), every ReLU as If(pre > 0, pre, 0) including neurons that never change phase, one query;
+its time is z3's check() alone (building the query is not counted).
+jaxscd: stable neurons folded away, then its proof strategy ("auto"), timed from the first attempt to the verdict,
+every attempt counted: for wide surrogates an interval-bounded decision tree (numpy) and one tree == program
+query in z3's SAT core (tree building, query text and solving all counted); for narrow ones one integer query
+(0/1 one-hot view) first. Columns "tree" and "single" time each strategy alone.
 
-    python experiments/bench_smt.py                      # seed tasks at L=10, plus a width-16 surrogate at L=8
+    python experiments/bench_smt.py                      # seed tasks at L=10, width-16 surrogates at L=8 and 9
     python experiments/bench_smt.py --baseline-timeout 600
 """
 
@@ -23,6 +26,7 @@ from jaxscd.surrogate import SurrogateConfig, fit
 from jaxscd.tasks import get_task
 from jaxscd.verify.encode import symbolic_sequence
 from jaxscd.verify.prove import Verdict, prove_equivalent
+from jaxscd.verify.tree import tree_stats, trees_from_json
 
 
 def baseline_query(surrogate, program, domain) -> z3.Solver:
@@ -109,26 +113,36 @@ def case_wide(max_len: int, width: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-len", type=int, default=10)
-    parser.add_argument("--wide-len", type=int, default=8)
+    parser.add_argument("--wide-len", type=int, nargs="+", default=[8, 9])
     parser.add_argument("--wide-width", type=int, default=16)
     parser.add_argument("--baseline-timeout", type=float, default=300.0)
+    parser.add_argument("--cubes", action="store_true", help="also time cube solving: fresh solver vs assumptions")
     args = parser.parse_args()
     cases = [case_seed_task("quote_close", args.max_len), case_seed_task("bracket_depth", args.max_len),
-             case_wide(args.wide_len, args.wide_width)]
+             *[case_wide(n, args.wide_width) for n in args.wide_len]]
     print(f"z3 {z3.get_version_string()}; baseline timeout {args.baseline_timeout:.0f} s\n")
-    header = f"{'case':<34} {'neurons':>12} {'baseline':>16} {'jaxscd':>22} {'speed-up':>9}"
+    header = (f"{'case':<34} {'neurons':>8} {'baseline':>10} {'jaxscd auto':>26} {'speed-up':>9} "
+              f"{'tree':>14} {'single':>8}")
     print(header + "\n" + "-" * len(header))
     timings = []
     for label, domain, program, folded, unfolded in cases:
         base_answer, base_s = timed_baseline(unfolded, program, domain, args.baseline_timeout)
         proof = prove_equivalent(folded, program, domain, timeout_s=args.baseline_timeout)
         assert proof.verdict == Verdict.PROVED, proof
-        cubes = f", {len(proof.cubes)} cubes" if proof.cubes else ""
-        base = f"{base_s:.2f} s" + ("" if base_answer == "unsat" else f" ({base_answer})")
+        how = {"smt": "one query", "smt-cubes": f"{len(proof.cubes)} cubes", "smt-tree": "tree"}[proof.method]
+        tree = prove_equivalent(folded, program, domain, timeout_s=args.baseline_timeout, strategy="tree")
+        tree_col = f"{tree.seconds:.3f} s" if tree.verdict == Verdict.PROVED else "over budget"
+        if tree.tree is not None:
+            tree_col += f" {tree_stats(trees_from_json(tree.tree))['leaves']}L"
+        single = prove_equivalent(folded, program, domain, timeout_s=args.baseline_timeout, strategy="single")
+        base = f"{base_s:.3f} s" + ("" if base_answer == "unsat" else f" ({base_answer})")
         ratio = f"{base_s / proof.seconds:.1f}x" + (" (>=)" if base_answer != "unsat" else "")
-        print(f"{label:<34} {f'{unfolded.n_neurons} -> {folded.n_neurons}':>12} {base:>16} "
-              f"{f'{proof.seconds:.2f} s{cubes}':>22} {ratio:>9}")
-        timings.append((label, cubes_fresh_vs_assumptions(folded, program, domain, args.baseline_timeout)))
+        print(f"{label:<34} {f'{unfolded.n_neurons}->{folded.n_neurons}':>8} {base:>10} "
+              f"{f'{proof.seconds:.3f} s ({how})':>26} {ratio:>9} {tree_col:>14} {single.seconds:>6.3f} s")
+        if args.cubes:
+            timings.append((label, cubes_fresh_vs_assumptions(folded, program, domain, args.baseline_timeout)))
+    if not timings:
+        return
     print("\ncube solving, same cubes: fresh solver per cube (phase-fixed) vs one solver with check(assumptions)")
     for label, (fresh, incremental, n) in timings:
         print(f"{label:<34} {n:>4} cubes   fresh {fresh:7.2f} s   assumptions {incremental:7.2f} s")

@@ -150,6 +150,13 @@ def _recheck_cubes(report, bundle, cubes, surrogate, program, domain, valid, tim
                f"{cvc5_skipped} not decided by cvc5" if cvc5_skipped else ", ".join(cvc5_bad[:3]))
 
 
+def _check_one_query_form(report, bundle, surrogate, program, domain) -> None:
+    query = (bundle / "query.smt2").read_text()
+    same = _same_assertions(query, smt2_text(equivalence_query(surrogate, program, domain)[0]))
+    report.add("query.smt2 encodes surrogate != program on the domain", same,
+               "" if same else "query.smt2 is not the query of this surrogate, program and domain")
+
+
 def _recheck_tree(report, bundle, entry, surrogate, program, domain, timeout_s) -> None:
     """Tree proofs: the tree partitions the domain, plain-integer interval bounds prove every decided leaf, the
     query file is the tree == program query, and z3 (and cvc5) find it unsat."""
@@ -267,11 +274,10 @@ def _recheck(bundle: Path, timeout_s: float) -> Report:
         _recheck_cubes(report, bundle, smt["cubes"], surrogate, program, domain, valid, timeout_s)
     elif surrogate is not None and smt is not None and smt.get("method") == "smt-tree":
         _recheck_tree(report, bundle, smt, surrogate, program, domain, timeout_s)
+        _check_one_query_form(report, bundle, surrogate, program, domain)
     elif surrogate is not None and (bundle / "query.smt2").is_file():
+        _check_one_query_form(report, bundle, surrogate, program, domain)
         query = (bundle / "query.smt2").read_text()
-        same = _same_assertions(query, smt2_text(equivalence_query(surrogate, program, domain)[0]))
-        report.add("query.smt2 encodes surrogate != program on the domain", same,
-                   "" if same else "query.smt2 is not the query of this surrogate, program and domain")
         unsat, answer = _z3_unsat(query, timeout_s)
         report.add("z3: query.smt2 is unsat", unsat is True, f"z3 answered {answer}")
         ok, answer = _cvc5_unsat(query, timeout_s)

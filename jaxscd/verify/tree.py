@@ -28,7 +28,7 @@ import z3
 from jaxscd.domain import Domain
 from jaxscd.dsl import smt
 from jaxscd.dsl.abstract import outputs
-from jaxscd.dsl.programs import Program
+from jaxscd.dsl.programs import CountThreshold, DensityThreshold, Program
 from jaxscd.surrogate import IntegerSurrogate
 from jaxscd.verify.encode import boolean_sequence
 from jaxscd.verify.prove import checked
@@ -39,17 +39,25 @@ _CHUNK = 256  # cubes bounded per numpy batch (memory: chunk x len x tokens x ne
 _BIG = 1 << 62
 
 
-def _cube_bounds(surrogate: IntegerSurrogate, n: int, allowed: np.ndarray):
-    """Batched exact bounds over cubes ``allowed`` (bool [K, n, V]): (score min [K], score max [K], split spread
-    [K, n] (-1 where a position is fixed), split key [K, n, V])."""
-    w, skip = surrogate.hidden_w[:n], surrogate.skip_w[:n]
+def _padded(surrogate: IntegerSurrogate) -> tuple[np.ndarray, np.ndarray]:
+    """(hidden_w, skip_w) with one extra token column of zeros: the padding token. A cube of length n allows only
+    padding at positions >= n, so cubes of every length share one array shape and one batch."""
+    hidden_w = np.concatenate([surrogate.hidden_w, np.zeros_like(surrogate.hidden_w[:, :1])], axis=1)
+    skip_w = np.concatenate([surrogate.skip_w, np.zeros_like(surrogate.skip_w[:, :1])], axis=1)
+    return hidden_w, skip_w
+
+
+def _cube_bounds(surrogate: IntegerSurrogate, w: np.ndarray, skip: np.ndarray, allowed: np.ndarray):
+    """Batched exact bounds over cubes ``allowed`` (bool [K, L, V + 1]) given padded weights ``w`` [L, V + 1, H]
+    and ``skip`` [L, V + 1]: (score min [K], score max [K], split spread [K, L] (-1 where a position is fixed),
+    split key [K, L, V + 1])."""
     pick = allowed[..., None]
     pre_low = surrogate.hidden_b + np.where(pick, w, _BIG).min(axis=2).sum(axis=1)  # [K, H]
     pre_high = surrogate.hidden_b + np.where(pick, w, -_BIG).max(axis=2).sum(axis=1)
     active = pre_low > 0
     unstable = ~active & (pre_high > 0)
     gain = surrogate.out_w * active  # [K, H]: always-active neurons are linear
-    eff = skip + np.einsum("nvh,kh->knv", w, gain)  # [K, n, V]
+    eff = skip + np.einsum("nvh,kh->knv", w, gain)  # [K, L, V + 1]
     const = surrogate.out_b + (gain * surrogate.hidden_b).sum(axis=1)
     eff_low = np.where(allowed, eff, _BIG).min(axis=2)
     eff_high = np.where(allowed, eff, -_BIG).max(axis=2)
@@ -57,7 +65,7 @@ def _cube_bounds(surrogate: IntegerSurrogate, n: int, allowed: np.ndarray):
     score_low = const + eff_low.sum(axis=1) + np.minimum(relu_w, 0).sum(axis=1)
     score_high = const + eff_high.sum(axis=1) + np.maximum(relu_w, 0).sum(axis=1)
     weight = np.abs(surrogate.out_w) * unstable  # [K, H]
-    w_range = np.where(pick, w, -_BIG).max(axis=2) - np.where(pick, w, _BIG).min(axis=2)  # [K, n, H]
+    w_range = np.where(pick, w, -_BIG).max(axis=2) - np.where(pick, w, _BIG).min(axis=2)  # [K, L, H]
     spread = (eff_high - eff_low) + np.einsum("knh,kh->kn", w_range, weight)
     spread = np.where(allowed.sum(axis=2) > 1, spread, -1)
     key = eff + np.einsum("nvh,kh->knv", w, weight) / 2
@@ -71,64 +79,92 @@ def _safe_magnitudes(surrogate: IntegerSurrogate, max_len: int) -> bool:
     return (biggest + 1) ** 2 * (max_len + 2) * (surrogate.n_neurons + 2) < (1 << 58)
 
 
+def _void(precondition, cubes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """bool [K]: the precondition outputs only 0 on the cube (vectorised for counters, else per cube).
+    ``cubes`` carry the padding column last."""
+    if precondition is None:
+        return np.zeros(len(cubes), dtype=bool)
+    n_tokens = cubes.shape[2] - 1
+    if isinstance(precondition, (CountThreshold, DensityThreshold)):
+        weights = np.array([(v in precondition.plus) - (v in precondition.minus) for v in range(n_tokens)] + [0])
+        high = np.where(cubes, weights, -_BIG).max(axis=2).sum(axis=1)  # largest signed count on each cube
+        if isinstance(precondition, CountThreshold):
+            return high < precondition.threshold
+        return precondition.den * high < precondition.num * lengths
+    return np.array([outputs(precondition, cube[:n, :n_tokens]) == {0} for cube, n in zip(cubes, lengths)],
+                    dtype=bool)
+
+
 def build_tree(surrogate: IntegerSurrogate, domain: Domain, max_nodes: int = MAX_TREE_NODES) -> dict | None:
     """{length: node} or None when the tree would exceed ``max_nodes``. A node is a leaf (0, 1 or None for void)
-    or ``[position, group, then, else]``: sequences whose token at ``position`` is in ``group`` go to ``then``."""
+    or ``[position, group, then, else]``: sequences whose token at ``position`` is in ``group`` go to ``then``.
+
+    Level by level, every open cube (of every length) is bounded at once; decided and void cubes close, the
+    rest split at the position with the widest bound contribution, its tokens cut at the widest gap of a key
+    (the token's linear weight plus half its unstable-neuron weight)."""
     if not _safe_magnitudes(surrogate, domain.max_len):
         return None
-    trees, used = {}, 0
-    for n in domain.lengths:
-        built = _build_length(surrogate, domain, n, max_nodes - used)
-        if built is None:
+    w, skip = _padded(surrogate)
+    n_tokens, max_len = domain.n_tokens, domain.max_len
+    lengths = np.array(domain.lengths)
+    frontier = np.zeros((len(lengths), max_len, n_tokens + 1), dtype=bool)
+    for r, n in enumerate(lengths):
+        frontier[r, :n, :n_tokens] = True
+        frontier[r, n:, n_tokens] = True
+    ids, count = np.arange(len(lengths)), len(lengths)
+    leaf_of, split_of = {}, {}  # node id -> leaf value | (position, group, then id, else id)
+    while len(ids):
+        next_frontier, next_ids, next_lengths = [], [], []
+        for start in range(0, len(ids), _CHUNK):
+            cubes, node, size = (a[start:start + _CHUNK] for a in (frontier, ids, lengths))
+            low, high, spread, key = _cube_bounds(surrogate, w, skip, cubes)
+            decided = (low > 0) | (high <= 0)
+            for k in np.flatnonzero(decided):
+                leaf_of[int(node[k])] = int(low[k] > 0)
+            open_ = np.flatnonzero(~decided)
+            void = _void(domain.precondition, cubes[open_], size[open_])
+            for k in open_[void]:
+                leaf_of[int(node[k])] = VOID
+            rows = open_[~void]
+            if not len(rows):
+                continue
+            position = spread[rows].argmax(axis=1)
+            if (spread[rows, position] < 0).any():
+                raise AssertionError("exact bounds left a single sequence undecided")
+            allowed = cubes[rows, position]  # [R, V + 1]
+            keys = np.where(allowed, key[rows, position], np.inf)
+            order = np.argsort(keys, axis=1, kind="stable")  # allowed tokens first, by key
+            with np.errstate(invalid="ignore"):  # inf - inf between two excluded tokens
+                gaps = np.diff(np.take_along_axis(keys, order, axis=1), axis=1)
+            gaps = np.where(np.isfinite(gaps), gaps, -np.inf)  # only gaps between two allowed tokens
+            cut = gaps.argmax(axis=1) + 1
+            rank = np.empty_like(order)
+            np.put_along_axis(rank, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
+            group = allowed & (rank < cut[:, None])
+            then, other = cubes[rows].copy(), cubes[rows].copy()
+            then[np.arange(len(rows)), position] = group
+            other[np.arange(len(rows)), position] = allowed & ~group
+            child = count + 2 * np.arange(len(rows))
+            for r, k in enumerate(rows):
+                split_of[int(node[k])] = (int(position[r]), np.flatnonzero(group[r]).tolist(),
+                                          int(child[r]), int(child[r]) + 1)
+            count += 2 * len(rows)
+            next_frontier.append(np.stack([then, other], axis=1).reshape(-1, max_len, n_tokens + 1))
+            next_ids.append(np.stack([child, child + 1], axis=1).reshape(-1))
+            next_lengths.append(np.repeat(size[rows], 2))
+        if count > max_nodes:
             return None
-        trees[n], count = built
-        used += count
-    return trees
-
-
-def _build_length(surrogate: IntegerSurrogate, domain: Domain, n: int, budget: int):
-    nodes: list = [None]  # id -> leaf value | ("split", position, group, then id, else id)
-    frontier, ids = [np.ones((n, domain.n_tokens), dtype=bool)], [0]
-    while frontier:
-        next_frontier, next_ids = [], []
-        for start in range(0, len(frontier), _CHUNK):
-            cubes = np.stack(frontier[start:start + _CHUNK])
-            low, high, spread, key = _cube_bounds(surrogate, n, cubes)
-            for k, node in enumerate(ids[start:start + _CHUNK]):
-                if low[k] > 0 or high[k] <= 0:
-                    nodes[node] = int(low[k] > 0)
-                    continue
-                if domain.precondition is not None and outputs(domain.precondition, cubes[k]) == {0}:
-                    nodes[node] = VOID
-                    continue
-                i = int(np.argmax(spread[k]))
-                if spread[k, i] < 0:
-                    raise AssertionError("exact bounds left a single sequence undecided")
-                tokens = np.flatnonzero(cubes[k, i])
-                tokens = tokens[np.argsort(key[k, i, tokens], kind="stable")]
-                cut = int(np.argmax(np.diff(key[k, i, tokens]))) + 1  # split at the widest gap of the key
-                children = []
-                for group in (tokens[:cut], tokens[cut:]):
-                    child = cubes[k].copy()
-                    child[i] = False
-                    child[i, group] = True
-                    next_frontier.append(child)
-                    next_ids.append(len(nodes))
-                    children.append(len(nodes))
-                    nodes.append(None)
-                nodes[node] = ("split", i, sorted(int(t) for t in tokens[:cut]), *children)
-        if len(nodes) > budget:
-            return None
-        frontier, ids = next_frontier, next_ids
+        if not next_ids:
+            break
+        frontier, ids, lengths = (np.concatenate(a) for a in (next_frontier, next_ids, next_lengths))
 
     def nested(node_id):
-        node = nodes[node_id]
-        if not isinstance(node, tuple):
-            return node
-        _, i, group, then_id, else_id = node
+        if node_id in leaf_of:
+            return leaf_of[node_id]
+        i, group, then_id, else_id = split_of[node_id]
         return [i, group, nested(then_id), nested(else_id)]
 
-    return nested(0), len(nodes)
+    return {int(n): nested(r) for r, n in enumerate(domain.lengths)}
 
 
 def tree_stats(trees: dict) -> dict:

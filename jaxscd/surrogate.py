@@ -42,6 +42,22 @@ class IntegerSurrogate:
     skip_w: np.ndarray  # int64 [max_len, V]
     out_b: int
 
+    def __post_init__(self):
+        """Every array becomes int64 (integer-valued input only) and the shapes must fit together: the exact
+        evaluators, the bound checks and the z3 encodings all rely on it."""
+        for name in ("hidden_w", "hidden_b", "out_w", "skip_w"):
+            raw = np.asarray(getattr(self, name))
+            if raw.dtype.kind not in "iub" and not (raw.dtype.kind == "f" and np.array_equal(raw, np.round(raw))):
+                raise ValueError(f"surrogate {name} must hold integers, got dtype {raw.dtype}")
+            if raw.dtype.kind == "u" and raw.size and int(raw.max()) > np.iinfo(np.int64).max:
+                raise ValueError(f"surrogate {name} does not fit int64")
+            object.__setattr__(self, name, raw.astype(np.int64))
+        object.__setattr__(self, "out_b", int(self.out_b))
+        w, b, out, skip = self.hidden_w, self.hidden_b, self.out_w, self.skip_w
+        if w.ndim != 3 or b.shape != (w.shape[2],) or out.shape != (w.shape[2],) or skip.shape != w.shape[:2]:
+            raise ValueError(f"surrogate shapes do not fit: hidden_w {list(w.shape)} (len, tokens, neurons), "
+                             f"hidden_b {list(b.shape)}, out_w {list(out.shape)}, skip_w {list(skip.shape)}")
+
     @property
     def n_neurons(self) -> int:
         return int(self.hidden_b.shape[0])

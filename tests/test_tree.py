@@ -249,3 +249,47 @@ def test_malformed_tree_is_corrupt_not_a_traceback(tree_bundle, tmp_path):
 
 def test_tree_stats_counts_every_leaf():
     assert tree_stats({1: [0, [0], 1, None], 2: 0}) == {"leaves": 3, "void": 1, "splits": 1, "depth": 1}
+
+
+def test_tree_query_with_no_valid_input_is_decided():
+    # QF_FD declines contradictory length bounds; the general solver then decides the query
+    from jaxscd.dsl.programs import Constant, LengthThreshold
+
+    from jaxscd.verify.tree import solve_tree_query
+
+    domain = Domain(("a", "b", "c"), 1, 1, LengthThreshold(2), "longer than any length")
+    answer, _, _ = solve_tree_query(tree_query({1: [0, [2], VOID, VOID]}, Constant(1), domain), domain, 10)
+    assert answer == "unsat"
+
+
+def test_extreme_weights_make_the_builder_decline():
+    weights = np.zeros((1, 2, 1), np.int64)
+    weights[0, 0, 0] = np.iinfo(np.int64).min  # |min| does not fit int64: np.abs would report it as negative
+    surrogate = IntegerSurrogate(weights, np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros((1, 2), np.int64), 1)
+    assert build_tree(surrogate, Domain(("a", "b"), 1, 1)) is None
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ((np.zeros((1, 2, 3)), np.zeros(1), np.zeros(1), np.zeros((1, 2)), 0), "shapes do not fit"),
+    ((np.full((1, 2, 1), 0.5), np.zeros(1), np.zeros(1), np.zeros((1, 2)), 0), "must hold integers"),
+])
+def test_malformed_surrogate_arrays_are_rejected(arrays, message):
+    with pytest.raises(ValueError, match=message):
+        IntegerSurrogate(*arrays)
+
+
+def test_narrow_integer_arrays_are_widened_to_int64():
+    surrogate = IntegerSurrogate(np.full((1, 1, 1), 50_000, np.int32), np.zeros(1, np.int32),
+                                 np.full(1, 50_000, np.int32), np.zeros((1, 1), np.int32), -1)
+    assert {a.dtype for a in surrogate.arrays().values()} == {np.dtype(np.int64)}
+    assert surrogate_class(surrogate, (0,)) == 1  # 50,000 * 50,000 - 1 overflows int32, not int64
+
+
+def test_deeply_nested_tree_file_is_corrupt_not_a_traceback(tree_bundle, tmp_path):
+    from jaxscd.verify.recheck import BundleError, recheck
+
+    b = _copy(tree_bundle, tmp_path)
+    (b / "tree.json").write_text("[" * 100_000 + "]" * 100_000)
+    _rehash(b, "tree.json")
+    with pytest.raises(BundleError):
+        recheck(b)

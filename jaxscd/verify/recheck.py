@@ -191,7 +191,7 @@ def recheck(bundle_dir, timeout_s: float = 120.0) -> Report:
         return _recheck(Path(bundle_dir), timeout_s)
     except BundleError:
         raise
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError, OSError) as err:
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, OSError, RecursionError) as err:
         raise BundleError(f"malformed bundle ({type(err).__name__}: {err}); re-create it with jaxscd distill --out",
                           EXIT_CORRUPT) from None
 

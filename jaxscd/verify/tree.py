@@ -75,7 +75,7 @@ def _cube_bounds(surrogate: IntegerSurrogate, w: np.ndarray, skip: np.ndarray, a
 def _safe_magnitudes(surrogate: IntegerSurrogate, max_len: int) -> bool:
     """int64 bound sums cannot overflow (else the builder declines and other strategies run)."""
     arrays = [surrogate.hidden_w, surrogate.hidden_b, surrogate.skip_w, surrogate.out_w]
-    biggest = max([int(np.abs(a).max()) if a.size else 0 for a in arrays] + [abs(int(surrogate.out_b))])
+    biggest = max([max(-int(a.min()), int(a.max())) if a.size else 0 for a in arrays] + [abs(int(surrogate.out_b))])
     return (biggest + 1) ** 2 * (max_len + 2) * (surrogate.n_neurons + 2) < (1 << 58)
 
 
@@ -288,12 +288,19 @@ def tree_query(trees: dict, program: Program, domain: Domain) -> str:
 
 
 def solve_tree_query(text: str, domain: Domain, timeout_s: float) -> tuple[str, tuple | None, float]:
-    """(sat | unsat | unknown, tokens of a model if sat, seconds) in z3's finite-domain (SAT) solver."""
+    """(sat | unsat | unknown, tokens of a model if sat, seconds) in z3's finite-domain (SAT) solver; when that
+    solver declines the query (not a timeout; e.g. a precondition that no length satisfies leaves terms it does
+    not take), z3's general solver gets the rest of the time."""
+    start = time.perf_counter()
     solver = z3.SolverFor("QF_FD")
     solver.set(timeout=max(1, int(timeout_s * 1000)))
     solver.from_string(text)
-    start = time.perf_counter()
     answer = checked(solver)
+    if answer == z3.unknown and solver.reason_unknown() not in ("timeout", "canceled"):
+        solver = z3.Solver()
+        solver.set(timeout=max(1, int((timeout_s - (time.perf_counter() - start)) * 1000)))
+        solver.from_string(text)
+        answer = checked(solver)
     seconds = time.perf_counter() - start
     if answer != z3.sat:
         return str(answer), None, seconds

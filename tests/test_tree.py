@@ -118,12 +118,13 @@ def test_tree_query_is_satisfiable_when_a_void_leaf_holds_valid_inputs():
     domain = Domain(("a", "b"), 1, 2, CountThreshold({0}, set(), 1), "an a")
     program = CountThreshold({0}, set(), 1)
     # claim "no valid input" for all of length 2, which holds "aa": the query must find it
-    from jaxscd.verify.tree import solve_tree_query
+    from jaxscd.verify.cubes import solve_text
+    from jaxscd.verify.tree import TREE_LOGIC
 
-    answer, tokens, _ = solve_tree_query(tree_query({1: [0, [0], 1, VOID], 2: VOID}, program, domain), domain, 10)
+    answer, tokens, _ = solve_text(tree_query({1: [0, [0], 1, VOID], 2: VOID}, program, domain), 10, TREE_LOGIC)
     assert answer == "sat" and len(tokens) == 2 and 0 in tokens
-    answer, _, _ = solve_tree_query(tree_query({1: [0, [0], 1, VOID], 2: [0, [0], 1, [1, [0], 1, VOID]]},
-                                               program, domain), domain, 10)
+    answer, _, _ = solve_text(tree_query({1: [0, [0], 1, VOID], 2: [0, [0], 1, [1, [0], 1, VOID]]},
+                                         program, domain), 10, TREE_LOGIC)
     assert answer == "unsat"
 
 
@@ -255,10 +256,11 @@ def test_tree_query_with_no_valid_input_is_decided():
     # QF_FD declines contradictory length bounds; the general solver then decides the query
     from jaxscd.dsl.programs import Constant, LengthThreshold
 
-    from jaxscd.verify.tree import solve_tree_query
+    from jaxscd.verify.cubes import solve_text
+    from jaxscd.verify.tree import TREE_LOGIC
 
     domain = Domain(("a", "b", "c"), 1, 1, LengthThreshold(2), "longer than any length")
-    answer, _, _ = solve_tree_query(tree_query({1: [0, [2], VOID, VOID]}, Constant(1), domain), domain, 10)
+    answer, _, _ = solve_text(tree_query({1: [0, [2], VOID, VOID]}, Constant(1), domain), 10, TREE_LOGIC)
     assert answer == "unsat"
 
 

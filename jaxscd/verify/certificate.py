@@ -19,7 +19,6 @@ from jaxscd.dsl.programs import from_json, to_json
 from jaxscd.verify.prove import solver_name
 
 SCHEMA_VERSION = 1
-FILES = ("program.py", "certificate.json", "surrogate.npz", "query.smt2")
 
 
 def domain_json(domain: Domain) -> dict:

@@ -26,7 +26,7 @@ from jaxscd.dsl import smt
 from jaxscd.dsl.programs import Program
 from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
 from jaxscd.verify.encode import surrogate_score, symbolic_sequence
-from jaxscd.verify.prove import checked
+from jaxscd.verify.prove import checked, smt2_text
 
 
 @dataclass(frozen=True, order=True)
@@ -68,23 +68,41 @@ def cube_query(surrogate: IntegerSurrogate, program: Program, domain: Domain, cu
     score, violations = surrogate_score(surrogate, seq, phases)
     differs = (score > 0) != smt.encode(program, seq.tokens, seq.length)
     solver.add(z3.Or([differs, *violations]))
-    return "(set-logic QF_LIA)\n" + solver.to_smt2()
+    return smt2_text(solver)
 
 
-def solve_text(text: str, timeout_s: float) -> tuple[str, tuple | None, float]:
-    """(sat | unsat | unknown, tokens of a model if sat, seconds) for one SMT-LIB2 query, in a fresh solver."""
-    solver = z3.Solver()
+def solve_text(text: str, timeout_s: float, logic: str | None = None) -> tuple[str, tuple | None, float]:
+    """(sat | unsat | unknown, tokens of a model if sat, seconds) for one SMT-LIB2 query, in a fresh solver:
+    ``z3.SolverFor(logic)`` when given (when that solver declines the query other than by a timeout, z3's general
+    solver gets the rest of the time), else z3's general solver."""
+    solver = z3.SolverFor(logic) if logic else z3.Solver()
     solver.set(timeout=max(1, int(timeout_s * 1000)))
     solver.from_string(text)
     start = time.perf_counter()
     answer = checked(solver)
+    if logic and answer == z3.unknown and solver.reason_unknown() not in ("timeout", "canceled"):
+        solver = z3.Solver()
+        solver.set(timeout=max(1, int((timeout_s - (time.perf_counter() - start)) * 1000)))
+        solver.from_string(text)
+        answer = checked(solver)
     seconds = time.perf_counter() - start
     if answer != z3.sat:
         return str(answer), None, seconds
-    model = solver.model()
-    values = {d.name(): model[d].as_long() for d in model.decls()}
-    length = values.get("len", 0)
-    return "sat", tuple(values.get(f"t{i}", 0) for i in range(length)), seconds
+    return "sat", model_tokens(solver.model()), seconds
+
+
+def model_tokens(model: z3.ModelRef) -> tuple:
+    """The token sequence of a model of either query encoding: Int tokens ``t{i}``, or Boolean indicators
+    ``b{i}_{v}`` (no indicator set reads as token 0, as padding does), with the Int length ``len``."""
+    ints, chosen = {}, {}
+    for decl in model.decls():
+        value, name = model[decl], decl.name()
+        if z3.is_int_value(value):
+            ints[name] = value.as_long()
+        elif z3.is_true(value) and name.startswith("b") and "_" in name:
+            position, token = name[1:].split("_", 1)
+            chosen[int(position)] = int(token)
+    return tuple(ints.get(f"t{i}", chosen.get(i, 0)) for i in range(ints.get("len", 0)))
 
 
 @dataclass

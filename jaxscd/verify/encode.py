@@ -65,11 +65,6 @@ class BooleanSequence:
     length: z3.ArithRef
     constraints: list
 
-    def concrete(self, model: z3.ModelRef) -> tuple:
-        n = model.eval(self.length, model_completion=True).as_long()
-        return tuple(next((v for v, b in enumerate(row) if z3.is_true(model.eval(b, model_completion=True))), 0)
-                     for row in self.bits[:n])
-
 
 def boolean_sequence(domain: Domain) -> BooleanSequence:
     bits = [[z3.Bool(f"b{i}_{v}") for v in range(domain.n_tokens)] for i in range(domain.max_len)]

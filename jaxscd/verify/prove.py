@@ -115,18 +115,25 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
     raise AssertionError("unreachable")
 
 
+def _verdict(answer: str, tokens, seconds: float, reason: str, surrogate, program, domain, smt2,
+             **extra) -> ProofResult:
+    """A solver answer as a ProofResult: unsat is PROVED, sat a counterexample re-checked in plain Python,
+    anything else UNKNOWN with ``reason``."""
+    if answer == "unsat":
+        return ProofResult(Verdict.PROVED, seconds, smt2, **extra)
+    if answer == "sat":
+        return _checked_refutation(surrogate, program, domain, tokens, seconds, smt2, **extra)
+    return ProofResult(Verdict.UNKNOWN, seconds, smt2, reason=reason, **extra)
+
+
 def _by_cubes(surrogate, program, domain, smt2, timeout_s, valid) -> ProofResult:
     from jaxscd.kernels.enumerate import precondition_mask
     from jaxscd.verify.cubes import prove_by_cubes
 
     run = prove_by_cubes(surrogate, program, domain, precondition_mask(domain) if valid is None else valid,
                          timeout_s=timeout_s)
-    extra = {"method": "smt-cubes", "cubes": tuple(run.cubes), "cube_queries": run.queries}
-    if run.answer == "unsat":
-        return ProofResult(Verdict.PROVED, run.seconds, smt2, **extra)
-    if run.answer == "sat":
-        return _checked_refutation(surrogate, program, domain, run.counterexample, run.seconds, smt2, **extra)
-    return ProofResult(Verdict.UNKNOWN, run.seconds, smt2, reason=run.reason, **extra)
+    return _verdict(run.answer, run.counterexample, run.seconds, run.reason, surrogate, program, domain, smt2,
+                    method="smt-cubes", cubes=tuple(run.cubes), cube_queries=run.queries)
 
 
 AUTO_SINGLE_BUDGET_S = 5.0
@@ -139,16 +146,13 @@ def _by_tree(surrogate, program, domain, smt2, timeout_s) -> ProofResult:
 
     start = time.perf_counter()
     run = prove_by_tree(surrogate, program, domain, timeout_s)
+    seconds = time.perf_counter() - start
     if run is None:
-        return ProofResult(Verdict.UNKNOWN, time.perf_counter() - start, smt2,
-                           reason="no interval-bounded tree within its node budget", method="smt-tree")
-    answer, tokens, trees, text, seconds = run
-    extra = {"method": "smt-tree", "tree": json_trees(trees), "tree_smt2": text}
-    if answer == "unsat":
-        return ProofResult(Verdict.PROVED, seconds, smt2, **extra)
-    if answer == "sat":
-        return _checked_refutation(surrogate, program, domain, tokens, seconds, smt2, **extra)
-    return ProofResult(Verdict.UNKNOWN, seconds, smt2, reason=f"tree query: solver gave up ({answer})", **extra)
+        return ProofResult(Verdict.UNKNOWN, seconds, smt2, reason="no interval-bounded tree within its node budget",
+                           method="smt-tree")
+    answer, tokens, trees, text = run
+    return _verdict(answer, tokens, seconds, f"tree query: solver gave up ({answer})", surrogate, program, domain,
+                    smt2, method="smt-tree", tree=json_trees(trees), tree_smt2=text)
 
 
 def checked(solver: z3.Solver, *assumptions) -> z3.CheckSatResult:
@@ -165,8 +169,6 @@ def _single(solver, seq, smt2, surrogate, program, domain, timeout_s) -> ProofRe
     start = time.perf_counter()
     answer = checked(solver)
     seconds = time.perf_counter() - start
-    if answer == z3.unsat:
-        return ProofResult(Verdict.PROVED, seconds, smt2)
-    if answer == z3.sat:
-        return _checked_refutation(surrogate, program, domain, tuple(seq.concrete(solver.model())), seconds, smt2)
-    return ProofResult(Verdict.UNKNOWN, seconds, smt2, reason=f"solver gave up: {solver.reason_unknown()}")
+    tokens = tuple(seq.concrete(solver.model())) if answer == z3.sat else None
+    return _verdict(str(answer), tokens, seconds, f"solver gave up: {solver.reason_unknown()}", surrogate, program,
+                    domain, smt2)

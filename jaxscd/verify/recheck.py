@@ -98,11 +98,11 @@ def _same_assertions(text: str, expected: str) -> bool:
     return len(got) == len(want) and all(a.eq(b) for a, b in zip(got, want))
 
 
-def _z3_unsat(text: str, timeout_s: float) -> tuple[bool | None, str]:
+def _z3_unsat(text: str, timeout_s: float, logic: str | None = None) -> tuple[bool | None, str]:
     from jaxscd.verify.cubes import solve_text
 
     try:
-        answer, _, _ = solve_text(text, timeout_s)
+        answer, _, _ = solve_text(text, timeout_s, logic)
     except z3.Z3Exception as err:
         return False, f"unparseable query: {err}"
     return (True if answer == "unsat" else None if answer == "unknown" else False), answer
@@ -160,7 +160,7 @@ def _check_one_query_form(report, bundle, surrogate, program, domain) -> None:
 def _recheck_tree(report, bundle, entry, surrogate, program, domain, timeout_s) -> None:
     """Tree proofs: the tree partitions the domain, plain-integer interval bounds prove every decided leaf, the
     query file is the tree == program query, and z3 (and cvc5) find it unsat."""
-    from jaxscd.verify.tree import check_tree, solve_tree_query, tree_query, trees_from_json
+    from jaxscd.verify.tree import TREE_LOGIC, check_tree, tree_query, trees_from_json
 
     raw = json.loads((bundle / entry["tree"]["file"]).read_text())
     if not isinstance(raw, dict):
@@ -176,11 +176,8 @@ def _recheck_tree(report, bundle, entry, surrogate, program, domain, timeout_s) 
     same = _same_assertions(text, tree_query(trees, program, domain))
     report.add(f"{entry['file']} encodes tree != program on the domain", same,
                "" if same else f"{entry['file']} is not the query of this tree, program and domain")
-    try:
-        answer, _, _ = solve_tree_query(text, domain, timeout_s)
-    except z3.Z3Exception as err:
-        answer = f"unparseable query: {err}"
-    report.add(f"z3: {entry['file']} is unsat", answer == "unsat", f"z3 answered {answer}")
+    unsat, answer = _z3_unsat(text, timeout_s, TREE_LOGIC)
+    report.add(f"z3: {entry['file']} is unsat", unsat is True, f"z3 answered {answer}")
     ok, answer = _cvc5_unsat(text, timeout_s)
     report.add(f"cvc5: {entry['file']} is unsat", ok, answer)
 
@@ -223,10 +220,9 @@ def _recheck(bundle: Path, timeout_s: float) -> Report:
     if program is None:
         report.add("program", False, "the bundle holds no program (its verdict was not PROVED)")
         return report
-    source = (bundle / "program.py").read_text()
-    classes = cert["circuit"].get("classes")
-    report.add("program.py renders the certified program", source == render(program, domain.alphabet, classes),
-               "" if source == render(program, domain.alphabet, classes) else "program.py differs from the program")
+    rendered = (bundle / "program.py").read_text() == render(program, domain.alphabet, cert["circuit"].get("classes"))
+    report.add("program.py renders the certified program", rendered, "" if rendered else
+               "program.py differs from the program")
 
     surrogate = None
     if (bundle / "surrogate.npz").is_file():

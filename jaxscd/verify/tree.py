@@ -20,8 +20,6 @@ A tree that would exceed its node budget is abandoned (the caller falls back to 
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import z3
 
@@ -30,8 +28,9 @@ from jaxscd.dsl import smt
 from jaxscd.dsl.abstract import outputs
 from jaxscd.dsl.programs import CountThreshold, DensityThreshold, Program
 from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.verify.cubes import solve_text
 from jaxscd.verify.encode import boolean_sequence
-from jaxscd.verify.prove import checked
+from jaxscd.verify.prove import smt2_text
 
 VOID = None  # leaf: the precondition excludes every sequence of the cube
 MAX_TREE_NODES = 20_000
@@ -271,6 +270,9 @@ def _tree_text(trees: dict, leaf) -> str:
     return text
 
 
+TREE_LOGIC = "QF_FD"  # tree queries are finite-domain: z3's SAT core solves them (see solve_text)
+
+
 def tree_query(trees: dict, program: Program, domain: Domain) -> str:
     """SMT-LIB2 text (QF_LIA, Boolean tokens): satisfiable iff some domain input lies in a void leaf, or in a
     leaf whose class the program does not output."""
@@ -280,31 +282,10 @@ def tree_query(trees: dict, program: Program, domain: Domain) -> str:
     solver.add(z3.Bool("program") == smt.encode(program, seq.tokens, seq.length))
     void = _tree_text(trees, lambda node: node is VOID)
     one = _tree_text(trees, lambda node: node == 1)
-    # to_smt2 ends with (check-sat); the tree assertion goes before it
-    base = solver.to_smt2().rstrip()
+    # the text ends with (check-sat); the tree assertion goes before it
+    base = smt2_text(solver).rstrip()
     assert base.endswith("(check-sat)")
-    return ("(set-logic QF_LIA)\n" + base[:-len("(check-sat)")] +
-            f"(assert (or {void} (not (= program {one}))))\n(check-sat)\n")
-
-
-def solve_tree_query(text: str, domain: Domain, timeout_s: float) -> tuple[str, tuple | None, float]:
-    """(sat | unsat | unknown, tokens of a model if sat, seconds) in z3's finite-domain (SAT) solver; when that
-    solver declines the query (not a timeout; e.g. a precondition that no length satisfies leaves terms it does
-    not take), z3's general solver gets the rest of the time."""
-    start = time.perf_counter()
-    solver = z3.SolverFor("QF_FD")
-    solver.set(timeout=max(1, int(timeout_s * 1000)))
-    solver.from_string(text)
-    answer = checked(solver)
-    if answer == z3.unknown and solver.reason_unknown() not in ("timeout", "canceled"):
-        solver = z3.Solver()
-        solver.set(timeout=max(1, int((timeout_s - (time.perf_counter() - start)) * 1000)))
-        solver.from_string(text)
-        answer = checked(solver)
-    seconds = time.perf_counter() - start
-    if answer != z3.sat:
-        return str(answer), None, seconds
-    return "sat", boolean_sequence(domain).concrete(solver.model()), seconds
+    return base[:-len("(check-sat)")] + f"(assert (or {void} (not (= program {one}))))\n(check-sat)\n"
 
 
 def json_trees(trees: dict) -> dict:
@@ -317,11 +298,10 @@ def trees_from_json(data: dict) -> dict:
 
 def prove_by_tree(surrogate: IntegerSurrogate, program: Program, domain: Domain, timeout_s: float,
                   max_nodes: int = MAX_TREE_NODES):
-    """(answer, counterexample tokens, trees, query text, seconds) or None when no tree fits ``max_nodes``."""
-    start = time.perf_counter()
+    """(answer, counterexample tokens, trees, query text) or None when no tree fits ``max_nodes``."""
     trees = build_tree(surrogate, domain, max_nodes)
     if trees is None:
         return None
     text = tree_query(trees, program, domain)
-    answer, tokens, _ = solve_tree_query(text, domain, timeout_s)
-    return answer, tokens, trees, text, time.perf_counter() - start
+    answer, tokens, _ = solve_text(text, timeout_s, TREE_LOGIC)
+    return answer, tokens, trees, text

@@ -38,8 +38,9 @@ def run(program: Program, tokens: Sequence[int]) -> int:
             return int(den * (_count(tokens, plus) - _count(tokens, minus)) >= num * len(tokens))
         case Toggle(group, flip):
             return (_count(tokens, group) % 2) ^ flip
-        case MostRecent(first, second, default):
-            for t in reversed(tokens):
+        case MostRecent(first, second, default) | FirstOccurrence(first, second, default):
+            # the last (MostRecent) or first (FirstOccurrence) token of either group decides
+            for t in reversed(tokens) if isinstance(program, MostRecent) else tokens:
                 if t in first:
                     return 0
                 if t in second:
@@ -56,13 +57,6 @@ def run(program: Program, tokens: Sequence[int]) -> int:
             return int(tokens[len(tokens) - 1 - position if from_end else position] in group)
         case LengthThreshold(threshold):
             return int(len(tokens) >= threshold)
-        case FirstOccurrence(first, second, default):
-            for t in tokens:
-                if t in first:
-                    return 0
-                if t in second:
-                    return 1
-            return default
         case WindowCount(group, window, threshold):
             return int(_count(tokens[-window:], group) >= threshold)
         case SaturatedDepth(open_, close, cap, threshold):

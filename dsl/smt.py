@@ -52,10 +52,12 @@ def encode(program: Program, tokens: Sequence[z3.ArithRef], length: z3.ArithRef)
             for i in range(len(tokens)):
                 odd = z3.Xor(odd, _present(tokens, length, i, group))
             return z3.Not(odd) if flip else odd
-        case MostRecent(first, second, default):
-            # scan left to right: each first/second token overrides the answer so far
+        case MostRecent(first, second, default) | FirstOccurrence(first, second, default):
+            # scan towards the deciding end (the last token for MostRecent, the first for FirstOccurrence):
+            # each first/second token overrides the answer so far
             out = z3.BoolVal(bool(default))
-            for i in range(len(tokens)):
+            order = range(len(tokens)) if isinstance(program, MostRecent) else reversed(range(len(tokens)))
+            for i in order:
                 out = z3.If(_present(tokens, length, i, first), z3.BoolVal(False),
                             z3.If(_present(tokens, length, i, second), z3.BoolVal(True), out))
             return out
@@ -76,13 +78,6 @@ def encode(program: Program, tokens: Sequence[z3.ArithRef], length: z3.ArithRef)
                           for i in range(len(tokens) - position)] + [z3.BoolVal(False)])
         case LengthThreshold(threshold):
             return length >= threshold
-        case FirstOccurrence(first, second, default):
-            # scan right to left: each earlier first/second token overrides the answer so far
-            out = z3.BoolVal(bool(default))
-            for i in reversed(range(len(tokens))):
-                out = z3.If(_present(tokens, length, i, first), z3.BoolVal(False),
-                            z3.If(_present(tokens, length, i, second), z3.BoolVal(True), out))
-            return out
         case WindowCount(group, window, threshold):
             recent = [z3.If(z3.And(length - window <= i, _present(tokens, length, i, group)), 1, 0)
                       for i in range(len(tokens))]

@@ -2,10 +2,10 @@
 
 import io
 import json
-import shutil
 
 import numpy as np
 import pytest
+from bundles import copy_bundle, failed_checks, task_bundle
 from click.testing import CliRunner
 
 from jaxscd.cli import main
@@ -18,21 +18,7 @@ from jaxscd.verify.recheck import recheck
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    task = get_task("bracket_depth")
-    result = distill(task.circuit, task.domain(max_len=6))
-    out = tmp_path_factory.mktemp("bundles") / "bracket"
-    write_bundle(result, out, {"kind": "task", "name": "bracket_depth"}, task.circuit.fingerprint)
-    return out
-
-
-def _copy(bundle, tmp_path):
-    target = tmp_path / "copy"
-    shutil.copytree(bundle, target)
-    return target
-
-
-def _failed(report):
-    return {name for name, status, _ in report.checks if status == "FAILED"}
+    return task_bundle(tmp_path_factory, "bracket_depth", 6)[0]
 
 
 def test_fresh_bundle_verifies_with_every_check(bundle):
@@ -54,38 +40,38 @@ def test_cvc5_rechecks_the_same_query_when_installed(bundle):
 
 
 def test_edited_program_source_fails(bundle, tmp_path):
-    b = _copy(bundle, tmp_path)
+    b = copy_bundle(bundle, tmp_path)
     text = (b / "program.py").read_text()
     (b / "program.py").write_text(text.replace(">=", ">"))
-    assert _failed(recheck(b)) >= {"sha256 program.py", "program.py renders the certified program"}
+    assert failed_checks(recheck(b)) >= {"sha256 program.py", "program.py renders the certified program"}
 
 
 def test_edited_program_in_certificate_fails(bundle, tmp_path):
-    b = _copy(bundle, tmp_path)
+    b = copy_bundle(bundle, tmp_path)
     cert = json.loads((b / "certificate.json").read_text())
     cert["program"]["num"], cert["program"]["den"] = 1, 4
     (b / "certificate.json").write_text(json.dumps(cert))
-    failed = _failed(recheck(b))
+    failed = failed_checks(recheck(b))
     assert "circuit == program (exhaustive)" in failed and "z3: query.smt2 is unsat" not in failed
     assert "query.smt2 encodes surrogate != program on the domain" in failed
 
 
 def test_edited_surrogate_weights_fail(bundle, tmp_path):
-    b = _copy(bundle, tmp_path)
+    b = copy_bundle(bundle, tmp_path)
     arrays = dict(np.load(io.BytesIO((b / "surrogate.npz").read_bytes())))
     arrays["out_b"] = arrays["out_b"] + 1000
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     (b / "surrogate.npz").write_bytes(buffer.getvalue())
-    assert _failed(recheck(b)) >= {"sha256 surrogate.npz", "circuit == surrogate (exhaustive)"}
+    assert failed_checks(recheck(b)) >= {"sha256 surrogate.npz", "circuit == surrogate (exhaustive)"}
 
 
 def test_edited_domain_fails(bundle, tmp_path):
-    b = _copy(bundle, tmp_path)
+    b = copy_bundle(bundle, tmp_path)
     cert = json.loads((b / "certificate.json").read_text())
     cert["domain"]["max_len"] = 5
     (b / "certificate.json").write_text(json.dumps(cert))
-    assert "domain hash" in _failed(recheck(b))
+    assert "domain hash" in failed_checks(recheck(b))
 
 
 @pytest.mark.parametrize("damage, code, message", [
@@ -96,7 +82,7 @@ def test_edited_domain_fails(bundle, tmp_path):
     (lambda b: (b / "surrogate.npz").write_bytes(b"garbage"), 7, "surrogate.npz is unreadable"),
 ])
 def test_bad_bundles_give_one_line_and_a_distinct_code(bundle, tmp_path, damage, code, message):
-    b = _copy(bundle, tmp_path)
+    b = copy_bundle(bundle, tmp_path)
     damage(b)
     result = CliRunner().invoke(main, ["verify", str(b)])
     assert result.exit_code == code, result.output
@@ -124,13 +110,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def cube_bundle(tmp_path_factory):
-    from jaxscd.pipeline import DistillConfig
-
-    task = get_task("quote_close")
-    result = distill(task.circuit, task.domain(max_len=4), DistillConfig(proof_strategy="cubes"))
-    out = tmp_path_factory.mktemp("bundles") / "quote_cubes"
-    write_bundle(result, out, {"kind": "task", "name": "quote_close"}, task.circuit.fingerprint)
-    return out
+    return task_bundle(tmp_path_factory, "quote_close", 4, "cubes")[0]
 
 
 def test_cube_proof_bundle_verifies(cube_bundle):
@@ -144,20 +124,20 @@ def test_cube_proof_bundle_verifies(cube_bundle):
 
 
 def test_dropped_cube_breaks_the_partition(cube_bundle, tmp_path):
-    b = _copy(cube_bundle, tmp_path)
+    b = copy_bundle(cube_bundle, tmp_path)
     cert = json.loads((b / "certificate.json").read_text())
     smt = [o for o in cert["obligations"] if o["claim"] == "surrogate == program"][0]
     smt["cubes"].pop()
     (b / "certificate.json").write_text(json.dumps(cert))
-    assert "cubes partition the domain" in _failed(recheck(b))
+    assert "cubes partition the domain" in failed_checks(recheck(b))
 
 
 def test_weakened_cube_query_fails(cube_bundle, tmp_path):
-    b = _copy(cube_bundle, tmp_path)
+    b = copy_bundle(cube_bundle, tmp_path)
     cube_file = sorted((b / "cubes").iterdir())[-1]
     text = cube_file.read_text()
     (cube_file).write_text(text + "\n(assert false)\n")  # trivially unsat: must not pass as the cube's query
-    failed = _failed(recheck(b))
+    failed = failed_checks(recheck(b))
     assert "each cube file is the query of its cube" in failed
 
 
@@ -174,7 +154,7 @@ def test_malformed_cubes_do_not_count_as_a_partition():
 
 
 def test_malformed_certificate_is_corrupt_not_a_traceback(bundle, tmp_path):
-    b = _copy(bundle, tmp_path)
+    b = copy_bundle(bundle, tmp_path)
     cert = json.loads((b / "certificate.json").read_text())
     del cert["circuit"]
     (b / "certificate.json").write_text(json.dumps(cert))
@@ -183,11 +163,15 @@ def test_malformed_certificate_is_corrupt_not_a_traceback(bundle, tmp_path):
 
 
 def test_emptied_domain_fails_even_with_a_consistent_hash(bundle, tmp_path):
-    from jaxscd.verify.certificate import canonical_sha256, domain_from_json, domain_json
+    from jaxscd.verify.certificate import (
+        canonical_sha256,
+        domain_from_json,
+        domain_json,
+    )
 
-    b = _copy(bundle, tmp_path)
+    b = copy_bundle(bundle, tmp_path)
     cert = json.loads((b / "certificate.json").read_text())
     cert["domain"]["precondition"] = {"motif": "CountThreshold", "plus": [0], "minus": [], "threshold": 99}
     cert["domain"]["sha256"] = canonical_sha256(domain_json(domain_from_json(cert["domain"])))
     (b / "certificate.json").write_text(json.dumps(cert))
-    assert "domain has the recorded number of valid inputs" in _failed(recheck(b))
+    assert "domain has the recorded number of valid inputs" in failed_checks(recheck(b))

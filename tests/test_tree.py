@@ -2,10 +2,10 @@
 
 import itertools
 import json
-import shutil
 
 import numpy as np
 import pytest
+from bundles import copy_bundle, failed_checks, rehash, task_bundle
 from cases import CASES
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -134,35 +134,9 @@ def test_tree_query_is_satisfiable_when_a_void_leaf_holds_valid_inputs():
 
 @pytest.fixture(scope="module")
 def tree_bundle(tmp_path_factory):
-    from jaxscd.pipeline import DistillConfig, distill
-    from jaxscd.tasks import get_task
-    from jaxscd.verify.certificate import write_bundle
-
-    task = get_task("quote_close")
-    result = distill(task.circuit, task.domain(max_len=5), DistillConfig(proof_strategy="tree"))
+    out, result = task_bundle(tmp_path_factory, "quote_close", 5, "tree")
     assert result.verdict.value == "PROVED" and result.proof.method == "smt-tree"
-    out = tmp_path_factory.mktemp("bundles") / "quote_tree"
-    write_bundle(result, out, {"kind": "task", "name": "quote_close"}, task.circuit.fingerprint)
     return out
-
-
-def _copy(bundle, tmp_path):
-    target = tmp_path / "b"
-    shutil.copytree(bundle, target)
-    return target
-
-
-def _rehash(bundle, name):
-    """Edit a file and its recorded hash, so only the deeper checks can notice."""
-    from jaxscd.circuits.base import sha256_bytes
-
-    cert = json.loads((bundle / "certificate.json").read_text())
-    cert["files"][name] = sha256_bytes((bundle / name).read_bytes())
-    (bundle / "certificate.json").write_text(json.dumps(cert))
-
-
-def _failed(report):
-    return {name for name, status, _ in report.checks if status == "FAILED"}
 
 
 def test_tree_bundle_verifies(tree_bundle):
@@ -182,7 +156,7 @@ def _edit_tree(bundle, edit):
     trees = json.loads((bundle / "tree.json").read_text())
     edit(trees)
     (bundle / "tree.json").write_text(json.dumps(trees))
-    _rehash(bundle, "tree.json")
+    rehash(bundle, "tree.json")
 
 
 def _first_leaf_path(node):
@@ -196,7 +170,7 @@ def _first_leaf_path(node):
 def test_flipped_tree_leaf_fails_its_bounds(tree_bundle, tmp_path):
     from jaxscd.verify.recheck import recheck
 
-    b = _copy(tree_bundle, tmp_path)
+    b = copy_bundle(tree_bundle, tmp_path)
 
     def flip(trees):
         longest = max(trees, key=int)
@@ -207,15 +181,15 @@ def test_flipped_tree_leaf_fails_its_bounds(tree_bundle, tmp_path):
         node[last] = 1 - node[last] if node[last] in (0, 1) else 0
 
     _edit_tree(b, flip)
-    assert "interval bounds prove every decided leaf of the tree" in _failed(recheck(b))
+    assert "interval bounds prove every decided leaf of the tree" in failed_checks(recheck(b))
 
 
 def test_dropped_length_breaks_the_partition(tree_bundle, tmp_path):
     from jaxscd.verify.recheck import recheck
 
-    b = _copy(tree_bundle, tmp_path)
+    b = copy_bundle(tree_bundle, tmp_path)
     _edit_tree(b, lambda trees: trees.pop(max(trees, key=int)))
-    assert "tree partitions the domain" in _failed(recheck(b))
+    assert "tree partitions the domain" in failed_checks(recheck(b))
 
 
 def test_all_void_tree_is_caught_by_the_solver(tree_bundle, tmp_path):
@@ -225,13 +199,13 @@ def test_all_void_tree_is_caught_by_the_solver(tree_bundle, tmp_path):
     from jaxscd.verify.certificate import domain_from_json
     from jaxscd.verify.recheck import recheck
 
-    b = _copy(tree_bundle, tmp_path)
+    b = copy_bundle(tree_bundle, tmp_path)
     _edit_tree(b, lambda trees: trees.update({k: None for k in trees}))
     cert = json.loads((b / "certificate.json").read_text())
     trees = {int(k): None for k in json.loads((b / "tree.json").read_text())}
     (b / "tree_query.smt2").write_text(tree_query(trees, from_json(cert["program"]), domain_from_json(cert["domain"])))
-    _rehash(b, "tree_query.smt2")
-    failed = _failed(recheck(b))
+    rehash(b, "tree_query.smt2")
+    failed = failed_checks(recheck(b))
     assert "z3: tree_query.smt2 is unsat" in failed
     assert "interval bounds prove every decided leaf of the tree" not in failed
 
@@ -239,9 +213,9 @@ def test_all_void_tree_is_caught_by_the_solver(tree_bundle, tmp_path):
 def test_malformed_tree_is_corrupt_not_a_traceback(tree_bundle, tmp_path):
     from jaxscd.verify.recheck import recheck
 
-    b = _copy(tree_bundle, tmp_path)
+    b = copy_bundle(tree_bundle, tmp_path)
     (b / "tree.json").write_text('[1, 2, 3]')
-    _rehash(b, "tree.json")
+    rehash(b, "tree.json")
     from jaxscd.verify.recheck import BundleError
 
     with pytest.raises(BundleError):
@@ -290,8 +264,8 @@ def test_narrow_integer_arrays_are_widened_to_int64():
 def test_deeply_nested_tree_file_is_corrupt_not_a_traceback(tree_bundle, tmp_path):
     from jaxscd.verify.recheck import BundleError, recheck
 
-    b = _copy(tree_bundle, tmp_path)
+    b = copy_bundle(tree_bundle, tmp_path)
     (b / "tree.json").write_text("[" * 100_000 + "]" * 100_000)
-    _rehash(b, "tree.json")
+    rehash(b, "tree.json")
     with pytest.raises(BundleError):
         recheck(b)

@@ -1,0 +1,38 @@
+"""Bundle helpers shared by the certificate and tree tests: write a task's bundle, copy it, edit it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+
+def task_bundle(tmp_path_factory, task_name: str, max_len: int, strategy: str = "auto"):
+    """(bundle directory, distill result) for a built-in task on lengths up to ``max_len``."""
+    from jaxscd.pipeline import DistillConfig, distill
+    from jaxscd.tasks import get_task
+    from jaxscd.verify.certificate import write_bundle
+
+    task = get_task(task_name)
+    result = distill(task.circuit, task.domain(max_len=max_len), DistillConfig(proof_strategy=strategy))
+    out = tmp_path_factory.mktemp("bundles") / f"{task_name}_{strategy}"
+    write_bundle(result, out, {"kind": "task", "name": task_name}, task.circuit.fingerprint)
+    return out, result
+
+
+def copy_bundle(bundle, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(bundle, target)
+    return target
+
+
+def rehash(bundle, name):
+    """Record the current hash of an edited file, so only the deeper checks can notice the edit."""
+    from jaxscd.circuits.base import sha256_bytes
+
+    cert = json.loads((bundle / "certificate.json").read_text())
+    cert["files"][name] = sha256_bytes((bundle / name).read_bytes())
+    (bundle / "certificate.json").write_text(json.dumps(cert))
+
+
+def failed_checks(report):
+    return {name for name, status, _ in report.checks if status == "FAILED"}

@@ -13,9 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscd.domain import Domain
-from jaxscd.dsl.batch import evaluate_program
 from jaxscd.dsl.programs import Program, description_length
-from jaxscd.kernels.enumerate import chunks, decode_indices
+from jaxscd.kernels.enumerate import decode_indices, program_decisions
 from jaxscd.kernels.filter import CountTable, score_rows
 
 
@@ -54,13 +53,6 @@ def _runs(values: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((v, v))
     return runs
-
-
-def program_decisions(program: Program, domain: Domain, chunk_size: int = 1 << 15) -> np.ndarray:
-    out = np.empty(domain.size, dtype=np.int8)
-    for first, tokens, lengths, real in chunks(domain, chunk_size):
-        out[first:first + real] = np.asarray(evaluate_program(program, tokens, lengths, domain.n_tokens))[:real]
-    return out
 
 
 def _probe_inputs(domain: Domain, target: np.ndarray, valid: np.ndarray, probe: np.ndarray) -> tuple:

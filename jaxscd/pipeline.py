@@ -13,11 +13,11 @@ from jaxscd.circuits.base import Circuit
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import Program
 from jaxscd.dsl.source import render
-from jaxscd.kernels.enumerate import all_tokens, precondition_mask
+from jaxscd.kernels.enumerate import all_tokens, precondition_mask, program_decisions
 from jaxscd.kernels.evaluate import TruthTable, evaluate_circuit
 from jaxscd.kernels.filter import count_table
 from jaxscd.dsl.batch import composition_family
-from jaxscd.nearmiss import disagreement_patterns, nearest_misses, one_sided_parts, program_decisions
+from jaxscd.nearmiss import disagreement_patterns, nearest_misses, one_sided_parts
 from jaxscd.search import candidate_families, probe_indices, search
 from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig, SurrogateError, fit
 from jaxscd.synth import synthesize
@@ -85,10 +85,10 @@ def compare_with_spec(spec: Callable, domain: Domain, decisions: np.ndarray, val
     """
     rows = np.flatnonzero(valid)
     intended = np.array([int(spec(tokens[i, :lengths[i]].tolist())) for i in rows], dtype=np.int8)
-    wrong = rows[intended != decisions[rows]]
+    bad = intended != decisions[rows]
+    wrong = rows[bad]
     examples = [tokens[i, :lengths[i]].tolist() for i in wrong[:5]]
-    patterns = disagreement_patterns(domain, wrong, decisions[wrong], intended[intended != decisions[rows]],
-                                     class_names, what="spec")
+    patterns = disagreement_patterns(domain, wrong, decisions[wrong], intended[bad], class_names, what="spec")
     return len(wrong), examples, patterns
 
 

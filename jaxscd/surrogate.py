@@ -73,8 +73,7 @@ class IntegerSurrogate:
 
     @classmethod
     def from_arrays(cls, arrays) -> IntegerSurrogate:
-        return cls(*(np.asarray(arrays[k], dtype=np.int64) for k in ("hidden_w", "hidden_b", "out_w", "skip_w")),
-                   int(arrays["out_b"]))
+        return cls(*(arrays[k] for k in ("hidden_w", "hidden_b", "out_w", "skip_w", "out_b")))
 
     def preactivations(self, tokens, lengths) -> jax.Array:
         return _preactivations(jnp.asarray(self.hidden_w), jnp.asarray(self.hidden_b), tokens, lengths)

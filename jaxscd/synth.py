@@ -220,11 +220,10 @@ def final_states(transitions: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarra
     return state, used
 
 
-def _canonical(transitions: np.ndarray, accepting: np.ndarray, tokens: np.ndarray,
-               decisions: np.ndarray) -> StateMachine:
+def _canonical(transitions: np.ndarray, final: np.ndarray, used: np.ndarray, decisions: np.ndarray) -> StateMachine:
     """The machine with its free choices fixed: transitions no valid input takes loop back, states no valid input
-    ends in reject, and states are renumbered in breadth-first order from state 0 (tokens in id order)."""
-    final, used = final_states(transitions, tokens)
+    ends in reject, and states are renumbered in breadth-first order from state 0 (tokens in id order).
+    ``final, used`` are ``final_states`` of the valid inputs."""
     table = np.where(used, transitions, np.arange(len(transitions))[:, None])
     accepting = np.zeros(len(table), dtype=bool)
     accepting[final[decisions == 1]] = True
@@ -299,10 +298,10 @@ def synthesize(domain: Domain, decisions: np.ndarray, valid: np.ndarray, max_sta
             result.ruled_out, n, encoding = n, n + 1, None
             continue
         transitions, accepting = encoding.machine()
-        final, _ = final_states(transitions, tokens)
+        final, used = final_states(transitions, tokens)
         wrong = np.flatnonzero(accepting[final].astype(np.int8) != labels)
         if not len(wrong):
-            result.machine = _canonical(transitions, accepting, tokens, labels)
+            result.machine = _canonical(transitions, final, used, labels)
             break
         picked = set(wrong[:COUNTEREXAMPLES_PER_ROUND // 2].tolist())
         picked |= set(rng.choice(wrong, min(COUNTEREXAMPLES_PER_ROUND // 2, len(wrong)), replace=False).tolist())

@@ -36,10 +36,12 @@ def decode_indices(domain: Domain, indices) -> tuple[jax.Array, jax.Array]:
 
 
 def chunk_indices(start: int, stop: int, chunk_size: int) -> Iterator[tuple[int, np.ndarray, int]]:
-    """Fixed-size index chunks of [start, stop): (first index, int64[chunk_size], number of real entries).
+    """Fixed-size index chunks of [start, stop): (first index, int64[size], number of real entries), where
+    size is ``chunk_size`` but never more than the range itself (a small range is one small chunk).
 
     The last chunk is padded by repeating ``stop - 1`` so every chunk has the same shape (one compilation).
     """
+    chunk_size = max(1, min(chunk_size, stop - start))
     for first in range(start, stop, chunk_size):
         real = min(chunk_size, stop - first)
         idx = np.minimum(np.arange(first, first + chunk_size, dtype=np.int64), stop - 1)
@@ -47,24 +49,26 @@ def chunk_indices(start: int, stop: int, chunk_size: int) -> Iterator[tuple[int,
 
 
 def chunks(domain: Domain, chunk_size: int, start: int = 0, stop: int | None = None):
-    """Padded token chunks over the domain: (first index, tokens[chunk, max_len], lengths[chunk], n_real).
-
-    Chunks are never larger than the range itself, so a small domain is one small chunk."""
+    """Padded token chunks over the domain: (first index, tokens[chunk, max_len], lengths[chunk], n_real)."""
     stop = domain.size if stop is None else stop
-    for first, idx, real in chunk_indices(start, stop, min(chunk_size, stop - start)):
+    for first, idx, real in chunk_indices(start, stop, chunk_size):
         tokens, lengths = decode_indices(domain, idx)
         yield first, tokens, lengths, real
+
+
+def program_decisions(program, domain: Domain, chunk_size: int = 1 << 15) -> np.ndarray:
+    """int8 [size]: a DSL program's class on every sequence of the domain."""
+    out = np.empty(domain.size, dtype=np.int8)
+    for first, tokens, lengths, real in chunks(domain, chunk_size):
+        out[first:first + real] = np.asarray(evaluate_program(program, tokens, lengths, domain.n_tokens))[:real]
+    return out
 
 
 def precondition_mask(domain: Domain, chunk_size: int = 1 << 15) -> np.ndarray:
     """bool [size]: which sequences satisfy the domain's precondition (all True without one)."""
     if domain.precondition is None:
         return np.ones(domain.size, dtype=bool)
-    mask = np.empty(domain.size, dtype=bool)
-    for first, tokens, lengths, real in chunks(domain, chunk_size):
-        valid = evaluate_program(domain.precondition, tokens, lengths, domain.n_tokens)
-        mask[first:first + real] = np.asarray(valid)[:real]
-    return mask
+    return program_decisions(domain.precondition, domain, chunk_size).astype(bool)
 
 
 def all_tokens(domain: Domain, chunk_size: int = 1 << 15) -> tuple[np.ndarray, np.ndarray]:

@@ -44,11 +44,10 @@ def _decide(output, batch: int, name: str) -> tuple[np.ndarray, np.ndarray, floa
     if out.shape != (batch, 2):
         raise CircuitError(f"circuit {name!r} returned shape {out.shape} for {batch} sequences; expected logits "
                            f"[{batch}, 2] or decisions [{batch}]")
-    if not np.isfinite(out.astype(np.float64)).all():
+    wide = out.astype(np.float64)
+    if not np.isfinite(wide).all():
         raise CircuitError(f"circuit {name!r} returned non-finite logits (NaN or inf); check its weights")
-    bound = float_error_bound(out)
-    out = out.astype(np.float64)
-    return (out[:, 1] > out[:, 0]).astype(np.int8), np.abs(out[:, 1] - out[:, 0]), bound
+    return (wide[:, 1] > wide[:, 0]).astype(np.int8), np.abs(wide[:, 1] - wide[:, 0]), float_error_bound(out)
 
 
 def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_size: int = 1 << 14) -> TruthTable:
@@ -62,11 +61,10 @@ def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_
     starts = domain.starts
     for slot, length in enumerate(domain.lengths):
         begin, end = int(starts[slot]), int(starts[slot + 1])
-        size = min(chunk_size, end - begin)
-        for first, idx, real in chunk_indices(begin, end, size):
+        for first, idx, real in chunk_indices(begin, end, chunk_size):
             tokens, _ = decode_indices(domain, idx)
             batch = np.asarray(tokens)[:, :length]
-            dec, margin, chunk_bound = _decide(circuit.forward(batch), size, circuit.name)
+            dec, margin, chunk_bound = _decide(circuit.forward(batch), len(idx), circuit.name)
             bound = max(bound, chunk_bound)
             decisions[first:first + real], margins[first:first + real] = dec[:real], margin[:real]
     return TruthTable(decisions, margins, valid, bound)

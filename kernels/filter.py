@@ -117,11 +117,10 @@ def filter_family(family: Family, domain: Domain, target: np.ndarray, valid: np.
     if probe is not None and len(probe):
         tokens, lengths = decode_indices(domain, probe)
         _sweep(family, alive, tokens, lengths, jnp.asarray(target[probe]), jnp.asarray(valid[probe]))
-    size = min(chunk_size, domain.size)
-    for first, idx, real in chunk_indices(0, domain.size, size):
+    for first, idx, real in chunk_indices(0, domain.size, chunk_size):
         if not alive.any():
             break
-        in_chunk = np.arange(size) < real
+        in_chunk = np.arange(len(idx)) < real
         tokens, lengths = decode_indices(domain, idx)
         _sweep(family, alive, tokens, lengths, jnp.asarray(target[idx]), jnp.asarray(valid[idx] & in_chunk))
     return alive

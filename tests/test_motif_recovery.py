@@ -7,7 +7,6 @@ The circuits see unpadded token arrays [batch, length] (one length per call) and
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -23,9 +22,9 @@ from jaxscd.dsl.programs import (
     TokenAt,
     WindowCount,
 )
-from jaxscd.kernels.enumerate import all_tokens, decode_indices, precondition_mask
+from jaxscd.kernels.enumerate import all_tokens, precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
-from jaxscd.kernels.filter import score_rows
+from jaxscd.nearmiss import one_sided_parts
 from jaxscd.pipeline import distill
 from jaxscd.search import candidate_families
 from jaxscd.verify.prove import Verdict
@@ -127,26 +126,6 @@ def test_circuit_distills_to_a_proved_program_equal_to_the_motif(name, forward, 
     assert got == expected, f"PROVED {result.program} differs from {intended}"
 
 
-def one_sided_near_misses(domain: Domain, target: np.ndarray, valid: np.ndarray, families, per_family: int = 2):
-    """Per family, the candidates that are never 0 where the target is 1 (fewest false 1s first), and those never
-    1 where it is 0 (fewest false 0s first): the parts an AND / an OR of two programs is made of. (The nearest
-    misses by total mismatches are often near-constant programs, which no composition repairs.)"""
-    tokens, lengths = decode_indices(domain, np.arange(domain.size))
-    on, off = valid & (target == 1), valid & (target == 0)
-    parts = []
-    for family in families:
-        rows = np.arange(family.n_params)
-        false_0 = score_rows(family, rows, tokens, lengths, jnp.asarray(target), jnp.asarray(on))
-        false_1 = score_rows(family, rows, tokens, lengths, jnp.asarray(target), jnp.asarray(off))
-        for never, fewest in ((false_0, false_1), (false_1, false_0)):
-            score = np.where(never == 0, fewest, np.iinfo(np.int32).max)
-            for flat in np.argsort(score, axis=None, kind="stable")[:per_family]:
-                p, k = np.unravel_index(flat, score.shape)
-                if never[p, k] == 0:
-                    parts.append(family.program(int(p), int(k)))
-    return parts
-
-
 def test_composition_of_one_sided_near_misses_is_found_and_proved():
     """No single motif is exact for an AND of two positional heads; distill pairs one-sided near misses of every
     family (``composition_family``), finds the AND, and z3 proves it against the surrogate."""
@@ -161,7 +140,8 @@ def test_composition_of_one_sided_near_misses_is_found_and_proved():
 
     valid = precondition_mask(domain)
     target = evaluate_circuit(circuit, domain, valid).decisions
-    parts = one_sided_near_misses(domain, target, valid, candidate_families(domain))
+    # scored on every input (the whole domain as the probe), so the parts are exact one-sided near misses
+    parts = one_sided_parts(domain, target, valid, candidate_families(domain), np.arange(domain.size), None)
     assert intended.left in parts and intended.right in parts
 
 

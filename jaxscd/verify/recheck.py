@@ -19,9 +19,8 @@ from jaxscd.circuits.base import Circuit, CircuitError, sha256_bytes
 from jaxscd.domain import DomainError
 from jaxscd.dsl.programs import check_program, from_json
 from jaxscd.dsl.source import render
-from jaxscd.kernels.enumerate import precondition_mask
+from jaxscd.kernels.enumerate import precondition_mask, program_decisions
 from jaxscd.kernels.evaluate import evaluate_circuit
-from jaxscd.nearmiss import program_decisions
 from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
 from jaxscd.verify.certificate import SCHEMA_VERSION, canonical_sha256, domain_from_json, domain_json
 from jaxscd.verify.prove import equivalence_query, smt2_text

@@ -80,6 +80,8 @@ def _resolve(task_name, circuit_target, sparse, alphabet, min_len, max_len, grap
         if names is not None:
             raise ValueError("--alphabet cannot be used with --circuit-sparsity: the template's alphabet maps "
                              "names to model token ids")
+        from jaxscd.circuits.sparse_gpt import load_sparse_circuit
+
         circuit, template = load_sparse_circuit(**sparse)
         domain = Domain(template.alphabet, min_len or template.min_len, max_len or template.max_len)
         return circuit, domain, None, f"circuit_sparsity checkpoint {sparse['model_dir']}", \
@@ -101,19 +103,6 @@ def _resolve(task_name, circuit_target, sparse, alphabet, min_len, max_len, grap
     domain = Domain(names, min_len or lengths[0], max_len or lengths[1])
     doc = (getattr(source.circuit.forward, "__doc__", None) or "a Python callable").strip().splitlines()[0]
     return source.circuit, domain, source.spec, doc, {"kind": "callable", "target": _absolute(circuit_target)}
-
-
-def load_sparse_circuit(model_dir, template, viz=None, means=None):
-    """A circuit_sparsity model (restricted to the circuit in ``viz`` with ``means`` when given) and its template."""
-    from jaxscd.circuits.sparse_gpt import load_circuit, load_model, load_template, sparse_gpt_circuit
-
-    if template is None:
-        raise ValueError("--circuit-sparsity needs --template T.json (alphabet -> token ids, prefix, suffix, "
-                         "target and alternative ids)")
-    model = load_model(model_dir)
-    node_circuit = load_circuit(model.config, viz, means) if viz is not None else None
-    prompt = load_template(template)
-    return sparse_gpt_circuit(model, node_circuit, prompt), prompt
 
 
 def _absolute(target: str) -> str:
@@ -266,9 +255,9 @@ def export_graph_command(task, output):
     except KeyError as err:
         _fail(str(err.args[0]))
     if output:
-        from jaxscd.verify.certificate import atomic_write_text
+        from jaxscd.circuits.base import atomic_write
 
-        atomic_write_text(Path(output), text)
+        atomic_write(Path(output), text)
     else:
         click.echo(text, nl=False)
 

@@ -55,7 +55,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import partial
@@ -65,7 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxscd.circuits.base import Circuit, CircuitError, sha256_bytes
+from jaxscd.circuits.base import Circuit, CircuitError, atomic_write, sha256_bytes
 
 TORCH_HINT = "pip install jaxscd[circuit-sparsity]"
 AFRAC_LOCTYPES = ("attn_in", "attn_q", "attn_k", "attn_v", "attn_out", "mlp_in", "mlp_neuron", "mlp_out",
@@ -779,12 +779,18 @@ def eval_logits(model_dir, tokens_npy, out_npy, viz=None, means=None, batch_size
     hooks = _hooks(circuit)
     out = _in_batches(lambda chunk: _forward(model.params, jnp.asarray(chunk), hooks, config=model.config)[0],
                       tokens, batch_size).astype(np.float64)
-    handle, temp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, out)
-        os.replace(temp, out_path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.save(buffer, out)
+    atomic_write(out_path, buffer.getvalue())
     return out
+
+
+def load_sparse_circuit(model_dir, template, viz=None, means=None):
+    """A circuit_sparsity model (restricted to the circuit in ``viz`` with ``means`` when given) and its template."""
+    if template is None:
+        raise ValueError("--circuit-sparsity needs --template T.json (alphabet -> token ids, prefix, suffix, "
+                         "target and alternative ids)")
+    model = load_model(model_dir)
+    node_circuit = load_circuit(model.config, viz, means) if viz is not None else None
+    prompt = load_template(template)
+    return sparse_gpt_circuit(model, node_circuit, prompt), prompt

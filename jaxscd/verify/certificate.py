@@ -97,18 +97,6 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
     }
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and rename it into place."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def write_bundle(result, out_dir: str | os.PathLike, circuit_ref: dict, circuit_fingerprint: str) -> Path:
     """Write the bundle into a temporary sibling directory, then rename it into place (no half bundles)."""
     out = Path(out_dir)

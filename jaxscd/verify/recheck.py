@@ -82,7 +82,7 @@ def _load_circuit(source: dict) -> Circuit:
 
         return load_graph(source["path"])
     if source.get("kind") == "circuit_sparsity":
-        from jaxscd.cli import load_sparse_circuit
+        from jaxscd.circuits.sparse_gpt import load_sparse_circuit
 
         return load_sparse_circuit(source["model_dir"], source["template"], source.get("viz"), source.get("means"))[0]
     raise CircuitError(f"unknown circuit source {source!r}")

@@ -24,8 +24,8 @@ import numpy as np
 from jaxscd.domain import Domain
 from jaxscd.dsl.batch import Family, evaluate_program, linear_count_family, state_machine_family
 from jaxscd.dsl.programs import CountThreshold
-from jaxscd.kernels.enumerate import chunk_indices, decode_indices
-from jaxscd.kernels.filter import _block_size, count_table, mismatches
+from jaxscd.kernels.enumerate import chunks as token_chunks
+from jaxscd.kernels.filter import _block_size, count_table, mismatches, score_rows
 
 TARGET = CountThreshold({0}, {1}, 1)  # "more a than b": any fixed program works, nothing is discarded
 
@@ -36,10 +36,9 @@ TARGET = CountThreshold({0}, {1}, 1)  # "more a than b": any fixed program works
 
 def domain_chunks(domain: Domain, chunk_size: int) -> list[dict]:
     out = []
-    for _, idx, real in chunk_indices(0, domain.size, chunk_size):
-        tokens, lengths = decode_indices(domain, idx)
+    for _, tokens, lengths, real in token_chunks(domain, chunk_size):
         target = evaluate_program(TARGET, tokens, lengths, domain.n_tokens)
-        valid = np.arange(chunk_size) < real  # the padded tail of the last chunk repeats one input
+        valid = np.arange(len(tokens)) < real  # the padded tail of the last chunk repeats one input
         out.append({"tokens": np.asarray(tokens), "lengths": np.asarray(lengths), "target": np.asarray(target),
                     "valid": valid})
     return out
@@ -131,14 +130,7 @@ def bench(family: Family, numpy_fn, jax_rows: int, numpy_rows: int, chunks: list
 
 def jax_count_table(family: Family, rows: np.ndarray, table) -> np.ndarray:
     """Mismatches via the count table: count-invariant families decided on one representative per group."""
-    block = _block_size(len(rows), family.n_heads, int(table.tokens.shape[0]))
-    padded = np.concatenate([rows, np.full(-len(rows) % block, rows[-1])])
-    heads = {k: jnp.asarray(v) for k, v in family.heads.items()}
-    out = []
-    for b in range(0, len(padded), block):
-        params = {k: jnp.asarray(v[padded[b:b + block]]) for k, v in family.params.items()}
-        out.append(mismatches(family.evaluate, params, heads, table.tokens, table.lengths, table.target, table.weight))
-    return np.concatenate([np.asarray(o) for o in out])[:len(rows)].astype(np.int64)
+    return score_rows(family, rows, table.tokens, table.lengths, table.target, table.weight).astype(np.int64)
 
 
 def bench_count_table(family: Family, numpy_fn, domain: Domain, chunks: list[dict], repeats: int) -> dict:
@@ -170,7 +162,7 @@ def main() -> None:
     args = parser.parse_args()
 
     domain = Domain(tuple(string.ascii_lowercase[:args.tokens]), 1, args.max_len)
-    chunks = domain_chunks(domain, min(args.chunk_size, domain.size))
+    chunks = domain_chunks(domain, args.chunk_size)
     print(f"domain: {domain.n_tokens} tokens, lengths 1..{domain.max_len}, {domain.size:,} inputs in {len(chunks)} "
           f"chunks of {len(chunks[0]['valid']):,}; target {TARGET}")
     print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({os.cpu_count()} CPUs), numpy {np.__version__}, "

@@ -26,7 +26,7 @@ from jaxscd.surrogate import SurrogateConfig, SurrogateError, fit
 from jaxscd.tasks import get_task
 from jaxscd.verify.encode import symbolic_sequence
 from jaxscd.verify.prove import Verdict, prove_equivalent
-from jaxscd.verify.tree import tree_stats, trees_from_json
+from jaxscd.verify.tree import tree_stats
 
 
 def baseline_query(surrogate, program, domain) -> z3.Solver:
@@ -63,7 +63,6 @@ def timed_baseline(surrogate, program, domain, timeout_s: float) -> tuple[str, f
 def cubes_fresh_vs_assumptions(surrogate, program, domain, timeout_s: float) -> tuple[float, float, int]:
     """Same cubes two ways, one process: a fresh solver per cube query (with phase fixing, as jaxscd does)
     against one incremental solver asked check(assumptions) per cube (push/pop-style reuse, no phase fixing)."""
-    from jaxscd.kernels.enumerate import precondition_mask
     from jaxscd.surrogate import exhaustive_decisions
     from jaxscd.verify.cubes import cube_phases, cube_query, initial_cubes, solve_text
     from jaxscd.verify.prove import equivalence_query
@@ -137,7 +136,7 @@ def main() -> None:
         tree = prove_equivalent(folded, program, domain, timeout_s=args.baseline_timeout, strategy="tree")
         tree_col = f"{tree.seconds:.3f} s" if tree.verdict == Verdict.PROVED else "over budget"
         if tree.tree is not None:
-            tree_col += f" {tree_stats(trees_from_json(tree.tree))['leaves']}L"
+            tree_col += f" {tree_stats(tree.tree)['leaves']}L"
         single = prove_equivalent(folded, program, domain, timeout_s=args.baseline_timeout, strategy="single")
         base = f"{base_s:.3f} s" + ("" if base_answer == "unsat" else f" ({base_answer})")
         ratio = f"{base_s / proof.seconds:.1f}x" + (" (>=)" if base_answer != "unsat" else "")

@@ -21,10 +21,6 @@ EXIT_VERIFY_FAILED = 6
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT):
-    lines = message.splitlines() or [""]
-    if len(lines) > 1:  # a report of several problems: the first one, and how many more
-        problems = [line for line in lines[1:] if line.strip()]
-        message = f"{problems[0]} (+{len(problems) - 1} more)" if len(problems) > 1 else problems[0]
     click.echo(f"jaxscd: error: {message}", err=True)
     sys.exit(code)
 
@@ -155,9 +151,9 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
     if result.proof:
         how = f", {len(result.proof.cubes)} cubes" if result.proof.cubes else ""
         if result.proof.tree is not None:
-            from jaxscd.verify.tree import tree_stats, trees_from_json
+            from jaxscd.verify.tree import tree_stats
 
-            how = f", tree of {tree_stats(trees_from_json(result.proof.tree))['leaves']} leaves"
+            how = f", tree of {tree_stats(result.proof.tree)['leaves']} leaves"
         proof = f" (z3 {result.proof.seconds:.2f} s{how})"
     console.print(f"verdict    [bold {color}]{result.verdict.value}[/]{proof}")
     for note in result.notes:
@@ -229,7 +225,7 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
         if out:
             write_bundle(result, out, circuit_ref, circuit.fingerprint)
     except (DomainError, CircuitError, KeyError, ValueError, OSError) as err:
-        _fail(str(err.args[0]) if isinstance(err, KeyError) else str(err))
+        _fail(str(err.args[0]) if isinstance(err, KeyError) else getattr(err, "summary", str(err)))
     except KeyboardInterrupt:
         _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
     summary = _summary(result, description)

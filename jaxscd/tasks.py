@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from jaxscd.circuits import reference
 from jaxscd.circuits.base import Circuit
@@ -25,7 +26,6 @@ class Task:
     spec: Callable[[Sequence[int]], int] | None = None  # intended behaviour on token ids
     precondition: Program | None = None
     precondition_text: str = ""
-    details: str = ""  # why the default domain is what it is
 
     def domain(self, min_len: int | None = None, max_len: int | None = None) -> Domain:
         return Domain(self.alphabet, self.min_len if min_len is None else min_len,
@@ -64,12 +64,19 @@ def _bracket_depth() -> Task:
 # lengths and precondition come from the graph's "domain" block, so a graph file exported from them is complete.
 
 
-def _graph_task(graph: dict, spec: Callable, details: str) -> Task:
-    g = read_graph(graph)
+def _graph_task(name: str) -> Task:
+    graph, spec = _GRAPH_TASKS[name]
+    g = read_graph(graph())
     return Task(g.name, g.description, g.circuit(), g.vocab, g.min_len, g.max_len, g.max_positions, spec,
-                g.precondition, g.precondition_text, details)
+                g.precondition, g.precondition_text)
 
 
+# Each default domain below is restricted where the unrestricted behaviour is beyond the DSL or an exact
+# surrogate; the comment above each spec says how.
+
+# The domain fixes the query to x and x keeps one type (tracking the latest of changing types needs a 4-state DFA,
+# beyond the DSL's 3), so the decision is 'x is initialised with set()', a 3-state DFA; y's initialisers are
+# distractors that a most-recent-initialiser shortcut gets wrong.
 def _set_or_string_spec(tokens: Sequence[int]) -> int:
     """'+=' (1) if the final variable's latest initialiser is '' , '.add' (0) if set() (or none)."""
     var = tokens[-1]
@@ -77,14 +84,9 @@ def _set_or_string_spec(tokens: Sequence[int]) -> int:
     return int(bool(kinds) and kinds[-1] == 3)
 
 
-def _set_or_string() -> Task:
-    return _graph_task(reference.set_or_string_graph(), _set_or_string_spec,
-                       "The domain fixes the query to x and x keeps one type (tracking the latest of changing "
-                       "types needs a 4-state DFA, beyond the DSL's 3), so the decision is 'x is initialised with "
-                       "set()', a 3-state DFA; y's initialisers are distractors that a most-recent-initialiser "
-                       "shortcut gets wrong.")
 
 
+# Brackets do not nest on this domain, so the most recent opener is the open one.
 def _bracket_brace_spec(tokens: Sequence[int]) -> int:
     """The closer of the most recent unclosed opener: ')' (0) or '}' (1); ')' when none is open."""
     stack = []
@@ -96,56 +98,49 @@ def _bracket_brace_spec(tokens: Sequence[int]) -> int:
     return int(bool(stack) and stack[-1] == 1)
 
 
-def _bracket_brace() -> Task:
-    return _graph_task(reference.bracket_brace_graph(), _bracket_brace_spec,
-                       "Brackets do not nest on this domain, so the most recent opener is the open one.")
 
 
+# The domain ends inside the last 'if''s condition and holds at most two 'if' (with more, an exact integer surrogate
+# needs position weights growing like 2^i); the decision is a 3-state DFA.
 def _if_ternary_spec(tokens: Sequence[int]) -> int:
     """':' (1) when the most recent 'if' starts a line (first token or after a newline), else 'else' (0)."""
     ifs = [j for j, t in enumerate(tokens) if t == 1]
     return int(bool(ifs) and (ifs[-1] == 0 or tokens[ifs[-1] - 1] == 0))
 
 
-def _if_ternary() -> Task:
-    return _graph_task(reference.if_ternary_graph(), _if_ternary_spec,
-                       "The domain ends inside the last 'if''s condition and holds at most two 'if' (with more, an "
-                       "exact integer surrogate needs position weights growing like 2^i); the decision is a "
-                       "3-state DFA.")
 
 
+# Fields nest up to 2 deep, so the most recent brace does not decide, the count does; the threshold sits below every
+# positive density, so unlike bracket_depth no length dilutes it.
 def _fstring_brace_spec(tokens: Sequence[int]) -> int:
     """'}' (1) while a replacement field is open (more '{' than '}'), else '"' (0)."""
     return int(tokens.count(0) - tokens.count(1) >= 1)
 
 
-def _fstring_brace() -> Task:
-    return _graph_task(reference.fstring_brace_graph(), _fstring_brace_spec,
-                       "Fields nest up to 2 deep, so the most recent brace does not decide, the count does; the "
-                       "threshold sits below every positive density, so unlike bracket_depth no length dilutes it.")
 
 
+# The domain ends with a keyword and the loop variable and holds at most two keywords (as for if_ternary), so the
+# decision is the most recent keyword.
 def _for_while_spec(tokens: Sequence[int]) -> int:
     """'in' (1) when the most recent loop keyword is 'for', '<' (0) when it is 'while' (or there is none)."""
     keywords = [t for t in tokens if t in (0, 1)]
     return int(bool(keywords) and keywords[-1] == 0)
 
 
-def _for_while() -> Task:
-    return _graph_task(reference.for_while_graph(), _for_while_spec,
-                       "The domain ends with a keyword and the loop variable and holds at most two keywords (as "
-                       "for if_ternary), so the decision is the most recent keyword.")
 
 
 SEED_TASKS = ("quote_close", "bracket_depth")  # the one-layer reference circuits
-_GRAPHS = {"set_or_string": reference.set_or_string_graph, "bracket_brace": reference.bracket_brace_graph,
-           "if_ternary": reference.if_ternary_graph, "fstring_brace": reference.fstring_brace_graph,
-           "for_while": reference.for_while_graph}
 _SEED_NAMES = {"quote_close": (reference.QUOTE_CHANNELS, reference.QUOTE_NEURONS, "last_quote"),
                "bracket_depth": (reference.BRACKET_CHANNELS, reference.BRACKET_NEURONS, "uniform_mean")}
-_BUILDERS = {"quote_close": _quote_close, "bracket_depth": _bracket_depth, "set_or_string": _set_or_string,
-             "bracket_brace": _bracket_brace, "if_ternary": _if_ternary, "fstring_brace": _fstring_brace,
-             "for_while": _for_while}
+_GRAPH_TASKS = {  # name -> (circuit graph, intended spec)
+    "set_or_string": (reference.set_or_string_graph, _set_or_string_spec),
+    "bracket_brace": (reference.bracket_brace_graph, _bracket_brace_spec),
+    "if_ternary": (reference.if_ternary_graph, _if_ternary_spec),
+    "fstring_brace": (reference.fstring_brace_graph, _fstring_brace_spec),
+    "for_while": (reference.for_while_graph, _for_while_spec),
+}
+_BUILDERS = {"quote_close": _quote_close, "bracket_depth": _bracket_depth} | \
+    {name: partial(_graph_task, name) for name in _GRAPH_TASKS}
 
 
 def task_names() -> list[str]:
@@ -160,8 +155,8 @@ def get_task(name: str) -> Task:
 
 def task_graph(name: str) -> dict:
     """A built-in task's circuit as a circuit-graph dict (schema 1) with its default domain; ``json.dump`` it."""
-    if name in _GRAPHS:
-        return _GRAPHS[name]()
+    if name in _GRAPH_TASKS:
+        return _GRAPH_TASKS[name][0]()
     task = get_task(name)
     channels, neurons, head = _SEED_NAMES[name]
     return export_graph(task.circuit.forward, task.alphabet, task.circuit.class_names, name=name,

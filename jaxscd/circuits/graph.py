@@ -90,6 +90,12 @@ class GraphError(CircuitError):
         head = "" if len(self.problems) == 1 else f"{len(self.problems)} problems in the circuit graph:\n"
         super().__init__(head + "\n".join(self.problems))
 
+    @property
+    def summary(self) -> str:
+        """One line: the first problem, and how many more."""
+        more = len(self.problems) - 1
+        return self.problems[0] + (f" (+{more} more)" if more else "")
+
 
 # --------------------------------------------------------------------------------------------------------------
 # The validated graph: dense float64 arrays plus names

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscd.circuits.base import Circuit, sha256_bytes
+from jaxscd.circuits.graph import SCHEMA, VERSION
 from jaxscd.dsl.programs import StateMachine, to_json
 
 
@@ -199,7 +200,7 @@ def _neuron(name: str, reads: dict, writes: dict, bias: float = 0.0) -> dict:
 def _graph(name: str, description: str, vocab: tuple, channels: tuple, embed: dict, layers: list, classes: tuple,
            readout: dict, lengths: tuple, precondition=None, precondition_text: str = "",
            positional: bool = True) -> dict:
-    graph = {"schema": "jaxscd.circuit_graph", "version": 1, "name": name, "description": description,
+    graph = {"schema": SCHEMA, "version": VERSION, "name": name, "description": description,
              "vocab": list(vocab), "channels": list(channels), "max_positions": GRAPH_POSITIONS,
              "embed": {tok: {"one": 1.0} | embed.get(tok, {}) for tok in vocab}}
     if positional:

@@ -61,10 +61,10 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
         if proof.method == "smt-cubes":  # query.smt2 is kept for other tools; the cube queries are the proof
             smt["cubes"] = [dict(c, file=f"cubes/{c['file']}") for c in proof.cubes]
         elif proof.method == "smt-tree":  # surrogate == tree by interval bounds, tree == program by the solver
-            from jaxscd.verify.tree import tree_stats, trees_from_json
+            from jaxscd.verify.tree import tree_stats
 
             smt["tree"] = {"file": "tree.json", "bounds": "exact integer interval bounds per leaf"} | \
-                tree_stats(trees_from_json(proof.tree))
+                tree_stats(proof.tree)
             smt["file"] = "tree_query.smt2"
         else:
             smt["file"] = "query.smt2"

@@ -167,6 +167,7 @@ def build_tree(surrogate: IntegerSurrogate, domain: Domain, max_nodes: int = MAX
 
 
 def tree_stats(trees: dict) -> dict:
+    """Leaf, void-leaf and split counts and the depth of a tree (keyed by length, int or str)."""
     counts = {"leaves": 0, "void": 0, "splits": 0, "depth": 0}
 
     def walk(node, depth):

@@ -72,16 +72,28 @@ def _scoring_inputs(family, counts: CountTable | None, probe_inputs: tuple) -> t
     return probe_inputs
 
 
-def nearest_misses(domain: Domain, target: np.ndarray, valid: np.ndarray, families, probe: np.ndarray,
-                   counts: CountTable | None, class_names: Sequence[str], per_family: int = 2,
-                   keep: int = 3) -> list[NearMiss]:
-    """The ``keep`` candidates closest to the circuit: each family is scored on its count table (exact) or on
-    the probe sample (an estimate), its best few are then scored exactly on the whole domain."""
-    shortlist = []
+def one_sided_scores(domain: Domain, target: np.ndarray, valid: np.ndarray, families, probe: np.ndarray,
+                     counts: CountTable | None) -> list[tuple]:
+    """Per family, (family, false 0s [P, K], false 1s [P, K]) of every candidate: on its count table when its
+    decisions depend only on token counts (exact over the whole domain), else on the probe sample (an estimate).
+    Both the composition parts and the nearest misses are read from these."""
     probe_inputs = _probe_inputs(domain, target, valid, probe)
+    scored = []
     for family in families:
+        rows = np.arange(family.n_params)
         tokens, lengths, labels, on, off = _scoring_inputs(family, counts, probe_inputs)
-        scores = score_rows(family, np.arange(family.n_params), tokens, lengths, labels, on + off)
+        scored.append((family, score_rows(family, rows, tokens, lengths, labels, on),
+                       score_rows(family, rows, tokens, lengths, labels, off)))
+    return scored
+
+
+def nearest_misses(domain: Domain, target: np.ndarray, valid: np.ndarray, scored: list[tuple],
+                   class_names: Sequence[str], per_family: int = 2, keep: int = 3) -> list[NearMiss]:
+    """The ``keep`` candidates closest to the circuit: each family's best few by ``one_sided_scores`` (false 0s
+    plus false 1s) are scored exactly on the whole domain."""
+    shortlist = []
+    for family, false_0, false_1 in scored:
+        scores = false_0 + false_1
         for flat in np.argsort(scores, axis=None, kind="stable")[:per_family]:
             p, k = np.unravel_index(flat, scores.shape)
             shortlist.append(family.program(int(p), int(k)))
@@ -101,19 +113,13 @@ def nearest_misses(domain: Domain, target: np.ndarray, valid: np.ndarray, famili
             for count, _, _, program, wrong, decisions in misses[:keep]]
 
 
-def one_sided_parts(domain: Domain, target: np.ndarray, valid: np.ndarray, families, probe: np.ndarray,
-                    counts: CountTable | None, per_family: int = 2) -> list[Program]:
+def one_sided_parts(scored: list[tuple], per_family: int = 2) -> list[Program]:
     """Parts for compositions: per family, the candidates never 0 where the circuit says 1 (AND parts) and those
-    never 1 where it says 0 (OR parts), fewest errors on the other side first. Scored on the count table
-    (count-invariant families, exact) or the probe sample (an estimate: the composition is filtered and proved
-    on the whole domain afterwards, so a bad estimate costs recall, never soundness)."""
-    probe_inputs = _probe_inputs(domain, target, valid, probe)
+    never 1 where it says 0 (OR parts), fewest errors on the other side first, from ``one_sided_scores`` (an
+    estimate on the probe: the composition is filtered and proved on the whole domain afterwards, so a bad
+    estimate costs recall, never soundness)."""
     parts = []
-    for family in families:
-        rows = np.arange(family.n_params)
-        tokens, lengths, labels, on, off = _scoring_inputs(family, counts, probe_inputs)
-        false_0 = score_rows(family, rows, tokens, lengths, labels, on)
-        false_1 = score_rows(family, rows, tokens, lengths, labels, off)
+    for family, false_0, false_1 in scored:
         for never, fewest in ((false_0, false_1), (false_1, false_0)):
             score = np.where(never == 0, fewest, np.iinfo(np.int32).max)
             for flat in np.argsort(score, axis=None, kind="stable")[:per_family]:

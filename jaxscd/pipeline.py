@@ -17,7 +17,7 @@ from jaxscd.kernels.enumerate import all_tokens, precondition_mask, program_deci
 from jaxscd.kernels.evaluate import TruthTable, evaluate_circuit
 from jaxscd.kernels.filter import count_table
 from jaxscd.dsl.batch import composition_family
-from jaxscd.nearmiss import disagreement_patterns, nearest_misses, one_sided_parts
+from jaxscd.nearmiss import disagreement_patterns, nearest_misses, one_sided_parts, one_sided_scores
 from jaxscd.search import candidate_families, probe_indices, search
 from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig, SurrogateError, fit
 from jaxscd.synth import synthesize
@@ -126,7 +126,9 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
     _search_and_prove(result, families, *search_args)
     if not result.survivors:  # no single motif: AND / OR / XOR of two one-sided near misses
         with stage("compose"):
-            parts = one_sided_parts(domain, table.decisions, valid, families, probe, counts)
+            # one scoring pass of every family, read again by near misses if nothing survives
+            scored = one_sided_scores(domain, table.decisions, valid, families, probe, counts)
+            parts = one_sided_parts(scored)
         if len(parts) >= 2:
             _search_and_prove(result, [composition_family(parts, domain.n_tokens)], *search_args)
     if not result.survivors and config.synth_states:  # the smallest DFA reproducing the truth table (SAT)
@@ -140,8 +142,7 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
     if not result.survivors:
         result.verdict = Verdict.NO_PROGRAM
         with stage("near misses"):
-            result.near_misses = nearest_misses(domain, table.decisions, valid, families, probe, counts,
-                                                circuit.class_names)
+            result.near_misses = nearest_misses(domain, table.decisions, valid, scored, circuit.class_names)
     return result
 
 

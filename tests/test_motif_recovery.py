@@ -24,7 +24,7 @@ from jaxscd.dsl.programs import (
 )
 from jaxscd.kernels.enumerate import all_tokens, precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
-from jaxscd.nearmiss import one_sided_parts
+from jaxscd.nearmiss import one_sided_parts, one_sided_scores
 from jaxscd.pipeline import distill
 from jaxscd.search import candidate_families
 from jaxscd.verify.prove import Verdict
@@ -141,7 +141,8 @@ def test_composition_of_one_sided_near_misses_is_found_and_proved():
     valid = precondition_mask(domain)
     target = evaluate_circuit(circuit, domain, valid).decisions
     # scored on every input (the whole domain as the probe), so the parts are exact one-sided near misses
-    parts = one_sided_parts(domain, target, valid, candidate_families(domain), np.arange(domain.size), None)
+    parts = one_sided_parts(one_sided_scores(domain, target, valid, candidate_families(domain),
+                                             np.arange(domain.size), None))
     assert intended.left in parts and intended.right in parts
 
 

@@ -77,9 +77,11 @@ def _function(name: str, program: Program, alphabet: Sequence[str], class_names:
             doc = "Toggle: the parity of a token count."
             expr = f"({_count_expr(group, alphabet)}) % 2"
             body = f"    return {expr}{' ^ 1' if flip else ''}\n"
-        case MostRecent(first, second, default):
-            doc = "Most recent: which token group occurred last."
-            body = (f"    for token in reversed(tokens):\n"
+        case MostRecent(first, second, default) | FirstOccurrence(first, second, default):
+            recent = isinstance(program, MostRecent)
+            doc = "Most recent: which token group occurred last." if recent else \
+                "First occurrence: which token group occurred first."
+            body = (f"    for token in {'reversed(tokens)' if recent else 'tokens'}:\n"
                     f"        if token in {_names(first, alphabet)}:\n"
                     f"            return 0\n"
                     f"        if token in {_names(second, alphabet)}:\n"
@@ -107,14 +109,6 @@ def _function(name: str, program: Program, alphabet: Sequence[str], class_names:
         case LengthThreshold(threshold):
             doc = "Length threshold: long enough sequences."
             body = f"    return 1 if len(tokens) >= {threshold} else 0\n"
-        case FirstOccurrence(first, second, default):
-            doc = "First occurrence: which token group occurred first."
-            body = (f"    for token in tokens:\n"
-                    f"        if token in {_names(first, alphabet)}:\n"
-                    f"            return 0\n"
-                    f"        if token in {_names(second, alphabet)}:\n"
-                    f"            return 1\n"
-                    f"    return {default}\n")
         case WindowCount(group, window, threshold):
             doc = f"Window count: how many of the last {window} tokens belong to a token group."
             body = (f"    recent = tokens[-{window}:]\n"

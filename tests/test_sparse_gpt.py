@@ -548,3 +548,12 @@ def test_template_must_fit_the_model(tmp_path):
         sparse_gpt_circuit(model, None, template_from_dict({**TEMPLATE, "target": 11}))
     with pytest.raises(SparseGPTError, match="prefix \\+ max_len \\+ suffix = 11 positions exceed block_size 10"):
         sparse_gpt_circuit(model, None, template_from_dict({**TEMPLATE, "max_len": 9}))
+
+
+def test_circuit_files_go_together(tmp_path):
+    # distill --circuit-sparsity --viz without --means used to reach Path(None): now one clear error
+    config = load_model(_model_dir(tmp_path, CONFIG_B, _random_state(CONFIG_B))).config
+    assert load_circuit(config, None, None) is None
+    for viz, means in ((tmp_path / "viz.pt", None), (None, tmp_path / "means.pt")):
+        with pytest.raises(SparseGPTError, match="give both --viz .* and --means"):
+            load_circuit(config, viz, means)

@@ -441,8 +441,14 @@ def _indices(value, loc: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def load_circuit(config: GPTConfig, viz_path: str | os.PathLike, means_path: str | os.PathLike) -> NodeCircuit:
-    """A circuit from ``viz_data.pt`` (``circuit_data``: location -> kept indices) and ``means.pt``."""
+def load_circuit(config: GPTConfig, viz_path: str | os.PathLike | None,
+                 means_path: str | os.PathLike | None) -> NodeCircuit | None:
+    """A circuit from ``viz_data.pt`` (``circuit_data``: location -> kept indices) and ``means.pt``; None (the whole
+    model) when neither is given. One without the other is an error."""
+    if (viz_path is None) != (means_path is None):
+        raise SparseGPTError("give both --viz (viz_data.pt) and --means (means.pt) to run a circuit, or neither")
+    if viz_path is None:
+        return None
     viz_path, means_path = Path(viz_path), Path(means_path)
     for path, what in ((viz_path, "viz_data.pt"), (means_path, "means.pt")):
         if not path.is_file():
@@ -757,8 +763,6 @@ def sparse_gpt_circuit(model: SparseGPT, circuit: NodeCircuit | None, template: 
 def eval_logits(model_dir, tokens_npy, out_npy, viz=None, means=None, batch_size: int = 256) -> np.ndarray:
     """Write float64 logits [batch, positions, vocab] of the tokens in ``tokens_npy`` to ``out_npy`` atomically;
     with ``viz`` and ``means``, under that circuit. Returns the logits."""
-    if (viz is None) != (means is None):
-        raise SparseGPTError("give both --viz (viz_data.pt) and --means (means.pt) to run a circuit, or neither")
     out_path = Path(out_npy)
     if not out_path.parent.is_dir():
         raise SparseGPTError(f"output folder not found: {str(out_path.parent)!r}; create it first")
@@ -775,7 +779,7 @@ def eval_logits(model_dir, tokens_npy, out_npy, viz=None, means=None, batch_size
         raw.close()
         raise SparseGPTError(f"{str(tokens_path)!r} is an .npz archive; save one int array with numpy.save")
     tokens = _check_tokens(raw, model.config)
-    circuit = load_circuit(model.config, viz, means) if viz is not None else None
+    circuit = load_circuit(model.config, viz, means)
     hooks = _hooks(circuit)
     out = _in_batches(lambda chunk: _forward(model.params, jnp.asarray(chunk), hooks, config=model.config)[0],
                       tokens, batch_size).astype(np.float64)
@@ -791,6 +795,6 @@ def load_sparse_circuit(model_dir, template, viz=None, means=None):
         raise ValueError("--circuit-sparsity needs --template T.json (alphabet -> token ids, prefix, suffix, "
                          "target and alternative ids)")
     model = load_model(model_dir)
-    node_circuit = load_circuit(model.config, viz, means) if viz is not None else None
+    node_circuit = load_circuit(model.config, viz, means)
     prompt = load_template(template)
     return sparse_gpt_circuit(model, node_circuit, prompt), prompt

@@ -15,21 +15,31 @@ from dataclasses import dataclass
 from typing import Union
 
 TokenSet = frozenset  # frozenset[int] of token ids
+PARAMETER_LIMIT = 1 << 20  # |every integer parameter|: the batched meaning multiplies them by lengths in int32
 
 
 def _integer(owner: str, name: str, value, low: int | None = None, high: int | None = None) -> int:
-    """``value`` as an int within [low, high], or a ValueError naming the field."""
+    """``value`` as an int within [low, high] and within +-PARAMETER_LIMIT, or a ValueError naming the field."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{owner}.{name} must be an integer, got {value!r}")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        bounds = "0 or 1" if (low, high) == (0, 1) else f"{low}..{high}" if high is not None else f">= {low}"
         raise ValueError(f"{owner}.{name} must be {bounds}, got {value}")
+    if abs(value) > PARAMETER_LIMIT:
+        raise ValueError(f"{owner}.{name} must be at most {PARAMETER_LIMIT:,} in magnitude, got {value}")
     return value
 
 
-def _token_set(value) -> frozenset:
-    tokens = frozenset(int(t) for t in value)
+def _items(value, owner: str, name: str) -> tuple:
+    """The elements of a collection field (a set, list, tuple or array), or a ValueError naming the field."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{owner}.{name} must be a collection of integers, got {value!r}")
+    return tuple(value)
+
+
+def _token_set(value, owner: str = "program", name: str = "tokens") -> frozenset:
+    tokens = frozenset(_integer(owner, name, t) for t in _items(value, owner, name))
     if any(t < 0 for t in tokens):
         raise ValueError(f"token ids must be non-negative, got {sorted(tokens)}")
     return tokens
@@ -37,7 +47,8 @@ def _token_set(value) -> frozenset:
 
 def _disjoint_token_sets(program, first: str, second: str) -> None:
     """Normalise two token-set fields of a frozen program to frozensets of ids; they must not overlap."""
-    a, b = _token_set(getattr(program, first)), _token_set(getattr(program, second))
+    owner = type(program).__name__
+    a, b = _token_set(getattr(program, first), owner, first), _token_set(getattr(program, second), owner, second)
     object.__setattr__(program, first, a)
     object.__setattr__(program, second, b)
     if a & b:
@@ -55,8 +66,7 @@ class Constant:
     value: int
 
     def __post_init__(self):
-        if self.value not in (0, 1):
-            raise ValueError(f"Constant.value must be 0 or 1, got {self.value!r}")
+        object.__setattr__(self, "value", _integer("Constant", "value", self.value, 0, 1))
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class CountThreshold:
 
     def __post_init__(self):
         _disjoint_token_sets(self, "plus", "minus")
+        object.__setattr__(self, "threshold", _integer("CountThreshold", "threshold", self.threshold))
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,8 @@ class DensityThreshold:
 
     def __post_init__(self):
         _disjoint_token_sets(self, "plus", "minus")
+        object.__setattr__(self, "num", _integer("DensityThreshold", "num", self.num))
+        object.__setattr__(self, "den", _integer("DensityThreshold", "den", self.den))
         if self.den <= 0 or math.gcd(self.num, self.den) != 1:
             raise ValueError(f"threshold must be a reduced fraction with den > 0, got {self.num}/{self.den}")
 
@@ -94,9 +107,8 @@ class Toggle:
     flip: int
 
     def __post_init__(self):
-        object.__setattr__(self, "tokens", _token_set(self.tokens))
-        if self.flip not in (0, 1):
-            raise ValueError(f"Toggle.flip must be 0 or 1, got {self.flip!r}")
+        object.__setattr__(self, "tokens", _token_set(self.tokens, "Toggle"))
+        object.__setattr__(self, "flip", _integer("Toggle", "flip", self.flip, 0, 1))
 
 
 @dataclass(frozen=True)
@@ -109,8 +121,7 @@ class MostRecent:
 
     def __post_init__(self):
         _disjoint_token_sets(self, "first", "second")
-        if self.default not in (0, 1):
-            raise ValueError(f"MostRecent.default must be 0 or 1, got {self.default!r}")
+        object.__setattr__(self, "default", _integer("MostRecent", "default", self.default, 0, 1))
 
 
 @dataclass(frozen=True)
@@ -124,9 +135,10 @@ class StateMachine:
     accepting: frozenset
 
     def __post_init__(self):
-        table = tuple(tuple(int(s) for s in row) for row in self.transitions)
+        table = tuple(tuple(_integer("StateMachine", "transitions", s) for s in _items(row, "StateMachine",
+                      "transitions")) for row in _items(self.transitions, "StateMachine", "transitions"))
         object.__setattr__(self, "transitions", table)
-        object.__setattr__(self, "accepting", frozenset(int(s) for s in self.accepting))
+        object.__setattr__(self, "accepting", _token_set(self.accepting, "StateMachine", "accepting"))
         n = len(table)
         if n == 0 or len({len(row) for row in table}) != 1:
             raise ValueError(f"transitions must be a non-empty rectangular table, got {table!r}")
@@ -152,8 +164,8 @@ class TokenAt:
 
     def __post_init__(self):
         object.__setattr__(self, "position", _integer("TokenAt", "position", self.position, low=0))
-        object.__setattr__(self, "tokens", _token_set(self.tokens))
-        if self.from_end not in (0, 1):
+        object.__setattr__(self, "tokens", _token_set(self.tokens, "TokenAt"))
+        if isinstance(self.from_end, float) or self.from_end not in (0, 1):
             raise ValueError(f"TokenAt.from_end must be True or False, got {self.from_end!r}")
         object.__setattr__(self, "from_end", bool(self.from_end))
 
@@ -178,8 +190,7 @@ class FirstOccurrence:
 
     def __post_init__(self):
         _disjoint_token_sets(self, "first", "second")
-        if self.default not in (0, 1):
-            raise ValueError(f"FirstOccurrence.default must be 0 or 1, got {self.default!r}")
+        object.__setattr__(self, "default", _integer("FirstOccurrence", "default", self.default, 0, 1))
 
 
 @dataclass(frozen=True)
@@ -192,7 +203,7 @@ class WindowCount:
     threshold: int
 
     def __post_init__(self):
-        object.__setattr__(self, "tokens", _token_set(self.tokens))
+        object.__setattr__(self, "tokens", _token_set(self.tokens, "WindowCount"))
         object.__setattr__(self, "window", _integer("WindowCount", "window", self.window, low=1))
         object.__setattr__(self, "threshold", _integer("WindowCount", "threshold", self.threshold, low=1,
                                                        high=self.window))

@@ -418,6 +418,11 @@ def test_canonical_table_count_matches_brute_force_isomorphism_classes(n_states,
      r"compositions do not nest"),
     (lambda: from_json({"motif": "WindowCount", "tokens": [0], "window": "3", "threshold": 1}),
      r"WindowCount.window must be an integer, got '3'"),
+    (lambda: CountThreshold({0}, {1}, 2.5), r"CountThreshold.threshold must be an integer, got 2.5"),
+    (lambda: CountThreshold({0}, {1}, 2**31), r"threshold must be at most 1,048,576 in magnitude, got 2147483648"),
+    (lambda: Constant(True), r"Constant.value must be an integer, got True"),
+    (lambda: Toggle({0.5}, 0), r"Toggle.tokens must be an integer, got 0.5"),
+    (lambda: StateMachine(((0, 1.0),), {0}), r"StateMachine.transitions must be an integer, got 1.0"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_invalid_programs_raise_clear_errors(make, message):
     with pytest.raises(ValueError, match=message):

@@ -5,8 +5,10 @@ float network is quantized to integers and checked exhaustively in exact int64 a
 never changes on the domain are folded away (dead ones dropped, always-active ones merged into the linear
 skip path), so the prover sees as few ReLUs as possible. Widths grow until some restart is exact.
 
-Integer network: score = out_b + sum_j out_w[j] * relu(hidden_b[j] + sum_i hidden_w[i, t_i, j])
-                         + sum_i skip_w[i, t_i];   class 1 iff score > 0.
+Integer network: a feed-forward DAG of ReLU units (one hidden layer when ``unit_w`` is zero, as trained nets are;
+compiled nets may be deeper):
+    pre_j = hidden_b[j] + sum_i hidden_w[i, t_i, j] + sum_{k<j} unit_w[k, j] * relu(pre_k)
+    score = out_b + sum_j out_w[j] * relu(pre_j) + sum_i skip_w[i, t_i];   class 1 iff score > 0.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 import flax.nnx as nnx
 import jax
@@ -34,6 +36,9 @@ class SurrogateError(RuntimeError):
 # The integer network and its exact evaluation
 
 
+_INT64_SAFE = 1 << 62  # exact int64 evaluation needs every intermediate sum below this in magnitude
+
+
 @dataclass(frozen=True, eq=False)
 class IntegerSurrogate:
     hidden_w: np.ndarray  # int64 [max_len, V, H]
@@ -41,11 +46,15 @@ class IntegerSurrogate:
     out_w: np.ndarray  # int64 [H]
     skip_w: np.ndarray  # int64 [max_len, V]
     out_b: int
+    unit_w: np.ndarray | None = None  # int64 [H, H], strictly upper triangular: [k, j] weighs relu_k into pre_j
 
     def __post_init__(self):
         """Every array becomes int64 (integer-valued input only) and the shapes must fit together: the exact
-        evaluators, the bound checks and the z3 encodings all rely on it."""
-        for name in ("hidden_w", "hidden_b", "out_w", "skip_w"):
+        evaluators, the bound checks and the z3 encodings all rely on it. ``unit_w`` defaults to zeros (one
+        hidden layer) and must be strictly upper triangular, so units are evaluated in index order."""
+        if self.unit_w is None:
+            object.__setattr__(self, "unit_w", np.zeros((len(self.hidden_b),) * 2, dtype=np.int64))
+        for name in ("hidden_w", "hidden_b", "out_w", "skip_w", "unit_w"):
             raw = np.asarray(getattr(self, name))
             if raw.dtype.kind not in "iub" and not (raw.dtype.kind == "f" and np.array_equal(raw, np.round(raw))):
                 raise ValueError(f"surrogate {name} must hold integers, got dtype {raw.dtype}")
@@ -53,18 +62,58 @@ class IntegerSurrogate:
                 raise ValueError(f"surrogate {name} does not fit int64")
             object.__setattr__(self, name, raw.astype(np.int64))
         object.__setattr__(self, "out_b", int(self.out_b))
-        w, b, out, skip = self.hidden_w, self.hidden_b, self.out_w, self.skip_w
+        w, b, out, skip, units = self.hidden_w, self.hidden_b, self.out_w, self.skip_w, self.unit_w
         if w.ndim != 3 or b.shape != (w.shape[2],) or out.shape != (w.shape[2],) or skip.shape != w.shape[:2]:
             raise ValueError(f"surrogate shapes do not fit: hidden_w {list(w.shape)} (len, tokens, neurons), "
                              f"hidden_b {list(b.shape)}, out_w {list(out.shape)}, skip_w {list(skip.shape)}")
+        if units.shape != (w.shape[2],) * 2:
+            raise ValueError(f"surrogate unit_w {list(units.shape)} must be [neurons, neurons] = {[w.shape[2]] * 2}")
+        if np.tril(units).any():
+            k, j = (int(a[0]) for a in np.nonzero(np.tril(units)))
+            raise ValueError(f"surrogate unit_w must be strictly upper triangular (unit k feeds only units j > k), "
+                             f"got unit_w[{k}, {j}] = {units[k, j]}; renumber the units in topological order")
 
     @property
     def n_neurons(self) -> int:
         return int(self.hidden_b.shape[0])
 
+    @property
+    def deep(self) -> bool:
+        """Some unit feeds another (more than one hidden layer)."""
+        return bool(self.unit_w.any())
+
+    @cached_property
+    def unit_depths(self) -> np.ndarray:
+        """int [H]: the longest chain of units ending at each unit (1 for a unit fed by the tokens only)."""
+        depths = np.zeros(self.n_neurons, dtype=np.int64)
+        for j in range(self.n_neurons):
+            depths[j] = 1 + max(depths[np.flatnonzero(self.unit_w[:j, j])], default=0)
+        return depths
+
+    @property
+    def depth(self) -> int:
+        """Longest chain of units: 0 without units, 1 for one hidden layer."""
+        return int(self.unit_depths.max(initial=0))
+
+    @cached_property
+    def magnitude(self) -> int:
+        """A bound (Python int) on the magnitude of every pre-activation, score and partial sum over any input of
+        up to max_len tokens: each unit's bias plus its largest weight per position plus its inputs' bounds."""
+        position_max = np.abs(self.hidden_w.astype(object)).max(axis=1, initial=0).sum(axis=0)  # [H]
+        bounds = []
+        for j in range(self.n_neurons):
+            inputs = sum(abs(int(u)) * bound for u, bound in zip(self.unit_w[:j, j], bounds))
+            bounds.append(abs(int(self.hidden_b[j])) + int(position_max[j]) + inputs)
+        skip = int(np.abs(self.skip_w.astype(object)).max(axis=1, initial=0).sum())
+        score = abs(self.out_b) + skip + sum(abs(int(o)) * bound for o, bound in zip(self.out_w, bounds))
+        return max([score, *bounds])
+
     def arrays(self) -> dict:
-        return {"hidden_w": self.hidden_w, "hidden_b": self.hidden_b, "out_w": self.out_w, "skip_w": self.skip_w,
-                "out_b": np.asarray(self.out_b, dtype=np.int64)}
+        """The arrays of a bundle's surrogate.npz; ``unit_w`` only when some unit feeds another, so one-layer
+        nets keep their bytes and hashes."""
+        arrays = {"hidden_w": self.hidden_w, "hidden_b": self.hidden_b, "out_w": self.out_w, "skip_w": self.skip_w,
+                  "out_b": np.asarray(self.out_b, dtype=np.int64)}
+        return arrays | ({"unit_w": self.unit_w} if self.deep else {})
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -73,14 +122,29 @@ class IntegerSurrogate:
 
     @classmethod
     def from_arrays(cls, arrays) -> IntegerSurrogate:
-        return cls(*(arrays[k] for k in ("hidden_w", "hidden_b", "out_w", "skip_w", "out_b")))
+        return cls(*(arrays[k] for k in ("hidden_w", "hidden_b", "out_w", "skip_w", "out_b")),
+                   unit_w=arrays["unit_w"] if "unit_w" in arrays else None)
 
     def preactivations(self, tokens, lengths) -> jax.Array:
+        """int64 [N, H] exact pre-activations of padded token chunks."""
+        self._check_int64()
+        if self.deep:
+            return _deep_preactivations(*(jnp.asarray(a) for a in (self.hidden_w, self.hidden_b, self.unit_w)),
+                                        self.depth, tokens, lengths)
         return _preactivations(jnp.asarray(self.hidden_w), jnp.asarray(self.hidden_b), tokens, lengths)
 
     def scores(self, tokens, lengths) -> jax.Array:
         """int64 [N] exact scores of padded token chunks."""
-        return _scores({k: jnp.asarray(v) for k, v in self.arrays().items()}, tokens, lengths)
+        self._check_int64()
+        weights = {k: jnp.asarray(v) for k, v in self.arrays().items()}
+        if self.deep:
+            return _deep_scores(weights, self.depth, tokens, lengths)
+        return _scores(weights, tokens, lengths)
+
+    def _check_int64(self) -> None:
+        if self.magnitude >= _INT64_SAFE:
+            raise ValueError(f"surrogate values may reach {self.magnitude} in magnitude, beyond exact int64 "
+                             f"evaluation (< 2^62); use smaller weights")
 
 
 def _gather(weights: jax.Array, tokens: jax.Array, lengths: jax.Array) -> jax.Array:
@@ -97,9 +161,27 @@ def _preactivations(hidden_w, hidden_b, tokens, lengths):
 
 
 @jax.jit
+def _deep_preactivations(hidden_w, hidden_b, unit_w, depth, tokens, lengths):
+    """Every unit at once, ``depth - 1`` times: unit_w is strictly upper triangular, so after pass p every unit
+    of depth <= p + 1 has its exact pre-activation (its inputs were exact one pass earlier). ``depth`` is traced:
+    one compilation per shape."""
+    base = _preactivations(hidden_w, hidden_b, tokens, lengths)
+    return jax.lax.fori_loop(1, depth, lambda _, pre: base + jax.nn.relu(pre) @ unit_w, base)
+
+
+def _readout(w, pre, tokens, lengths):
+    return w["out_b"] + jax.nn.relu(pre) @ w["out_w"] + _gather(w["skip_w"], tokens, lengths)
+
+
+@jax.jit
 def _scores(w, tokens, lengths):
-    hidden = jax.nn.relu(_preactivations(w["hidden_w"], w["hidden_b"], tokens, lengths))
-    return w["out_b"] + hidden @ w["out_w"] + _gather(w["skip_w"], tokens, lengths)
+    return _readout(w, _preactivations(w["hidden_w"], w["hidden_b"], tokens, lengths), tokens, lengths)
+
+
+@jax.jit
+def _deep_scores(w, depth, tokens, lengths):
+    pre = _deep_preactivations(w["hidden_w"], w["hidden_b"], w["unit_w"], depth, tokens, lengths)
+    return _readout(w, pre, tokens, lengths)
 
 
 def exhaustive_decisions(surrogate: IntegerSurrogate, domain: Domain, chunk_size: int = 1 << 15):
@@ -113,17 +195,34 @@ def exhaustive_decisions(surrogate: IntegerSurrogate, domain: Domain, chunk_size
 
 
 def fold_stable_neurons(surrogate: IntegerSurrogate, active: np.ndarray) -> IntegerSurrogate:
-    """Drop neurons never active on the domain; merge always-active ones into the linear skip path.
+    """Drop neurons never active on the domain; substitute always-active ones into their consumers (later
+    units, or the linear skip path for the output).
 
     Exact on the inputs ``active`` was computed on: relu(z) = 0 when z <= 0 there, and = z when z > 0 there.
+    Always-active units go last to first, so the edges a substitution adds (from earlier units) are folded in
+    turn. Arithmetic in Python integers: a result beyond int64 raises OverflowError instead of wrapping.
     """
-    dead = ~active.any(axis=0)
     always = active.all(axis=0)
+    dead = ~active.any(axis=0) & ~always
+    w, b, units, out, skip = (a.astype(object) for a in (surrogate.hidden_w, surrogate.hidden_b, surrogate.unit_w,
+                                                          surrogate.out_w, surrogate.skip_w))
+    out_b = surrogate.out_b
+    units[dead], out[dead] = 0, 0  # relu = 0: their outgoing edges vanish
+    for k in np.flatnonzero(always)[::-1]:  # relu_k = pre_k, linear in the tokens and earlier relus
+        w += np.multiply.outer(w[:, :, k], units[k])
+        b += b[k] * units[k]
+        units += np.outer(units[:, k], units[k])  # m < k < j: stays strictly upper triangular
+        skip += w[:, :, k] * out[k]
+        out_b += b[k] * out[k]
+        out += units[:, k] * out[k]
+        units[k], out[k] = 0, 0
     keep = ~(dead | always)
-    skip_w = surrogate.skip_w + np.einsum("ivj,j->iv", surrogate.hidden_w[:, :, always], surrogate.out_w[always])
-    out_b = surrogate.out_b + int(surrogate.hidden_b[always] @ surrogate.out_w[always])
-    return IntegerSurrogate(surrogate.hidden_w[:, :, keep], surrogate.hidden_b[keep], surrogate.out_w[keep],
-                            skip_w, out_b)
+    return IntegerSurrogate(*(_int64(a) for a in (w[:, :, keep], b[keep], out[keep], skip)), out_b,
+                            _int64(units[np.ix_(keep, keep)]))
+
+
+def _int64(values: np.ndarray) -> np.ndarray:
+    return np.array(values.tolist(), dtype=np.int64).reshape(values.shape)
 
 
 # --------------------------------------------------------------------------------------------------------------

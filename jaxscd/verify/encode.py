@@ -89,21 +89,29 @@ def _positional_sum(weights: np.ndarray, seq: SymbolicSequence) -> z3.ArithRef:
 
 
 def surrogate_score(surrogate: IntegerSurrogate, seq: SymbolicSequence, phases: np.ndarray | None = None):
-    """(score term, phase-violation terms). ``phases[j]`` = 1 / -1 fixes neuron j active / inactive (its ReLU
-    becomes linear or vanishes), 0 keeps the If; each fixed phase contributes a term that holds exactly when the
-    fixed phase is wrong, so a query asserting "disagreement or a violated phase" stays sound."""
+    """(score term, phase-violation terms). ``phases[j]`` = 1 / -1 fixes unit j active / inactive (its ReLU
+    becomes linear or vanishes, in the score and in the units it feeds), 0 keeps the If; each fixed phase
+    contributes a term that holds exactly when the fixed phase is wrong, so a query asserting "disagreement or a
+    violated phase" stays sound: on an input where some fixed phase is wrong, the first such unit has its exact
+    pre-activation (every earlier ReLU term is right), so its violation term holds."""
     score = [z3.IntVal(int(surrogate.out_b)), _positional_sum(surrogate.skip_w, seq)]
-    violations = []
+    violations, relus = [], []
     for j in range(surrogate.n_neurons):
         pre = z3.IntVal(int(surrogate.hidden_b[j])) + _positional_sum(surrogate.hidden_w[:, :, j], seq)
+        inputs = [int(surrogate.unit_w[k, j]) * relus[k] for k in np.flatnonzero(surrogate.unit_w[:j, j])]
+        if inputs:
+            pre = pre + z3.Sum(inputs)
         phase = 0 if phases is None else int(phases[j])
         if phase > 0:
-            score.append(int(surrogate.out_w[j]) * pre)
+            relus.append(pre)
             violations.append(pre <= 0)
         elif phase < 0:
+            relus.append(z3.IntVal(0))
             violations.append(pre > 0)
         else:
-            score.append(int(surrogate.out_w[j]) * z3.If(pre > 0, pre, 0))
+            relus.append(z3.If(pre > 0, pre, 0))
+        if phase >= 0 and (surrogate.out_w[j] or not surrogate.unit_w[j].any()):  # a unit only feeding units
+            score.append(int(surrogate.out_w[j]) * relus[j])                       # adds no score term
     return z3.Sum(score), violations
 
 

@@ -5,9 +5,10 @@ One proof, two steps:
 1. **surrogate == tree.** For each length, the cube of all sequences is split on one position at a time (its
    allowed tokens into two groups) until, on every leaf cube, exact integer interval bounds show the surrogate's
    score is > 0 everywhere (leaf 1) or <= 0 everywhere (leaf 0). The bounds are exact sums of per-position
-   minima/maxima, with each ReLU bounded by its pre-activation interval, so a decided leaf is a proof, not a
-   sample. A cube the domain's precondition rules out (abstract meaning of the precondition) becomes a *void*
-   leaf: it claims that no valid input lies in it.
+   minima/maxima, with each ReLU bounded by its pre-activation interval (for deep nets, intervals propagate
+   through the units in order), so a decided leaf is a proof, not a sample. A cube the domain's precondition
+   rules out (abstract meaning of the precondition) becomes a *void* leaf: it claims that no valid input lies in
+   it.
 2. **tree == program.** One z3 query, satisfiable iff some valid input lands in a void leaf or in a leaf whose
    class the program does not output. Splits follow the surrogate's weights (recency neurons split late
    positions first), so the tree is small where the network is simple, and the query is a case split z3 walks
@@ -49,7 +50,10 @@ def _padded(surrogate: IntegerSurrogate) -> tuple[np.ndarray, np.ndarray]:
 def _cube_bounds(surrogate: IntegerSurrogate, w: np.ndarray, skip: np.ndarray, allowed: np.ndarray):
     """Batched exact bounds over cubes ``allowed`` (bool [K, L, V + 1]) given padded weights ``w`` [L, V + 1, H]
     and ``skip`` [L, V + 1]: (score min [K], score max [K], split spread [K, L] (-1 where a position is fixed),
-    split key [K, L, V + 1])."""
+    split key [K, L, V + 1]). One hidden layer: always-active neurons are linear in the tokens, so their
+    contributions are bounded together with the skip weights, position by position (tighter than intervals)."""
+    if surrogate.deep:
+        return _deep_cube_bounds(surrogate, w, skip, allowed)
     pick = allowed[..., None]
     pre_low = surrogate.hidden_b + np.where(pick, w, _BIG).min(axis=2).sum(axis=1)  # [K, H]
     pre_high = surrogate.hidden_b + np.where(pick, w, -_BIG).max(axis=2).sum(axis=1)
@@ -71,8 +75,57 @@ def _cube_bounds(surrogate: IntegerSurrogate, w: np.ndarray, skip: np.ndarray, a
     return score_low, score_high, spread, key
 
 
+def _interval_product(low: np.ndarray, high: np.ndarray, weights: np.ndarray):
+    """Exact bounds of x @ weights over the box low <= x <= high (int [K, H] each; weights int [H, M])."""
+    plus, minus = np.maximum(weights, 0), np.minimum(weights, 0)
+    return low @ plus + high @ minus, high @ plus + low @ minus
+
+
+def _unit_bounds(surrogate: IntegerSurrogate, base_low: np.ndarray, base_high: np.ndarray):
+    """Pre-activation bounds [K, H] of every unit from the bounds of its token terms: a unit's ReLU ranges over
+    [max(low, 0), max(high, 0)]. Passes over all units as in the exact evaluator: after pass p the units of depth
+    <= p + 1 are final."""
+    low, high = base_low, base_high
+    for _ in range(surrogate.depth - 1):
+        add_low, add_high = _interval_product(np.maximum(low, 0), np.maximum(high, 0), surrogate.unit_w)
+        low, high = base_low + add_low, base_high + add_high
+    return low, high
+
+
+def _unit_gains(surrogate: IntegerSurrogate, alive: np.ndarray):
+    """float [K, H] (signed, absolute) weight of each live unit's pre-activation on the score through the units it
+    feeds (a split heuristic only, never a bound)."""
+    out, units = surrogate.out_w.astype(float), surrogate.unit_w.astype(float)
+    signed, absolute = alive * out, alive * np.abs(out)
+    for _ in range(surrogate.depth - 1):
+        signed = alive * (out + signed @ units.T)
+        absolute = alive * (np.abs(out) + absolute @ np.abs(units).T)
+    return signed, absolute
+
+
+def _deep_cube_bounds(surrogate: IntegerSurrogate, w: np.ndarray, skip: np.ndarray, allowed: np.ndarray):
+    """``_cube_bounds`` for deep nets: plain interval propagation through the units; splits weigh each token by
+    the gains of the live units it feeds."""
+    pick = allowed[..., None]
+    w_low, w_high = np.where(pick, w, _BIG).min(axis=2), np.where(pick, w, -_BIG).max(axis=2)  # [K, L, H]
+    low, high = _unit_bounds(surrogate, surrogate.hidden_b + w_low.sum(axis=1),
+                             surrogate.hidden_b + w_high.sum(axis=1))
+    out_low, out_high = _interval_product(np.maximum(low, 0), np.maximum(high, 0), surrogate.out_w[:, None])
+    skip_low, skip_high = np.where(allowed, skip, _BIG).min(axis=2), np.where(allowed, skip, -_BIG).max(axis=2)
+    score_low = surrogate.out_b + skip_low.sum(axis=1) + out_low[:, 0]
+    score_high = surrogate.out_b + skip_high.sum(axis=1) + out_high[:, 0]
+    signed, absolute = _unit_gains(surrogate, high > 0)
+    spread = (skip_high - skip_low) + np.einsum("knh,kh->kn", (w_high - w_low).astype(float), absolute)
+    spread = np.where(allowed.sum(axis=2) > 1, spread, -1)
+    key = skip + np.einsum("nvh,kh->knv", w.astype(float), signed)
+    return score_low, score_high, spread, key
+
+
 def _safe_magnitudes(surrogate: IntegerSurrogate, max_len: int) -> bool:
-    """int64 bound sums cannot overflow (else the builder declines and other strategies run)."""
+    """int64 bound sums cannot overflow (else the builder declines and other strategies run). Deep nets: every
+    interval end and partial sum stays within the surrogate's magnitude bound."""
+    if surrogate.deep:
+        return surrogate.magnitude < (1 << 58)
     arrays = [surrogate.hidden_w, surrogate.hidden_b, surrogate.skip_w, surrogate.out_w]
     biggest = max([max(-int(a.min()), int(a.max())) if a.size else 0 for a in arrays] + [abs(int(surrogate.out_b))])
     return (biggest + 1) ** 2 * (max_len + 2) * (surrogate.n_neurons + 2) < (1 << 58)
@@ -191,15 +244,22 @@ def tree_stats(trees: dict) -> dict:
 
 def leaf_class(surrogate: IntegerSurrogate, n: int, allowed: list[set]) -> int | None:
     """1 / 0 if exact interval bounds (plain Python integers) show the score is > 0 / <= 0 on every sequence of
-    the cube (``allowed[i]``: tokens allowed at position i < n), else None."""
+    the cube (``allowed[i]``: tokens allowed at position i < n), else None. The same bounds as ``build_tree``."""
+    low, high = (_deep_leaf_bounds if surrogate.deep else _layer_leaf_bounds)(surrogate, n, allowed)
+    if low > 0:
+        return 1
+    if high <= 0:
+        return 0
+    return None
+
+
+def _layer_leaf_bounds(surrogate: IntegerSurrogate, n: int, allowed: list[set]) -> tuple[int, int]:
+    """Score bounds of a one-hidden-layer net, always-active neurons merged into the linear part."""
     hidden_w = surrogate.hidden_w.tolist()
     skip_w = surrogate.skip_w.tolist()
     active, low, high = [], int(surrogate.out_b), int(surrogate.out_b)
     for j in range(surrogate.n_neurons):
-        pre_low = pre_high = int(surrogate.hidden_b[j])
-        for i in range(n):
-            pre_low += min(hidden_w[i][v][j] for v in allowed[i])
-            pre_high += max(hidden_w[i][v][j] for v in allowed[i])
+        pre_low, pre_high = _token_range(hidden_w, j, n, allowed, int(surrogate.hidden_b[j]))
         out = int(surrogate.out_w[j])
         if pre_low > 0:  # always active: the neuron adds out * pre, linear in the tokens
             active.append(j)
@@ -211,11 +271,37 @@ def leaf_class(surrogate: IntegerSurrogate, n: int, allowed: list[set]) -> int |
     for i in range(n):  # the linear part, position by position: its exact minimum and maximum
         terms = [skip_w[i][v] + sum(int(surrogate.out_w[j]) * hidden_w[i][v][j] for j in active) for v in allowed[i]]
         low, high = low + min(terms), high + max(terms)
-    if low > 0:
-        return 1
-    if high <= 0:
-        return 0
-    return None
+    return low, high
+
+
+def _deep_leaf_bounds(surrogate: IntegerSurrogate, n: int, allowed: list[set]) -> tuple[int, int]:
+    """Score bounds of a deep net: intervals through the units in order (``_deep_cube_bounds`` in numpy)."""
+    hidden_w, units = surrogate.hidden_w.tolist(), surrogate.unit_w.tolist()
+    relu_low, relu_high = [], []
+    for j in range(surrogate.n_neurons):
+        low, high = _token_range(hidden_w, j, n, allowed, int(surrogate.hidden_b[j]))
+        for k in range(j):
+            low, high = _add_scaled(low, high, units[k][j], relu_low[k], relu_high[k])
+        relu_low.append(max(low, 0))
+        relu_high.append(max(high, 0))
+    skip_w = [[[v] for v in row] for row in surrogate.skip_w.tolist()]
+    low, high = _token_range(skip_w, 0, n, allowed, int(surrogate.out_b))
+    for j, out in enumerate(surrogate.out_w.tolist()):
+        low, high = _add_scaled(low, high, out, relu_low[j], relu_high[j])
+    return low, high
+
+
+def _token_range(weights: list, j: int, n: int, allowed: list[set], bias: int) -> tuple[int, int]:
+    """Exact range of bias + sum_{i < n} weights[i][t_i][j] over the cube."""
+    low = bias + sum(min(weights[i][v][j] for v in allowed[i]) for i in range(n))
+    high = bias + sum(max(weights[i][v][j] for v in allowed[i]) for i in range(n))
+    return low, high
+
+
+def _add_scaled(low: int, high: int, weight: int, x_low: int, x_high: int) -> tuple[int, int]:
+    """[low, high] + weight * [x_low, x_high]."""
+    ends = (weight * x_low, weight * x_high)
+    return low + min(ends), high + max(ends)
 
 
 def check_tree(trees: dict, surrogate: IntegerSurrogate, domain: Domain) -> tuple[list[str], list[str]]:

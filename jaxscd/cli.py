@@ -92,6 +92,10 @@ def _resolve(task_name, circuit_target, sparse, alphabet, min_len, max_len, grap
         return (task.circuit, task.domain(min_len, max_len), task.spec, task.description,
                 {"kind": "task", "name": task_name})
     source = load_callable(circuit_target)
+    if names is not None and source.alphabet is not None and names != source.alphabet[:len(names)]:
+        raise ValueError(f"--alphabet {','.join(names)} does not match the ALPHABET {list(source.alphabet)} of "
+                         f"{circuit_target!r} (token ids are positions in it); drop --alphabet, or give its first "
+                         f"tokens in order to restrict the domain to them")
     names = names or source.alphabet
     if names is None:
         raise ValueError(f"{circuit_target!r} defines no ALPHABET; pass --alphabet a,b,c")
@@ -185,7 +189,8 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @click.option("--viz", type=click.Path(), help="viz_data.pt with the circuit's node mask (with --circuit-sparsity).")
 @click.option("--means", type=click.Path(), help="means.pt with the mean activations used for ablation.")
 @click.option("--template", type=click.Path(), help="Task template JSON for --circuit-sparsity.")
-@click.option("--alphabet", help="Comma-separated token names (overrides the file's ALPHABET).")
+@click.option("--alphabet", help="Comma-separated token names for a --circuit file without ALPHABET (with one: "
+              "its first tokens, in order, to restrict the domain).")
 @click.option("--min-len", type=click.IntRange(min=1), help="Shortest sequence length.")
 @click.option("--max-len", type=click.IntRange(min=1), help="Longest sequence length.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for surrogate training and probes.")

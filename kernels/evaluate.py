@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxscd.circuits.base import Circuit, CircuitError
+from jaxscd.circuits.base import Circuit, CircuitError, exception_line
+from jaxscd.circuits.purity import check_purity
 from jaxscd.domain import Domain
 from jaxscd.kernels.enumerate import chunk_indices, decode_indices
 
@@ -35,8 +36,24 @@ def float_error_bound(logits: np.ndarray) -> float:
     return max(MIN_BOUND, 256 * float(np.finfo(logits.dtype).eps) * scale)
 
 
-def _decide(output, batch: int, name: str) -> tuple[np.ndarray, np.ndarray, float]:
-    out = np.asarray(output)
+def run_circuit(circuit: Circuit, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(decisions int8[B], margins float64[B], float error bound) of ``circuit`` on tokens [B, L]; anything the
+    circuit's code raises (SystemExit included, KeyboardInterrupt excepted) becomes a one-line CircuitError."""
+    try:
+        output = np.asarray(circuit.forward(tokens))
+    except (KeyboardInterrupt, CircuitError):
+        raise
+    except BaseException as err:  # user code: sys.exit() in a circuit must not end the run as a success
+        raise CircuitError(f"circuit {circuit.name!r} raised {exception_line(err)} (on {tokens.dtype} "
+                           f"tokens of shape {list(tokens.shape)}); fix the circuit so it runs on every sequence of "
+                           f"the domain") from None
+    return _decide(output, len(tokens), circuit.name)
+
+
+def _decide(out: np.ndarray, batch: int, name: str) -> tuple[np.ndarray, np.ndarray, float]:
+    if out.dtype.kind not in "biuf":
+        raise CircuitError(f"circuit {name!r} returned an array of dtype {out.dtype}; return real logits (float or "
+                           f"int) [batch, 2] or decisions [batch] in {{0, 1}}")
     if out.shape == (batch,):
         if not np.isin(out, (0, 1)).all():
             raise CircuitError(f"circuit {name!r} returned decisions outside {{0, 1}}: {np.unique(out)[:5].tolist()}")
@@ -51,7 +68,8 @@ def _decide(output, batch: int, name: str) -> tuple[np.ndarray, np.ndarray, floa
 
 
 def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_size: int = 1 << 14) -> TruthTable:
-    """Run ``circuit`` on every sequence, one length at a time (the circuit sees unpadded [B, L] arrays).
+    """Run ``circuit`` on every sequence, one length at a time (the circuit sees unpadded int32 [B, L] arrays),
+    then check on a sample that it is a function of its input (``circuits.purity``).
 
     Ties (equal logits) go to class 0 and have margin 0, so they can never pass a margin check.
     """
@@ -63,8 +81,9 @@ def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_
         begin, end = int(starts[slot]), int(starts[slot + 1])
         for first, idx, real in chunk_indices(begin, end, chunk_size):
             tokens, _ = decode_indices(domain, idx)
-            batch = np.asarray(tokens)[:, :length]
-            dec, margin, chunk_bound = _decide(circuit.forward(batch), len(idx), circuit.name)
+            dec, margin, chunk_bound = run_circuit(circuit, np.asarray(tokens)[:, :length])
             bound = max(bound, chunk_bound)
             decisions[first:first + real], margins[first:first + real] = dec[:real], margin[:real]
+    check_purity(lambda batch: run_circuit(circuit, batch), circuit.name, domain, decisions, margins, valid, bound,
+                 chunk_size)
     return TruthTable(decisions, margins, valid, bound)

@@ -14,6 +14,11 @@ class CircuitError(ValueError):
     """A circuit that cannot be loaded or run (bad file, wrong output shape, NaN logits...)."""
 
 
+def exception_line(err: BaseException) -> str:
+    """'Type: first line of the message', for reporting an exception raised by user code on one line."""
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+
+
 @dataclass(frozen=True, eq=False)
 class Circuit:
     """``forward(tokens int[B, L]) -> logits float[B, 2]`` or decisions ``int[B]`` in {0, 1}.

@@ -1,8 +1,11 @@
 """Circuits given as Python callables in a file: ``path/to/file.py:fn``.
 
-``fn(tokens)`` takes an int array [batch, length] and returns logits [batch, 2] or decisions [batch]. The module
-may define ``ALPHABET`` (token names), ``LENGTHS`` ((min, max)), ``CLASS_NAMES`` and ``SPEC(tokens)`` (the
-intended behaviour on a list of token ids).
+``fn(tokens)`` takes a numpy int32 array [batch, length] of token ids (all sequences of one length, in one or
+more batches) and returns real logits [batch, 2] or decisions [batch] in {0, 1}. It must be a function of each
+row alone: after the truth table is built, a sample of inputs is re-run one at a time, as int64 tokens, and in
+shuffled batches, and any difference is refused (``jaxscd.circuits.purity``). The module may define ``ALPHABET``
+(token names), ``LENGTHS`` ((min_len, max_len), integers), ``CLASS_NAMES`` (two strings) and ``SPEC(tokens)``
+(the intended behaviour on a list of token ids).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from jaxscd.circuits.base import Circuit, CircuitError, sha256_bytes
+import numpy as np
+
+from jaxscd.circuits.base import Circuit, CircuitError, exception_line, sha256_bytes
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,17 +41,52 @@ def load_callable(target: str) -> CallableSource:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as err:  # the user's file failed to import: report it in one line
-        raise CircuitError(f"could not import {str(path)!r}: {type(err).__name__}: {err}") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # the user's file failed to import (sys.exit() included): one line
+        raise CircuitError(f"could not import {str(path)!r}: {exception_line(err)}; fix the file so it "
+                           f"imports without raising or exiting") from None
     fn = getattr(module, name, None)
     if not callable(fn):
         raise CircuitError(f"{str(path)!r} has no callable named {name!r}; define def {name}(tokens): ...")
-    lengths = getattr(module, "LENGTHS", None)
-    if lengths is not None and (len(tuple(lengths)) != 2):
-        raise CircuitError(f"LENGTHS in {str(path)!r} must be (min_len, max_len), got {lengths!r}")
-    alphabet = getattr(module, "ALPHABET", None)
-    class_names = tuple(getattr(module, "CLASS_NAMES", ("0", "1")))
+    lengths = _setting(module, path, "LENGTHS", _is_int, 2, "LENGTHS = (1, 6)")
+    alphabet = _setting(module, path, "ALPHABET", _is_name, None, "ALPHABET = ('a', 'b', 'c')")
+    class_names = _setting(module, path, "CLASS_NAMES", _is_name, 2, "CLASS_NAMES = ('no', 'yes')") or ("0", "1")
     circuit = Circuit(f"{path.name}:{name}", fn, class_names, sha256_bytes(path.read_bytes()))
-    return CallableSource(circuit, tuple(alphabet) if alphabet is not None else None,
-                          tuple(int(v) for v in lengths) if lengths is not None else None,
-                          getattr(module, "SPEC", None))
+    spec = getattr(module, "SPEC", None)
+    return CallableSource(circuit, alphabet, tuple(int(v) for v in lengths) if lengths else None,
+                          None if spec is None else _guarded(spec, f"SPEC in {str(path)!r}"))
+
+
+def _guarded(fn, what: str):
+    """``fn`` with anything its code raises (SystemExit included, KeyboardInterrupt excepted) as one CircuitError."""
+    def call(tokens):
+        try:
+            return int(fn(tokens))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:
+            raise CircuitError(f"{what} raised {exception_line(err)} on {tokens!r}; fix it so it returns "
+                               f"0 or 1 for every list of token ids") from None
+    return call
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_name(value) -> bool:
+    return isinstance(value, str)
+
+
+def _setting(module, path: Path, attribute: str, element_ok, count: int | None, example: str) -> tuple | None:
+    """A module-level tuple setting, checked as given (never coerced): None when the module does not define it."""
+    if not hasattr(module, attribute):
+        return None
+    value = getattr(module, attribute)
+    what = "integers" if element_ok is _is_int else "strings"
+    if (not isinstance(value, (tuple, list)) or not all(element_ok(v) for v in value)
+            or (count is not None and len(value) != count)):
+        raise CircuitError(f"{attribute} in {str(path)!r} must be a tuple of {count or 'several'} {what}, got "
+                           f"{value!r}; write e.g. {example}")
+    return tuple(value)

@@ -30,7 +30,8 @@ from jaxscd.verify.tree import tree_stats
 
 
 def baseline_query(surrogate, program, domain) -> z3.Solver:
-    """The plain encoding: Real one-hot inputs, If per ReLU, no folding, no integers."""
+    """The plain encoding: Real one-hot inputs, If per ReLU (units in order, for deep nets), no folding, no
+    integers."""
     seq = symbolic_sequence(domain)  # the same token/length variables, so the program term is shared
     solver = z3.Solver()
     solver.add(*seq.constraints)
@@ -44,10 +45,13 @@ def baseline_query(surrogate, program, domain) -> z3.Solver:
     q = lambda w: z3.RealVal(Fraction(int(w)))  # noqa: E731 - exact rationals, as a careful baseline would
     score = [q(surrogate.out_b)]
     score += [q(surrogate.skip_w[i, v]) * onehot[i][v] for i in onehot for v in range(domain.n_tokens)]
+    relus = []
     for j in range(surrogate.n_neurons):
         pre = q(surrogate.hidden_b[j]) + z3.Sum([q(surrogate.hidden_w[i, v, j]) * onehot[i][v]
-                                                 for i in onehot for v in range(domain.n_tokens)])
-        score.append(q(surrogate.out_w[j]) * z3.If(pre > 0, pre, 0))
+                                                 for i in onehot for v in range(domain.n_tokens)]
+                                                + [q(surrogate.unit_w[k, j]) * relus[k] for k in range(j)])
+        relus.append(z3.If(pre > 0, pre, 0))
+        score.append(q(surrogate.out_w[j]) * relus[j])
     solver.add((z3.Sum(score) > 0) != smt.encode(program, seq.tokens, seq.length))
     return solver
 

@@ -122,8 +122,12 @@ class IntegerSurrogate:
 
     @classmethod
     def from_arrays(cls, arrays) -> IntegerSurrogate:
-        return cls(*(arrays[k] for k in ("hidden_w", "hidden_b", "out_w", "skip_w", "out_b")),
-                   unit_w=arrays["unit_w"] if "unit_w" in arrays else None)
+        """The surrogate of ``arrays()`` (or a loaded surrogate.npz: ValueError when it is malformed or too large
+        to evaluate exactly)."""
+        surrogate = cls(*(arrays[k] for k in ("hidden_w", "hidden_b", "out_w", "skip_w", "out_b")),
+                        unit_w=arrays["unit_w"] if "unit_w" in arrays else None)
+        surrogate._check_int64()
+        return surrogate
 
     def preactivations(self, tokens, lengths) -> jax.Array:
         """int64 [N, H] exact pre-activations of padded token chunks."""

@@ -18,6 +18,7 @@ from jaxscd.kernels.enumerate import all_tokens
 from jaxscd.surrogate import IntegerSurrogate, _deep_scores, exhaustive_decisions, fold_stable_neurons
 from jaxscd.verify.cubes import prove_by_cubes
 from jaxscd.verify.encode import surrogate_score, symbolic_sequence
+from jaxscd.verify.mutants import MutationBase, surrogate_mutants
 from jaxscd.verify.prove import Verdict, in_domain, prove_equivalent, surrogate_class
 from jaxscd.verify.tree import build_tree, check_tree, leaf_class
 
@@ -111,6 +112,8 @@ def test_values_beyond_int64_are_refused():
                            np.array([[0, 1 << 20, 0], [0, 0, 1 << 20], [0, 0, 0]]))
     with pytest.raises(ValueError, match="beyond exact int64"):
         big.scores(*_domain_inputs(TINY))
+    with pytest.raises(ValueError, match="beyond exact int64"):  # a bundle's surrogate.npz: corrupt
+        IntegerSurrogate.from_arrays(np.load(io.BytesIO(big.to_bytes())))
 
 
 def test_deep_scores_compile_once_per_shape():
@@ -266,3 +269,12 @@ def test_cubes_fix_phases_of_deep_units_and_stay_sound():
     run_ = prove_by_cubes(surrogate, program, domain, np.ones(domain.size, dtype=bool), workers=1)
     assert run_.answer == "unsat"
     assert sum(c["fixed"] for c in run_.cubes) > 0  # some deep unit's phase was fixed on some cube
+
+
+def test_mutants_of_a_deep_net_edit_unit_weights_and_every_verdict_is_sound():
+    base = MutationBase("count_and", count_and_net(), COUNT_PROGRAM, COUNT_DOMAIN)
+    mutants = list(surrogate_mutants(base.surrogate, base.domain, base.valid, 8, seed=1))
+    assert "unit weight changed" in {kind for kind, _ in mutants}
+    for kind, surrogate in mutants:
+        outcome = base.check(kind, surrogate, base.program, timeout_s=30)
+        assert outcome.sound, (kind, outcome)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -139,7 +139,8 @@ def program_mutants(program: Program, n_tokens: int) -> Iterator[tuple[str, Prog
 def surrogate_mutants(surrogate: IntegerSurrogate, domain: Domain, valid: np.ndarray, count: int,
                       seed: int = 0) -> Iterator[tuple[str, IntegerSurrogate]]:
     """Surrogates with one weight pushed just across the decision boundary of a chosen domain input: a skip
-    weight of one of its positions, or the output bias. The chosen input's decision always flips."""
+    weight of one of its positions, or the output bias (the chosen input's decision always flips); for deep nets
+    also a weight between two units (see ``_edited_unit_weights``)."""
     rng = np.random.default_rng(seed)
     tokens, lengths = all_tokens(domain)
     rows = rng.choice(np.flatnonzero(valid), size=min(count, int(valid.sum())), replace=False)
@@ -147,7 +148,10 @@ def surrogate_mutants(surrogate: IntegerSurrogate, domain: Domain, valid: np.nda
     for row, score in zip(rows, scores):
         push = -int(score) if score > 0 else -int(score) + 1  # score + push crosses 0 the other way
         arrays = {k: np.array(v, copy=True) for k, v in surrogate.arrays().items()}
-        if rng.random() < 0.5:
+        if surrogate.deep and rng.random() < 1 / 3:
+            arrays["unit_w"] = _edited_unit_weights(surrogate, tokens[row, :lengths[row]].tolist(), rng)
+            kind = "unit weight changed"
+        elif rng.random() < 0.5:
             position = int(rng.integers(lengths[row]))
             arrays["skip_w"][position, tokens[row, position]] += push
             kind = "skip weight pushed"
@@ -155,6 +159,19 @@ def surrogate_mutants(surrogate: IntegerSurrogate, domain: Domain, valid: np.nda
             arrays["out_b"] = arrays["out_b"] + push
             kind = "output bias pushed"
         yield kind, IntegerSurrogate.from_arrays(arrays)
+
+
+def _edited_unit_weights(surrogate: IntegerSurrogate, tokens: list, rng: np.random.Generator) -> np.ndarray:
+    """unit_w with one edge between units changed by the smallest +-2^b (b < 8) that flips the decision on
+    ``tokens`` (a unit's effect on the score is not monotone in its weights), else by +1."""
+    k, j = rng.choice(np.argwhere(surrogate.unit_w))
+    before = surrogate_class(surrogate, tokens)
+    for delta in [sign << b for b in range(8) for sign in (1, -1)] + [1]:
+        units = surrogate.unit_w.copy()
+        units[k, j] += delta
+        if surrogate_class(replace(surrogate, unit_w=units), tokens) != before:
+            break
+    return units
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,12 @@ def _function(name: str, program: Program, alphabet: Sequence[str], class_names:
             body = _indent(parts) + f"    return left(tokens) {symbol} right(tokens)\n"
         case _:
             raise TypeError(f"not a DSL program: {program!r}")
-    return header + f'    """{doc}{_classes_doc(class_names)}"""\n' + body
+    return header + f"    {_docstring(doc + _classes_doc(class_names))}\n" + body
+
+
+def _docstring(text: str) -> str:
+    """A triple-quoted literal whose value is ``text``, whatever names it holds (quotes, backslashes)."""
+    return '"""' + text.replace("\\", "\\\\").replace('"', '\\"') + '"""'
 
 
 def load(source: str):

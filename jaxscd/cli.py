@@ -211,13 +211,15 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
     from jaxscd.circuits.base import CircuitError
     from jaxscd.domain import DomainError
     from jaxscd.pipeline import DistillConfig, distill
-    from jaxscd.verify.certificate import write_bundle
+    from jaxscd.verify.certificate import check_output_dir, write_bundle
 
     interactive = sys.stdout.isatty() and not as_json
     console = Console(soft_wrap=True)
     try:
         sparse = None if sparse_dir is None else {"model_dir": sparse_dir, "viz": viz, "means": means,
                                                   "template": template}
+        if out:
+            check_output_dir(out)  # refused before the work, not after
         circuit, domain, spec, description, circuit_ref = _resolve(task, circuit_target, sparse, alphabet, min_len,
                                                                    max_len, graph)
         config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates,
@@ -288,12 +290,14 @@ def eval_command(model_dir, viz, means, tokens, out):
 @click.argument("bundle", type=click.Path())
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
               help="Seconds per solver run.")
-def verify_command(bundle, timeout):
+@click.option("--circuit", "circuit_target", help="Re-run a bundle's Python circuit from this file (path.py:fn); its "
+              "sha256 must match the certificate before it is imported. Bundles never run code by themselves.")
+def verify_command(bundle, timeout, circuit_target):
     """Re-check a certificate bundle from scratch (hashes, exhaustive pass, SMT query)."""
     from jaxscd.verify.recheck import BundleError, recheck
 
     try:
-        report = recheck(bundle, timeout)
+        report = recheck(bundle, timeout, circuit_target)
     except BundleError as err:
         _fail(str(err), err.code)
     except KeyboardInterrupt:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from jaxscd import __version__
 from jaxscd.circuits.base import sha256_bytes, sha256_text
@@ -19,6 +20,11 @@ from jaxscd.dsl.programs import from_json, to_json
 from jaxscd.verify.prove import solver_name
 
 SCHEMA_VERSION = 1
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class OutputDirError(OSError):
+    """``--out`` names something that is neither new, empty, nor a jaxscd bundle recognised completely."""
 
 
 def domain_json(domain: Domain) -> dict:
@@ -97,32 +103,97 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
     }
 
 
+def bundle_file_problem(name, digest) -> str | None:
+    """Why ``name: digest`` cannot be an entry of a certificate's files (None if it can): a relative path
+    inside the bundle, other than certificate.json, with a sha256 hex digest."""
+    path = PurePosixPath(name) if isinstance(name, str) else None
+    if path is None or not name or path.is_absolute() or ".." in path.parts or "\\" in name or \
+            str(path) != name or name == "certificate.json":
+        return "not a relative path inside the bundle"
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        return f"its sha256 {digest!r} is not 64 hex digits"
+    return None
+
+
+def _not_a_bundle(out: Path) -> str | None:
+    """Why ``out`` is not a previous jaxscd bundle that may be replaced whole (None if it is one): a
+    certificate.json of this schema, every file it lists present with its recorded sha256, and nothing else."""
+    try:
+        cert = json.loads((out / "certificate.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "it holds no readable certificate.json"
+    files = cert.get("files") if isinstance(cert, dict) else None
+    if cert.get("schema_version") != SCHEMA_VERSION or not isinstance(files, dict) or \
+            any(bundle_file_problem(name, digest) for name, digest in files.items()):
+        return "its certificate.json is not a jaxscd certificate of this version"
+    present = set()
+    for folder, dirs, names in os.walk(out):
+        for name in dirs + names:
+            path = Path(folder) / name
+            if path.is_symlink():
+                return f"it holds a link, {str(path.relative_to(out))!r}"
+            if name in names:
+                present.add(path.relative_to(out).as_posix())
+    unlisted = sorted(present - set(files) - {"certificate.json"})
+    if unlisted:
+        return f"it holds files its certificate does not list ({', '.join(unlisted[:3])})"
+    missing = sorted(set(files) - present)
+    if missing:
+        return f"files its certificate lists are missing ({', '.join(missing[:3])})"
+    changed = sorted(name for name, digest in files.items() if sha256_bytes((out / name).read_bytes()) != digest)
+    if changed:
+        return f"files were changed since jaxscd wrote them ({', '.join(changed[:3])})"
+    return None
+
+
+def check_output_dir(out: str | os.PathLike) -> None:
+    """Raise OutputDirError unless ``out`` is new, an empty directory, or a jaxscd bundle recognised completely
+    (which writing replaces); nothing else is ever deleted."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        problem = "it is a link" if out.is_symlink() else "it is not a directory"
+    elif not out.exists() or not any(out.iterdir()):
+        return
+    else:
+        problem = _not_a_bundle(out)
+    if problem is not None:
+        raise OutputDirError(f"--out {str(out)!r} exists and is not a jaxscd bundle to replace ({problem}); "
+                             f"choose a new directory")
+
+
 def write_bundle(result, out_dir: str | os.PathLike, circuit_ref: dict, circuit_fingerprint: str) -> Path:
-    """Write the bundle into a temporary sibling directory, then rename it into place (no half bundles)."""
+    """Write the bundle into a temporary sibling directory, then rename it into place (no half bundles); a
+    previous bundle there is moved aside and deleted only once the new one is in place."""
     out = Path(out_dir)
-    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "certificate.json").exists())):
-        raise OSError(f"--out {str(out)!r} exists and is not a jaxscd bundle; choose a new directory")
+    check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    previous = None
     try:
-        (staging / "program.py").write_text(result.source or "")
+        (staging / "program.py").write_text(result.source or "", encoding="utf-8")
         if result.surrogate is not None:
             (staging / "surrogate.npz").write_bytes(result.surrogate.to_bytes())
         if result.proof is not None:
-            (staging / "query.smt2").write_text(result.proof.smt2)
+            (staging / "query.smt2").write_text(result.proof.smt2, encoding="utf-8")
             if result.proof.tree is not None:
-                (staging / "tree.json").write_text(tree_text(result.proof.tree))
-                (staging / "tree_query.smt2").write_text(result.proof.tree_smt2)
+                (staging / "tree.json").write_text(tree_text(result.proof.tree), encoding="utf-8")
+                (staging / "tree_query.smt2").write_text(result.proof.tree_smt2, encoding="utf-8")
             if result.proof.cube_queries:
                 (staging / "cubes").mkdir()
                 for name, text in result.proof.cube_queries.items():
-                    (staging / "cubes" / name).write_text(text)
+                    (staging / "cubes" / name).write_text(text, encoding="utf-8")
         cert = certificate(result, circuit_ref, circuit_fingerprint)
-        (staging / "certificate.json").write_text(json.dumps(cert, indent=2) + "\n")
+        (staging / "certificate.json").write_text(json.dumps(cert, indent=2) + "\n", encoding="utf-8")
+        check_output_dir(out)  # again: the directory may have changed while the bundle was computed
         if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+            previous = staging.with_name(staging.name + ".previous")
+            os.rename(out, previous)
+        os.rename(staging, out)
     except BaseException:
+        if previous is not None and previous.exists() and not out.exists():
+            os.rename(previous, out)
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
     return out

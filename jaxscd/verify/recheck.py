@@ -3,12 +3,19 @@
 Every check is independent of the run that wrote the bundle: the domain, program and surrogate are rebuilt
 from the files, the circuit from its recorded source (its fingerprint must match), the SMT query is
 regenerated and compared with ``query.smt2``, which z3 (and cvc5, when installed) must answer ``unsat``.
+
+A bundle is data: nothing it names is imported. Built-in tasks, JSON graphs and circuit_sparsity checkpoints
+(read with torch ``weights_only``) are re-run from their data; a circuit written as Python code is re-run only
+from the file the user passes (``--circuit``), after its sha256 matches the certificate. Every obligation the
+certificate lists is re-checked, or a FAILED line names it; SMT files are parsed only when they hold nothing but
+declarations, assertions and check-sat (z3 and cvc5 obey options that write files).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +29,13 @@ from jaxscd.dsl.source import render
 from jaxscd.kernels.enumerate import precondition_mask, program_decisions
 from jaxscd.kernels.evaluate import evaluate_circuit
 from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
-from jaxscd.verify.certificate import SCHEMA_VERSION, canonical_sha256, domain_from_json, domain_json
+from jaxscd.verify.certificate import (
+    SCHEMA_VERSION,
+    bundle_file_problem,
+    canonical_sha256,
+    domain_from_json,
+    domain_json,
+)
 from jaxscd.verify.prove import equivalence_query, smt2_text
 
 
@@ -34,7 +47,13 @@ class BundleError(Exception):
         self.code = code
 
 
-EXIT_CORRUPT, EXIT_MISSING, EXIT_SCHEMA = 7, 8, 9
+EXIT_BAD_INPUT, EXIT_CORRUPT, EXIT_MISSING, EXIT_SCHEMA = 2, 7, 8, 9
+CIRCUIT_CLAIMS = ("circuit == surrogate", "circuit == program", "circuit == spec")  # need the circuit re-run
+REQUIRED_CLAIMS = ("circuit == surrogate", "circuit == program", "surrogate == program")  # behind a PROVED
+SMT_METHODS = ("smt", "smt-cubes", "smt-tree")
+SMT_COMMANDS = {"set-logic", "set-info", "declare-fun", "declare-const", "define-fun", "assert", "check-sat",
+                "get-model", "exit"}  # what jaxscd writes; set-option and the rest are never run
+_SMT_TOKEN = re.compile(r'\s+|;[^\n]*|"(?:[^"]|"")*"|\|[^|]*\||[()]|[^\s()";|]+')
 
 
 @dataclass
@@ -63,29 +82,137 @@ def _read_certificate(bundle: Path) -> dict:
     if version != SCHEMA_VERSION:
         raise BundleError(f"certificate schema_version is {version!r}, this jaxscd reads {SCHEMA_VERSION}; "
                           f"re-create the bundle with this version", EXIT_SCHEMA)
-    for name in cert.get("files", {}):
+    files = cert.get("files")
+    if not isinstance(files, dict):
+        raise BundleError("certificate.json has no \"files\" table of sha256 hashes; the bundle is corrupt",
+                          EXIT_CORRUPT)
+    for name in files:
+        if (problem := bundle_file_problem(name, files[name])) is not None:
+            raise BundleError(f"certificate.json lists {name!r}: {problem}; the bundle is corrupt", EXIT_CORRUPT)
         if not (bundle / name).is_file():
             raise BundleError(f"{name} is missing from {str(bundle)!r}", EXIT_MISSING)
     return cert
 
 
-def _load_circuit(source: dict) -> Circuit:
-    from jaxscd.circuits.callable import load_callable
-    from jaxscd.tasks import get_task
+@dataclass
+class _Circuit:
+    """A re-run circuit with what it says about its own alphabet (None: it names none), classes and spec."""
 
-    if source.get("kind") == "task":
-        return get_task(source["name"]).circuit
-    if source.get("kind") == "callable":
-        return load_callable(source["target"]).circuit
-    if source.get("kind") == "graph":
-        from jaxscd.circuits.graph import load_graph
+    circuit: Circuit
+    alphabet: tuple | None
+    spec: object | None = None
+    prefix_alphabet: bool = False  # a callable's domain may use the first tokens of its ALPHABET
 
-        return load_graph(source["path"])
-    if source.get("kind") == "circuit_sparsity":
+
+def _load_circuit(report: Report, cert: dict, circuit_target: str | None) -> _Circuit | None:
+    """The circuit the certificate names, re-run from data; a callable only from ``circuit_target``, after its
+    sha256 matches (None, with a FAILED line, when it cannot be re-run)."""
+    source = cert["circuit"]["source"]
+    kind = source.get("kind")
+    if circuit_target is not None and kind != "callable":
+        raise BundleError(f"--circuit re-runs a Python circuit, but this bundle's circuit is a {kind} "
+                          f"({source.get('name') or source.get('path') or source.get('model_dir')!r}); drop --circuit",
+                          EXIT_BAD_INPUT)
+    if kind == "task":
+        from jaxscd.tasks import get_task
+
+        task = get_task(source["name"])
+        return _Circuit(task.circuit, task.alphabet, task.spec)
+    if kind == "graph":
+        from jaxscd.circuits.graph import GraphError, read_graph
+
+        try:
+            graph = read_graph(Path(source["path"]))
+        except GraphError as err:
+            raise CircuitError(getattr(err, "summary", str(err))) from None
+        return _Circuit(graph.circuit(), graph.vocab)
+    if kind == "circuit_sparsity":
         from jaxscd.circuits.sparse_gpt import load_sparse_circuit
 
-        return load_sparse_circuit(source["model_dir"], source["template"], source.get("viz"), source.get("means"))[0]
+        circuit, template = load_sparse_circuit(source["model_dir"], source["template"], source.get("viz"),
+                                                source.get("means"))
+        return _Circuit(circuit, template.alphabet)
+    if kind == "callable":
+        return _load_user_circuit(report, cert, source["target"], circuit_target)
     raise CircuitError(f"unknown circuit source {source!r}")
+
+
+def _load_user_circuit(report: Report, cert: dict, recorded: str, target: str | None) -> _Circuit | None:
+    from jaxscd.circuits.callable import load_callable
+
+    if target is None:
+        report.add("circuit available", False, f"the circuit is Python code ({recorded}); verify never runs code a "
+                   f"bundle names: pass --circuit FILE.py:FN, the file it was distilled from, to re-run it")
+        return None
+    path, _, name = target.rpartition(":")
+    recorded_name = recorded.rpartition(":")[2]
+    if name != recorded_name:
+        report.add("circuit available", False, f"--circuit names function {name!r}, the certificate records "
+                   f"{recorded_name!r}")
+        return None
+    try:
+        digest = sha256_bytes(Path(path).read_bytes())
+    except OSError as err:
+        raise BundleError(f"--circuit {target!r}: cannot read {path!r} ({err.strerror}); check the path",
+                          EXIT_BAD_INPUT) from None
+    if digest != cert["circuit"]["sha256"]:
+        report.add("circuit fingerprint", False, f"sha256 of {path} differs from the certificate's; not imported")
+        return None
+    source = load_callable(target)  # hashed first, imported only now
+    return _Circuit(source.circuit, source.alphabet, source.spec, prefix_alphabet=True)
+
+
+def _check_names(report: Report, loaded: _Circuit, domain, classes) -> None:
+    """The certificate's token names and class names, in order, are the circuit's own."""
+    own = loaded.alphabet
+    if own is not None:
+        expected = own[:domain.n_tokens] if loaded.prefix_alphabet else own
+        same = tuple(domain.alphabet) == tuple(expected)
+        report.add("alphabet is the circuit's", same, "" if same else
+                   f"certificate {list(domain.alphabet)}, circuit {list(own)}")
+    same = list(classes) == list(loaded.circuit.class_names)
+    report.add("class names are the circuit's", same, "" if same else
+               f"certificate {list(classes)}, circuit {list(loaded.circuit.class_names)}")
+
+
+def _smt_commands(text: str) -> list | None:
+    """The head of every top-level command of an SMT-LIB2 text, or None when it does not tokenize."""
+    heads, depth, position, expect_head = [], 0, 0, False
+    for match in _SMT_TOKEN.finditer(text):
+        if match.start() != position:
+            return None
+        position, token = match.end(), match.group()
+        if token[0].isspace() or token[0] == ";":
+            continue
+        if expect_head:
+            heads.append(token)
+            expect_head = False
+        if token == "(":
+            expect_head, depth = depth == 0, depth + 1
+        elif token == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif depth == 0:
+            return None
+    return heads if position == len(text) and depth == 0 else None
+
+
+def _query_text(report: Report, bundle: Path, name: str) -> str | None:
+    """The text of a bundle's SMT file when it is plain SMT-LIB2 jaxscd could have written, else None and a
+    FAILED line (solvers obey commands such as set-option :regular-output-channel, which writes a file)."""
+    try:
+        text = (bundle / name).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        report.add(f"{name} is plain SMT-LIB2", False, "not UTF-8 text")
+        return None
+    heads = _smt_commands(text)
+    unexpected = sorted(set(heads) - SMT_COMMANDS) if heads is not None else None
+    if heads is None or unexpected:
+        report.add(f"{name} is plain SMT-LIB2", False, "unbalanced parentheses or an unterminated string"
+                   if heads is None else f"commands {unexpected} are not run; only {sorted(SMT_COMMANDS)}")
+        return None
+    return text
 
 
 def _same_assertions(text: str, expected: str) -> bool:
@@ -118,8 +245,11 @@ def _cvc5_unsat(text: str, timeout_s: float) -> tuple[bool | None, str]:
     parser = cvc5.InputParser(solver)
     parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, "query.smt2")
     answer = ""
-    while not (command := parser.nextCommand()).isNull():
-        answer = command.invoke(solver, parser.getSymbolManager()).strip() or answer
+    try:
+        while not (command := parser.nextCommand()).isNull():
+            answer = command.invoke(solver, parser.getSymbolManager()).strip() or answer
+    except Exception as err:  # cvc5 reports unreadable input as RuntimeError or its own API exception
+        return False, f"cvc5 could not read it: {(str(err).strip().splitlines() or [type(err).__name__])[0]}"
     return (True if answer == "unsat" else None if answer in ("unknown", "") else False), f"cvc5 answered {answer}"
 
 
@@ -132,7 +262,10 @@ def _recheck_cubes(report, bundle, cubes, surrogate, program, domain, valid, tim
     mismatched, not_unsat, cvc5_bad, cvc5_skipped = [], [], [], 0
     for entry in cubes:
         cube = Cube(entry["length"], tuple(entry["prefix"]))
-        text = (bundle / entry["file"]).read_text()
+        text = _query_text(report, bundle, entry["file"])
+        if text is None:
+            mismatched.append(entry["file"])
+            continue
         phases = cube_phases(active, valid, *cube.index_range(domain))
         if not _same_assertions(text, cube_query(surrogate, program, domain, cube, phases)):
             mismatched.append(entry["file"])
@@ -144,16 +277,20 @@ def _recheck_cubes(report, bundle, cubes, surrogate, program, domain, valid, tim
         if ok is False:
             cvc5_bad.append(entry["file"])
     report.add("each cube file is the query of its cube", not mismatched, ", ".join(mismatched[:3]))
-    report.add("z3: every cube query is unsat", not not_unsat, ", ".join(not_unsat[:3]))
+    report.add("z3: every cube query is unsat", not not_unsat and not mismatched, ", ".join(not_unsat[:3]))
     report.add("cvc5: every cube query is unsat", None if cvc5_skipped else not cvc5_bad,
                f"{cvc5_skipped} not decided by cvc5" if cvc5_skipped else ", ".join(cvc5_bad[:3]))
 
 
-def _check_one_query_form(report, bundle, surrogate, program, domain) -> None:
-    query = (bundle / "query.smt2").read_text()
+def _check_one_query_form(report, bundle, surrogate, program, domain) -> str | None:
+    """query.smt2 is the one query of surrogate != program; its text when it is."""
+    query = _query_text(report, bundle, "query.smt2")
+    if query is None:
+        return None
     same = _same_assertions(query, smt2_text(equivalence_query(surrogate, program, domain)[0]))
     report.add("query.smt2 encodes surrogate != program on the domain", same,
                "" if same else "query.smt2 is not the query of this surrogate, program and domain")
+    return query
 
 
 def _recheck_tree(report, bundle, entry, surrogate, program, domain, timeout_s) -> None:
@@ -171,7 +308,9 @@ def _recheck_tree(report, bundle, entry, surrogate, program, domain, timeout_s) 
         return
     report.add("interval bounds prove every decided leaf of the tree", not unproved,
                f"{len(unproved)} leaves not proved, e.g. {', '.join(unproved[:3])}" if unproved else "")
-    text = (bundle / entry["file"]).read_text()
+    text = _query_text(report, bundle, entry["file"])
+    if text is None:
+        return
     same = _same_assertions(text, tree_query(trees, program, domain))
     report.add(f"{entry['file']} encodes tree != program on the domain", same,
                "" if same else f"{entry['file']} is not the query of this tree, program and domain")
@@ -181,10 +320,32 @@ def _recheck_tree(report, bundle, entry, surrogate, program, domain, timeout_s) 
     report.add(f"cvc5: {entry['file']} is unsat", ok, answer)
 
 
-def recheck(bundle_dir, timeout_s: float = 120.0) -> Report:
-    """Re-check a bundle; a bundle whose certificate is structurally malformed raises BundleError (corrupt)."""
+def _recheck_single(report, bundle, surrogate, program, domain, timeout_s) -> None:
+    query = _check_one_query_form(report, bundle, surrogate, program, domain)
+    if query is None:
+        return
+    unsat, answer = _z3_unsat(query, timeout_s)
+    report.add("z3: query.smt2 is unsat", unsat is True, f"z3 answered {answer}")
+    ok, answer = _cvc5_unsat(query, timeout_s)
+    report.add("cvc5: query.smt2 is unsat", ok, answer)
+
+
+def _smt_files(smt: dict) -> list:
+    """The bundle files a surrogate == program obligation rests on."""
+    if smt.get("method") == "smt-cubes":
+        return [entry["file"] for entry in smt["cubes"]]
+    if smt.get("method") == "smt-tree":
+        return [smt["tree"]["file"], smt["file"], "query.smt2"]
+    return ["query.smt2"]
+
+
+def recheck(bundle_dir, timeout_s: float = 120.0, circuit_target: str | None = None) -> Report:
+    """Re-check a bundle; a bundle whose certificate is structurally malformed raises BundleError (corrupt).
+
+    ``circuit_target`` (``path.py:fn``) re-runs a bundle's Python circuit: its sha256 must match first.
+    """
     try:
-        return _recheck(Path(bundle_dir), timeout_s)
+        return _recheck(Path(bundle_dir), timeout_s, circuit_target)
     except BundleError:
         raise
     except (KeyError, TypeError, AttributeError, IndexError, ValueError, OSError, RecursionError) as err:
@@ -192,16 +353,29 @@ def recheck(bundle_dir, timeout_s: float = 120.0) -> Report:
                           EXIT_CORRUPT) from None
 
 
-def _recheck(bundle: Path, timeout_s: float) -> Report:
+def _obligations(cert: dict) -> dict:
+    """claim -> obligation, one each; anything else is a corrupt certificate."""
+    raw = cert.get("obligations")
+    if not isinstance(raw, list) or not all(isinstance(o, dict) and isinstance(o.get("claim"), str) for o in raw):
+        raise BundleError("certificate.json has no list of obligations with claims; the bundle is corrupt",
+                          EXIT_CORRUPT)
+    by_claim = {o["claim"]: o for o in raw}
+    if len(by_claim) != len(raw):
+        raise BundleError("certificate.json lists an obligation twice; the bundle is corrupt", EXIT_CORRUPT)
+    return by_claim
+
+
+def _recheck(bundle: Path, timeout_s: float, circuit_target: str | None) -> Report:
     cert = _read_certificate(bundle)
     report = Report()
+    files = cert["files"]
 
-    changed = [name for name, expected in cert["files"].items()
+    changed = [name for name, expected in files.items()
                if sha256_bytes((bundle / name).read_bytes()) != expected]
     for name in changed:
         report.add(f"sha256 {name}", False, "file changed since the bundle was written")
     if not changed:
-        report.add(f"sha256 of {len(cert['files'])} files", True)
+        report.add(f"sha256 of {len(files)} files", True)
 
     try:
         domain = domain_from_json(cert["domain"])
@@ -213,18 +387,34 @@ def _recheck(bundle: Path, timeout_s: float) -> Report:
             check_program(program, domain.n_tokens)
         except (ValueError, TypeError) as err:
             raise BundleError(f"the certified program does not fit the domain: {err}", EXIT_CORRUPT) from None
+    classes = cert["circuit"].get("classes")
+    if not (isinstance(classes, list) and len(classes) == 2 and all(isinstance(c, str) for c in classes)):
+        raise BundleError(f"certificate.json circuit.classes must be 2 class names, got {classes!r}; the bundle is "
+                          f"corrupt", EXIT_CORRUPT)
+    obligations = _obligations(cert)
     recorded = cert["domain"].get("sha256")
     domain_ok = canonical_sha256(domain_json(domain)) == recorded
     report.add("domain hash", domain_ok, "" if domain_ok else "domain fields differ from the recorded hash")
+    verdict_ok = cert.get("verdict") == "PROVED"
+    report.add("certificate verdict is PROVED", verdict_ok, "" if verdict_ok else
+               f"the certificate records {cert.get('verdict')!r}; only a PROVED certificate can be verified")
     if program is None:
         report.add("program", False, "the bundle holds no program (its verdict was not PROVED)")
         return report
-    rendered = (bundle / "program.py").read_text() == render(program, domain.alphabet, cert["circuit"].get("classes"))
-    report.add("program.py renders the certified program", rendered, "" if rendered else
-               "program.py differs from the program")
+    if "program.py" not in files:
+        report.add("program.py is listed with its sha256", False, "the certificate's files do not list program.py")
+    else:
+        rendered = (bundle / "program.py").read_text(encoding="utf-8") == render(program, domain.alphabet, classes)
+        report.add("program.py renders the certified program", rendered, "" if rendered else
+                   "program.py differs from the program")
+    for claim in REQUIRED_CLAIMS:
+        verdict = obligations.get(claim, {}).get("verdict")
+        report.add(f"obligation {claim} is PROVED", verdict == "PROVED", "" if verdict == "PROVED" else
+                   "missing from the certificate" if claim not in obligations else f"recorded as {verdict!r}")
+    rechecked: set = set()
 
     surrogate = None
-    if (bundle / "surrogate.npz").is_file():
+    if "surrogate.npz" in files:
         try:
             surrogate = IntegerSurrogate.from_arrays(np.load(io.BytesIO((bundle / "surrogate.npz").read_bytes())))
         except (OSError, ValueError, KeyError) as err:
@@ -240,41 +430,86 @@ def _recheck(bundle: Path, timeout_s: float) -> Report:
                f"{n_valid:,} valid inputs, certificate says {cert['domain']['valid']:,}")
     program_dec = program_decisions(program, domain)
 
+    table = None
     try:
-        circuit = _load_circuit(cert["circuit"]["source"])
+        loaded = _load_circuit(report, cert, circuit_target)
     except (CircuitError, KeyError) as err:
-        report.add("circuit available", False, str(err))
-        circuit = None
-    if circuit is not None:
+        report.add("circuit available", False, str(err.args[0]) if isinstance(err, KeyError) else str(err))
+        loaded = None
+    if loaded is not None:
+        circuit = loaded.circuit
         same = circuit.fingerprint == cert["circuit"]["sha256"]
         report.add("circuit fingerprint", same, "" if same else "the circuit's weights or source changed")
+        _check_names(report, loaded, domain, classes)
         try:
             table = evaluate_circuit(circuit, domain, valid)
         except CircuitError as err:
             report.add("circuit runs on the domain", False, str(err))
-            return report
+            table = None
+    if table is not None:
         margin_ok = table.min_margin() > table.margin_bound  # recomputed, never read from the certificate
         report.add("circuit margins above the float bound", margin_ok,
                    f"min margin {table.min_margin():.4g}, bound {table.margin_bound:.3g}")
         wrong = int((valid & (table.decisions != program_dec)).sum())
         report.add("circuit == program (exhaustive)", wrong == 0, f"{int(valid.sum()):,} inputs" if not wrong else
                    f"differs on {wrong:,} inputs")
+        rechecked.add("circuit == program")
         if surrogate is not None:
             s_dec, _ = exhaustive_decisions(surrogate, domain)
             wrong = int((valid & (table.decisions != s_dec)).sum())
             report.add("circuit == surrogate (exhaustive)", wrong == 0, "" if not wrong else f"differs on {wrong:,}")
+            rechecked.add("circuit == surrogate")
+        if "circuit == spec" in obligations and loaded.spec is not None:
+            _recheck_spec(report, obligations["circuit == spec"], loaded, domain, table)
+            rechecked.add("circuit == spec")
 
-    smt = next((o for o in cert["obligations"] if o.get("claim") == "surrogate == program"), None)
-    if surrogate is not None and smt is not None and smt.get("method") == "smt-cubes":
-        _recheck_cubes(report, bundle, smt["cubes"], surrogate, program, domain, valid, timeout_s)
-    elif surrogate is not None and smt is not None and smt.get("method") == "smt-tree":
-        _recheck_tree(report, bundle, smt, surrogate, program, domain, timeout_s)
-        _check_one_query_form(report, bundle, surrogate, program, domain)
-    elif surrogate is not None and (bundle / "query.smt2").is_file():
-        _check_one_query_form(report, bundle, surrogate, program, domain)
-        query = (bundle / "query.smt2").read_text()
-        unsat, answer = _z3_unsat(query, timeout_s)
-        report.add("z3: query.smt2 is unsat", unsat is True, f"z3 answered {answer}")
-        ok, answer = _cvc5_unsat(query, timeout_s)
-        report.add("cvc5: query.smt2 is unsat", ok, answer)
+    smt = obligations.get("surrogate == program")
+    if surrogate is not None and smt is not None and smt.get("method") in SMT_METHODS:
+        unlisted = sorted(set(_smt_files(smt)) - set(files))
+        if unlisted:
+            report.add("SMT files are listed with their sha256", False, f"{', '.join(unlisted)} not in the "
+                       f"certificate's files")
+        elif smt["method"] == "smt-cubes":
+            _recheck_cubes(report, bundle, smt["cubes"], surrogate, program, domain, valid, timeout_s)
+            rechecked.add("surrogate == program")
+        elif smt["method"] == "smt-tree":
+            _recheck_tree(report, bundle, smt, surrogate, program, domain, timeout_s)
+            _check_one_query_form(report, bundle, surrogate, program, domain)
+            rechecked.add("surrogate == program")
+        else:
+            _recheck_single(report, bundle, surrogate, program, domain, timeout_s)
+            rechecked.add("surrogate == program")
+    for claim, obligation in obligations.items():
+        if claim not in rechecked:
+            report.add(f"obligation {claim} ({obligation.get('method')}) re-checked", False,
+                       _not_rechecked_reason(claim, obligation, loaded, surrogate))
     return report
+
+
+def _not_rechecked_reason(claim: str, obligation: dict, loaded, surrogate) -> str:
+    if claim not in CIRCUIT_CLAIMS + ("surrogate == program",):
+        return "verify knows no such claim"
+    if claim in CIRCUIT_CLAIMS and loaded is None:
+        return "the circuit could not be re-run (see above)"
+    if claim == "circuit == spec":
+        return "the circuit's source holds no spec to compare with"
+    if surrogate is None:
+        return "surrogate.npz is not in the certificate's files, or does not fit the domain"
+    if claim == "surrogate == program" and obligation.get("method") not in SMT_METHODS:
+        return f"unknown method {obligation.get('method')!r}"
+    return "its files are missing or unreadable (see above)"
+
+
+def _recheck_spec(report, obligation, loaded, domain, table) -> None:
+    """The recorded number of inputs where the circuit departs from its intended behaviour."""
+    from jaxscd.pipeline import DistillConfig, Problem, compare_with_spec
+
+    try:
+        count = compare_with_spec(loaded.spec, Problem(domain, table, DistillConfig()), loaded.circuit.class_names)[0]
+    except CircuitError as err:
+        report.add("circuit == spec (exhaustive)", False, str(err))
+        return
+    same = count == obligation.get("mismatches") and obligation.get("verdict") == ("PROVED" if count == 0
+                                                                                    else "REFUTED")
+    report.add("circuit == spec (exhaustive)", same, f"{count:,} mismatches, certificate says "
+               f"{obligation.get('mismatches')} ({obligation.get('verdict')})")

@@ -1,27 +1,34 @@
-"""distill(): circuit -> truth table -> integer surrogate -> DSL search -> z3 proof, stage by stage."""
+"""distill(): circuit -> truth table -> DSL search -> surrogate for the survivors -> z3 proof, stage by stage.
+
+The search needs only the truth table, so it runs first; a surrogate is fitted for the programs that survive (the
+cheapest exact method first, see ``jaxscd.witness``). A program that matches the circuit on every input is reported
+even when no surrogate is found: the verdict is then UNKNOWN (z3 certified nothing), with the reason.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from jaxscd.circuits.base import Circuit
 from jaxscd.domain import Domain
+from jaxscd.dsl.batch import composition_family
 from jaxscd.dsl.programs import Program
 from jaxscd.dsl.source import render
-from jaxscd.kernels.enumerate import all_tokens, precondition_mask, program_decisions
+from jaxscd.kernels.enumerate import chunks, decode_indices, precondition_mask, program_decisions
 from jaxscd.kernels.evaluate import TruthTable, evaluate_circuit
-from jaxscd.kernels.filter import count_table
-from jaxscd.dsl.batch import composition_family
+from jaxscd.kernels.filter import CountTable, count_table
 from jaxscd.nearmiss import disagreement_patterns, nearest_misses, one_sided_parts, one_sided_scores
 from jaxscd.search import candidate_families, probe_indices, search
-from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig, SurrogateError, fit
+from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig
 from jaxscd.synth import synthesize
 from jaxscd.verify.prove import ProofResult, Verdict, prove_equivalent
+from jaxscd.witness import METHODS, Witness, Witnesses
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,13 @@ class DistillConfig:
     prune: bool = True  # skip families that cannot hold a simpler program than one already found
     synth_states: int = 8  # when no DSL candidate is exact, synthesize a DFA with up to this many states (0: off)
     synth_timeout_s: float = 60.0
+    surrogate_methods: tuple = METHODS  # tried in order for each program (see jaxscd.witness)
+
+    def __post_init__(self):
+        unknown = [m for m in self.surrogate_methods if m not in METHODS]
+        if unknown or not self.surrogate_methods:
+            raise ValueError(f"unknown surrogate methods {unknown or list(self.surrogate_methods)}; use some of "
+                             f"{','.join(METHODS)}, e.g. --surrogate lp,compiled")
 
 
 @dataclass
@@ -53,6 +67,8 @@ class DistillResult:
     program: Program | None = None
     source: str | None = None
     surrogate: IntegerSurrogate | None = None
+    surrogate_method: str | None = None  # how the surrogate was obtained: lp | compiled | trained
+    surrogate_attempts: list = field(default_factory=list)  # every fitting attempt: method, seconds, found, reason
     proof: ProofResult | None = None
     refuted: list = field(default_factory=list)  # (program, counterexample) pairs ruled out by the solver
     spec_mismatches: list | None = None  # domain inputs (token ids) where the circuit differs from the spec
@@ -77,64 +93,88 @@ class _Stages:
         self.log(f"{name}: {self.timings[name]:.2f} s")
 
 
-def compare_with_spec(spec: Callable, domain: Domain, decisions: np.ndarray, valid: np.ndarray,
-                      tokens: np.ndarray, lengths: np.ndarray, class_names) -> tuple[int, list, list]:
+@dataclass(eq=False)
+class Problem:
+    """The circuit's truth table on its domain, with what the search reads from it: every stage after the circuit
+    takes this one value. Nothing of size |domain| x max_len is kept; token arrays are decoded chunk by chunk."""
+
+    domain: Domain
+    table: TruthTable
+    config: DistillConfig
+
+    @property
+    def target(self) -> np.ndarray:
+        return self.table.decisions
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.table.valid
+
+    @cached_property
+    def probe(self) -> np.ndarray:
+        return probe_indices(self.valid, self.config.probe_size, self.config.seed)
+
+    @cached_property
+    def counts(self) -> CountTable:
+        return count_table(self.domain, self.target, self.valid)
+
+    @cached_property
+    def families(self) -> list:
+        return candidate_families(self.domain, self.config.max_states)
+
+
+def compare_with_spec(spec: Callable, problem: Problem, class_names) -> tuple[int, list, list]:
     """(count, up to 5 examples, readable patterns) of valid inputs where the circuit differs from ``spec``.
 
-    Exhaustive: every valid input is compared, so the count is exact on the domain.
+    Exhaustive: every valid input is compared, so the count is exact on the domain. A spec that carries a DSL
+    ``program`` is evaluated in batches; any other callable is called on one sequence at a time, chunk by chunk.
     """
-    rows = np.flatnonzero(valid)
-    intended = np.array([int(spec(tokens[i, :lengths[i]].tolist())) for i in rows], dtype=np.int8)
-    bad = intended != decisions[rows]
-    wrong = rows[bad]
-    examples = [tokens[i, :lengths[i]].tolist() for i in wrong[:5]]
-    patterns = disagreement_patterns(domain, wrong, decisions[wrong], intended[bad], class_names, what="spec")
+    domain, decisions, valid = problem.domain, problem.target, problem.valid
+    program = getattr(spec, "program", None)
+    if program is not None:
+        intended = program_decisions(program, domain)
+    else:
+        intended = np.zeros(domain.size, dtype=np.int8)
+        for first, tokens, lengths, real in chunks(domain, 1 << 14):
+            tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+            intended[first:first + real] = [int(spec(tokens[i, :lengths[i]].tolist())) if valid[first + i] else 0
+                                            for i in range(real)]
+    wrong = np.flatnonzero(valid & (intended != decisions))
+    tokens, lengths = (np.asarray(a) for a in decode_indices(domain, wrong[:5]))
+    examples = [tokens[i, :lengths[i]].tolist() for i in range(len(tokens))]
+    patterns = disagreement_patterns(domain, wrong, decisions[wrong], intended[wrong], class_names, what="spec")
     return len(wrong), examples, patterns
 
 
 def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillConfig(), spec: Callable | None = None,
             log: Callable[[str], None] = lambda _: None) -> DistillResult:
+    """Truth table, then the loop: search -> surrogate for each survivor -> prove (counterexamples back into
+    the search), then the exhaustive C == P cross-check of the answer."""
     stage = _Stages(log)
     with stage("domain"):
         valid = precondition_mask(domain)
-        tokens, lengths = all_tokens(domain)
     if not valid.any():
         raise ValueError(f"no sequence of the domain satisfies the precondition {domain.precondition_text!r}")
     with stage("circuit"):
-        table: TruthTable = evaluate_circuit(circuit, domain, valid)
+        problem = Problem(domain, evaluate_circuit(circuit, domain, valid), config)
+    table = problem.table
     result = DistillResult(Verdict.UNKNOWN, domain, circuit.class_names, int(valid.sum()), table.min_margin(),
                            table.margin_bound, timings=stage.timings)
     if spec is not None:
         with stage("spec"):
             result.spec_mismatch_count, result.spec_mismatches, result.spec_patterns = compare_with_spec(
-                spec, domain, table.decisions, valid, tokens, lengths, circuit.class_names)
+                spec, problem, circuit.class_names)
     if result.margin <= result.margin_bound:
         result.notes.append(f"circuit decision margin {result.margin:.3g} is not above the float bound "
                             f"{result.margin_bound:g}: its truth table is not trusted")
         return result
-    with stage("surrogate"):
-        try:
-            result.surrogate = fit(domain, table.decisions, valid, config.surrogate, config.seed, tokens, lengths,
-                                   log).surrogate
-        except SurrogateError as err:
-            result.notes.append(str(err))
-            return result
-    families = candidate_families(domain, config.max_states)
-    probe = probe_indices(valid, config.probe_size, config.seed)
-    counts = count_table(domain, table.decisions, valid)
-    search_args = (stage, table.decisions, valid, probe, counts, config)
-    _search_and_prove(result, families, *search_args)
-    if not result.survivors:  # no single motif: AND / OR / XOR of two one-sided near misses
-        with stage("compose"):
-            # one scoring pass of every family, read again by near misses if nothing survives
-            scored = one_sided_scores(domain, table.decisions, valid, families, probe, counts)
-            parts = one_sided_parts(scored)
-        if len(parts) >= 2:
-            _search_and_prove(result, [composition_family(parts, domain.n_tokens)], *search_args)
-    if not result.survivors and config.synth_states:  # the smallest DFA reproducing the truth table (SAT)
-        _synthesize_and_prove(result, stage, table.decisions, valid, tokens, lengths, config)
+    witnesses = Witnesses(domain, problem.target, valid, config.surrogate_methods, config.surrogate, config.seed, log)
+    for survivors in _candidates(problem, result, stage):  # simplest first, batch by batch
+        if _prove_survivors(result, survivors, witnesses, stage, config):
+            break
+    result.surrogate_attempts = witnesses.attempts
     if result.program is not None:  # the direct cross-check C == P on every input (independent of S and z3)
-        differs = int((valid & (program_decisions(result.program, domain) != table.decisions)).sum())
+        differs = int((valid & (program_decisions(result.program, domain) != problem.target)).sum())
         result.circuit_program_mismatches = differs
         if differs:
             result.notes.append(f"the program differs from the circuit on {differs} inputs: not proved")
@@ -142,62 +182,98 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
     if not result.survivors:
         result.verdict = Verdict.NO_PROGRAM
         with stage("near misses"):
-            result.near_misses = nearest_misses(domain, table.decisions, valid, scored, circuit.class_names)
+            result.near_misses = nearest_misses(domain, problem.target, valid, _scored(problem, stage),
+                                                circuit.class_names)
     return result
 
 
-def _synthesize_and_prove(result: DistillResult, stage: _Stages, target: np.ndarray, valid: np.ndarray,
-                          tokens: np.ndarray, lengths: np.ndarray, config: DistillConfig) -> None:
-    with stage("synthesis"):
-        synthesis = synthesize(result.domain, target, valid, config.synth_states, config.synth_timeout_s, tokens,
-                               lengths, config.seed)
-    if synthesis.machine is None:
-        result.notes.append(f"state-machine synthesis: {synthesis.reason}")
-        return
-    result.survivors.append(synthesis.machine)
-    result.generated += 1
-    result.per_family["synthesized_state_machine"] = (1, 1)
-    with stage("prove"):
-        _prove_survivors(result, [synthesis.machine], config, valid)
+def _scored(problem: Problem, stage: _Stages) -> list:
+    """One-sided scores of every family (read by compositions and by near misses), computed once."""
+    if "scored" not in problem.__dict__:
+        with stage("compose"):
+            problem.__dict__["scored"] = one_sided_scores(problem.domain, problem.target, problem.valid,
+                                                          problem.families, problem.probe, problem.counts)
+    return problem.__dict__["scored"]
 
 
-def _search_and_prove(result: DistillResult, families: list, stage: _Stages, target: np.ndarray, valid: np.ndarray,
-                      probe: np.ndarray, counts, config: DistillConfig) -> None:
-    """Search families cheapest first and prove survivors; families skipped by the MDL bound are searched
-    only while nothing found so far is proved.
+def _candidates(problem: Problem, result: DistillResult, stage: _Stages) -> Iterator[list]:
+    """Batches of exact programs, simplest first: the DSL families (those the MDL bound skips only while nothing
+    is proved), then AND / OR / XOR compositions of one-sided near misses, then the smallest DFA (SAT).
 
-    CEGIS: every solver counterexample joins the probe set, so later searches check it first. (Survivors
-    already match the circuit on every input, so a refutation means the surrogate and the circuit disagree,
-    which the exhaustive check rules out: the loop guards against bugs rather than driving the search.)
+    CEGIS: every solver counterexample joins the probe set, so later searches check it first. (Survivors match
+    the circuit on every input already, so a refutation means the surrogate and the circuit disagree, which the
+    exhaustive check rules out: the loop guards against bugs rather than driving the search.)
     """
-    while families and result.verdict != Verdict.PROVED:
-        counterexamples = [result.domain.index_of(cex) for _, cex in result.refuted]
-        must_match = np.union1d(probe, counterexamples).astype(np.int64) if counterexamples else probe
-        with stage("search"):
-            found = search(result.domain, target, valid, families, must_match, counts, prune=config.prune)
-        result.generated += found.generated
-        result.per_family |= found.per_family
-        result.skipped = [f.name for f in found.skipped]
+    families = problem.families
+    while families:
+        found = _search(problem, result, stage, families)
         families = found.skipped
-        if found.survivors:
-            result.survivors += found.survivors
-            with stage("prove"):
-                _prove_survivors(result, found.survivors, config, valid)
+        yield found.survivors
+    if not result.survivors:
+        parts = one_sided_parts(_scored(problem, stage))
+        if len(parts) >= 2:
+            yield _search(problem, result, stage, [composition_family(parts, problem.domain.n_tokens)]).survivors
+    if not result.survivors and problem.config.synth_states:
+        with stage("synthesis"):
+            synthesis = synthesize(problem.domain, problem.target, problem.valid, problem.config.synth_states,
+                                   problem.config.synth_timeout_s, seed=problem.config.seed)
+        if synthesis.machine is None:
+            result.notes.append(f"state-machine synthesis: {synthesis.reason}")
+            return
+        result.survivors.append(synthesis.machine)
+        result.generated += 1
+        result.per_family["synthesized_state_machine"] = (1, 1)
+        yield [synthesis.machine]
 
 
-def _prove_survivors(result: DistillResult, survivors: list, config: DistillConfig, valid: np.ndarray) -> None:
-    """Try survivors simplest first: PROVED ends; REFUTED drops the candidate; the first UNKNOWN is kept."""
+def _search(problem: Problem, result: DistillResult, stage: _Stages, families: list):
+    counterexamples = [problem.domain.index_of(cex) for _, cex in result.refuted]
+    must_match = np.union1d(problem.probe, counterexamples).astype(np.int64) if counterexamples else problem.probe
+    with stage("search"):
+        found = search(problem.domain, problem.target, problem.valid, families, must_match, problem.counts,
+                       prune=problem.config.prune)
+    result.generated += found.generated
+    result.per_family |= found.per_family
+    result.skipped = [f.name for f in found.skipped]
+    result.survivors += found.survivors
+    return found
+
+
+def _prove_survivors(result: DistillResult, survivors: list, witnesses: Witnesses, stage: _Stages,
+                     config: DistillConfig) -> bool:
+    """Try survivors simplest first, each with the first exact surrogate found for it: PROVED ends (True);
+    REFUTED drops the candidate; otherwise the first UNKNOWN (a solver give-up, or no surrogate) is kept."""
     for program in survivors[:config.max_proof_attempts]:
-        proof = prove_equivalent(result.surrogate, program, result.domain, config.proof_timeout_s,
-                                 config.proof_strategy, valid)
+        with stage("surrogate"):
+            witness = witnesses.for_program(program)
+        if witness is None:
+            result.notes.append(f"{program!r}: no exact surrogate ({'; '.join(witnesses.reasons())}); the program "
+                                f"matches the circuit on every input, but z3 has certified nothing")
+            _keep(result, program, None, None)
+            continue
+        with stage("prove"):
+            proof = prove_equivalent(witness.surrogate, program, result.domain, config.proof_timeout_s,
+                                     config.proof_strategy, witnesses.valid)
         if proof.verdict == Verdict.REFUTED:
             result.refuted.append((program, proof.counterexample))
-            continue
-        if proof.verdict == Verdict.UNKNOWN:
-            result.notes.append(f"{program!r}: {proof.reason}")
-        if result.proof is None or proof.verdict == Verdict.PROVED:
-            result.program, result.proof = program, proof
-            result.source = render(program, result.domain.alphabet, result.class_names)
-        if proof.verdict == Verdict.PROVED:
-            break
-    result.verdict = result.proof.verdict if result.proof is not None else Verdict.REFUTED
+        else:
+            if proof.verdict == Verdict.UNKNOWN:
+                result.notes.append(f"{program!r}: {proof.reason}")
+            _keep(result, program, witness, proof)
+            if proof.verdict == Verdict.PROVED:
+                return True
+    if result.program is None and result.refuted:
+        result.verdict = Verdict.REFUTED
+    return result.verdict == Verdict.PROVED
+
+
+def _keep(result: DistillResult, program: Program, witness: Witness | None, proof: ProofResult | None) -> None:
+    """Record ``program`` as the answer if it is the first one kept or the first PROVED."""
+    proved = proof is not None and proof.verdict == Verdict.PROVED
+    if result.program is not None and not proved:
+        return
+    result.program, result.proof = program, proof
+    result.surrogate = witness.surrogate if witness else None
+    result.surrogate_method = witness.method if witness else None
+    result.source = render(program, result.domain.alphabet, result.class_names)
+    result.verdict = proof.verdict if proof is not None else Verdict.UNKNOWN

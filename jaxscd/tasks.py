@@ -11,7 +11,8 @@ from jaxscd.circuits.base import Circuit
 from jaxscd.circuits.graph import export_graph, read_graph
 from jaxscd.circuits.reference import as_circuit, bracket_depth_circuit, quote_close_circuit
 from jaxscd.domain import Domain
-from jaxscd.dsl.programs import CountThreshold, Program
+from jaxscd.dsl import reference as dsl
+from jaxscd.dsl.programs import CountThreshold, MostRecent, Program
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,15 +33,21 @@ class Task:
                       self.max_len if max_len is None else max_len, self.precondition, self.precondition_text)
 
 
-def _quote_spec(tokens: Sequence[int]) -> int:
-    """Close with the type of the most recent (unclosed) quote: 0 = '"', 1 = "'"."""
-    quotes = [t for t in tokens if t in (2, 3)]
-    return 0 if quotes[-1] == 2 else 1
+@dataclass(frozen=True)
+class ProgramSpec:
+    """A spec written as a DSL program: callable on one sequence like any spec, and evaluated in batches over the
+    whole domain by the pipeline (``program``)."""
+
+    program: Program
+
+    def __call__(self, tokens: Sequence[int]) -> int:
+        return dsl.run(self.program, tokens)
 
 
-def _bracket_spec(tokens: Sequence[int]) -> int:
-    """Predict ']]' (1) when the nesting depth at the end is at least 2, else ']' (0)."""
-    return int(tokens.count(0) - tokens.count(1) >= 2)
+# Close with the type of the most recent (unclosed) quote: 0 = '"', 1 = "'".
+_quote_spec = ProgramSpec(MostRecent({2}, {3}, 0))
+# Predict ']]' (1) when the nesting depth at the end is at least 2, else ']' (0).
+_bracket_spec = ProgramSpec(CountThreshold({0}, {1}, 2))
 
 
 def _quote_close() -> Task:
@@ -112,19 +119,16 @@ def _if_ternary_spec(tokens: Sequence[int]) -> int:
 
 # Fields nest up to 2 deep, so the most recent brace does not decide, the count does; the threshold sits below every
 # positive density, so unlike bracket_depth no length dilutes it.
-def _fstring_brace_spec(tokens: Sequence[int]) -> int:
-    """'}' (1) while a replacement field is open (more '{' than '}'), else '"' (0)."""
-    return int(tokens.count(0) - tokens.count(1) >= 1)
+# '}' (1) while a replacement field is open (more '{' than '}'), else '"' (0).
+_fstring_brace_spec = ProgramSpec(CountThreshold({0}, {1}, 1))
 
 
 
 
 # The domain ends with a keyword and the loop variable and holds at most two keywords (as for if_ternary), so the
 # decision is the most recent keyword.
-def _for_while_spec(tokens: Sequence[int]) -> int:
-    """'in' (1) when the most recent loop keyword is 'for', '<' (0) when it is 'while' (or there is none)."""
-    keywords = [t for t in tokens if t in (0, 1)]
-    return int(bool(keywords) and keywords[-1] == 0)
+# 'in' (1) when the most recent loop keyword is 'for', '<' (0) when it is 'while' (or there is none).
+_for_while_spec = ProgramSpec(MostRecent({1}, {0}, 0))
 
 
 

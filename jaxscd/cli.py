@@ -125,6 +125,9 @@ def _summary(result, description: str) -> dict:
         "margin": None if result.margin == float("inf") else result.margin,
         "proof_seconds": round(result.proof.seconds, 3) if result.proof else None,
         "surrogate_neurons": result.surrogate.n_neurons if result.surrogate is not None else None,
+        "surrogate_method": result.surrogate_method,
+        "surrogate_attempts": result.surrogate_attempts,
+        "circuit_program_mismatches": result.circuit_program_mismatches,
         "spec_mismatches": result.spec_mismatch_count if result.spec_mismatches is not None else None,
         "spec_patterns": result.spec_patterns,
         "nearest_misses": [{"program": render(m.program, result.domain.alphabet, result.class_names),
@@ -144,7 +147,8 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
     margin = "decisions only (no logits)" if summary["margin"] is None else f"{result.margin:.4g}"
     console.print(f"circuit    min decision margin {margin} (float bound {result.margin_bound:g})")
     if result.surrogate is not None:
-        console.print(f"surrogate  exact integer ReLU net, {result.surrogate.n_neurons} unstable neurons")
+        console.print(f"surrogate  exact integer ReLU net ({result.surrogate_method}), {result.surrogate.n_neurons} "
+                      f"neurons, depth {result.surrogate.depth}")
     console.print(f"search     {result.generated:,} candidates generated, {len(result.survivors)} exact on the domain")
     if result.skipped:
         console.print(f"           not searched (no simpler program there): {', '.join(result.skipped)}")
@@ -160,6 +164,8 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
             how = f", tree of {tree_stats(result.proof.tree)['leaves']} leaves"
         proof = f" (z3 {result.proof.seconds:.2f} s{how})"
     console.print(f"verdict    [bold {color}]{result.verdict.value}[/]{proof}")
+    if result.circuit_program_mismatches == 0:
+        console.print(f"cross-check the program equals the circuit on all {result.n_valid:,} inputs (exhaustive)")
     for note in result.notes:
         console.print(f"note       {note}")
     if result.source:
@@ -204,9 +210,12 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
               "simpler program than one already found (slower; reports every exact program).")
 @click.option("--synth-states", type=click.IntRange(min=0), default=8, show_default=True,
               help="When no DSL motif is exact, synthesize a DFA with up to this many states (0: off).")
+@click.option("--surrogate", "surrogate_methods", default="lp,compiled,trained", show_default=True,
+              help="Surrogate fitting methods, tried in order for each exact program: lp (a linear threshold by LP), "
+              "compiled (a network compiled from the program), trained (gradient-trained, quantized).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def distill_command(task, circuit_target, graph, sparse_dir, viz, means, template, alphabet, min_len, max_len,
-                    seed, timeout, proof_strategy, out, all_candidates, synth_states, as_json):
+                    seed, timeout, proof_strategy, out, all_candidates, synth_states, surrogate_methods, as_json):
     """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
     from jaxscd.circuits.base import CircuitError
     from jaxscd.domain import DomainError
@@ -223,7 +232,8 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
         circuit, domain, spec, description, circuit_ref = _resolve(task, circuit_target, sparse, alphabet, min_len,
                                                                    max_len, graph)
         config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates,
-                               proof_strategy=proof_strategy, synth_states=synth_states)
+                               proof_strategy=proof_strategy, synth_states=synth_states,
+                               surrogate_methods=tuple(m.strip() for m in surrogate_methods.split(",")))
         if interactive:
             with console.status("distilling...") as status:
                 result = distill(circuit, domain, config, spec, log=lambda m: status.update(m))

@@ -97,7 +97,8 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
         "circuit": {"source": circuit_ref, "sha256": circuit_fingerprint, "classes": list(result.class_names)},
         "domain": domain | {"valid": result.n_valid, "sha256": canonical_sha256(domain)},
         "program": to_json(result.program) if result.program is not None else None,
-        "surrogate": {"neurons": result.surrogate.n_neurons} if result.surrogate is not None else None,
+        "surrogate": {"neurons": result.surrogate.n_neurons, "depth": result.surrogate.depth,
+                      "obtained_by": result.surrogate_method} if result.surrogate is not None else None,
         "files": files,
         "obligations": obligations,
     }

@@ -6,8 +6,9 @@ nothing:
 
 - before the command starts (imports, argument parsing), the process exits at once: nothing has been written;
 - while it runs, KeyboardInterrupt unwinds the command (temporary files and staging directories are removed, the
-  CLI prints ``jaxscd: error: interrupted...``); an interrupt that library code swallows (JAX's garbage-collection
-  callback, an import) is still honoured: a watchdog exits after ``GRACE_S`` seconds;
+  CLI prints ``jaxscd: error: interrupted...``); an interrupt raised where Python cannot propagate it (JAX's
+  garbage-collection callback: "Exception ignored in ...") exits at once, and one that library code catches is
+  still honoured: a watchdog exits after ``GRACE_S`` seconds;
 - the exit itself skips interpreter shutdown (``os._exit``), where XLA's threads could crash the process.
 """
 
@@ -44,8 +45,15 @@ def _during_command(signum, frame):
     raise KeyboardInterrupt
 
 
+def _unraisable(report) -> None:
+    if isinstance(report.exc_value, KeyboardInterrupt):  # raised in a callback that cannot propagate it
+        _exit_now()
+    sys.__unraisablehook__(report)
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, _before_command)
+    sys.unraisablehook = _unraisable
     import click
 
     from jaxscd.cli import main as cli

@@ -1,0 +1,121 @@
+"""Hostile circuits: each gets the verdict it must get, never PROVED where the claim would be false, one line on
+stderr and the documented exit code. Tiny domains (tokens a, b; lengths 1..4) keep every case fast."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from jaxscd.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = "import numpy as np\nALPHABET = ('a', 'b')\nLENGTHS = (1, 4)\n"
+NOT_A_FUNCTION = "is not a function of its input"
+
+# name: (module text after HEADER, extra CLI arguments, exit status, words the one stderr line must contain)
+HOSTILE = {
+    "normalises by the batch mean": ("""
+def f(tokens):
+    count = (tokens == 0).sum(1).astype(float)
+    score = count - count.mean() + 0.25
+    return np.stack([np.zeros_like(score), score], 1)
+""", [], 2, [NOT_A_FUNCTION, "alone"]),
+    "branches on the batch size": ("""
+def f(tokens):
+    if len(tokens) > 1:
+        return ((tokens == 0).sum(1) > (tokens == 1).sum(1)).astype(int)
+    return (tokens[:, 0] == 0).astype(int)
+""", [], 2, [NOT_A_FUNCTION, "alone"]),
+    "branches on the row index": ("""
+def f(tokens):
+    return ((tokens == 0).sum(1) % 2 ^ (np.arange(len(tokens)) % 3 == 1)).astype(int)
+""", [], 2, [NOT_A_FUNCTION]),
+    "depends on the order of its batch": ("""
+def f(tokens):
+    keys = [tuple(row) for row in tokens.tolist()]
+    honest = (tokens[:, -1] == 0).astype(int)
+    return honest if keys == sorted(keys) else 1 - honest
+""", [], 2, [NOT_A_FUNCTION, "shuffled"]),
+    "counts its own calls": ("""
+CALLS = [0]
+def f(tokens):
+    CALLS[0] += 1
+    return (tokens[:, -1 if CALLS[0] <= 4 else 0] == 0).astype(int)
+""", [], 2, [NOT_A_FUNCTION]),
+    "overflows in int32": ("""
+def f(tokens):
+    return (((tokens + 1) * 2**30).sum(1) > 0).astype(int)
+""", [], 2, [NOT_A_FUNCTION, "int32", "int64"]),
+    "calls sys.exit(0) on import": ("import sys\nsys.exit(0)\ndef f(tokens):\n    return tokens[:, 0]\n",
+                                    [], 2, ["could not import", "SystemExit"]),
+    "calls sys.exit(0) when run": ("import sys\ndef f(tokens):\n    sys.exit(0)\n", [], 2, ["SystemExit"]),
+    "raises": ("def f(tokens):\n    raise RuntimeError('boom\\nsecond line')\n", [], 2, ["raised RuntimeError: boom"]),
+    "returns huge Python ints": ("def f(tokens):\n    return [[10**400, 0]] * len(tokens)\n", [], 2,
+                                 ["dtype object"]),
+    "returns complex logits": ("def f(tokens):\n    return np.ones((len(tokens), 2)) * 1j + np.arange(2)\n", [], 2,
+                               ["complex128"]),
+    "LENGTHS = 5": ("LENGTHS = 5\ndef f(tokens):\n    return tokens[:, 0]\n", [], 2, ["LENGTHS", "got 5"]),
+    "LENGTHS = (1.9, 3.7)": ("LENGTHS = (1.9, 3.7)\ndef f(tokens):\n    return tokens[:, 0]\n", [], 2,
+                             ["LENGTHS", "(1.9, 3.7)"]),
+    "CLASS_NAMES = None": ("CLASS_NAMES = None\ndef f(tokens):\n    return tokens[:, 0]\n", [], 2, ["CLASS_NAMES"]),
+    "--alphabet reorders ALPHABET": ("def f(tokens):\n    return tokens[:, 0]\n", ["--alphabet", "b,a"], 2,
+                                     ["does not match the ALPHABET"]),
+    "SPEC calls sys.exit(0)": ("import sys\ndef SPEC(tokens):\n    sys.exit(0)\n"
+                               "def f(tokens):\n    return (tokens[:, 0] == 0).astype(int)\n", [], 2,
+                               ["SPEC", "SystemExit"]),
+    "pure (the control)": ("def f(tokens):\n    return (tokens[:, -1] == 0).astype(int)\n", [], 0, []),
+}
+
+
+def _distill(path, extra=(), env=None, out=None):
+    args = ["distill", "--circuit", f"{path}:f", "--json", *extra] + (["--out", str(out)] if out else [])
+    return CliRunner().invoke(main, args, catch_exceptions=False, env=env)
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_circuit_gets_its_verdict(name, tmp_path):
+    body, extra, status, words = HOSTILE[name]
+    (tmp_path / "circuit.py").write_text(HEADER + body)
+    result = _distill(tmp_path / "circuit.py", extra)
+    assert result.exit_code == status, result.output
+    if status == 0:
+        assert json.loads(result.stdout)["verdict"] == "PROVED"
+        return
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    assert "PROVED" not in result.stdout
+
+
+def test_verify_fails_when_the_circuit_turns_impure(tmp_path):
+    # same file (same sha256), impure only when asked: a batch of one answers differently
+    (tmp_path / "circuit.py").write_text(HEADER + """import os
+def f(tokens):
+    honest = (tokens[:, -1] == 0).astype(int)
+    return 1 - honest if os.environ.get("HOSTILE") and len(tokens) == 1 else honest
+""")
+    assert _distill(tmp_path / "circuit.py", out=tmp_path / "bundle").exit_code == 0
+    args = ["verify", str(tmp_path / "bundle"), "--circuit", f"{tmp_path / 'circuit.py'}:f"]
+    assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+    result = CliRunner().invoke(main, args, catch_exceptions=False, env={"HOSTILE": "1"})
+    assert result.exit_code == 6 and "VERIFIED" not in result.stdout
+    assert NOT_A_FUNCTION in result.stdout
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0, 4.0])
+def test_ctrl_c_at_any_moment_exits_130_and_writes_nothing(delay, tmp_path):
+    # the console script's module (jaxscd_main) handles SIGINT from its first line, before JAX is imported
+    proc = subprocess.Popen([sys.executable, "-m", "jaxscd_main", "distill", "quote_close", "--out",
+                             str(tmp_path / "bundle")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["jaxscd: error: interrupted; nothing was written"]
+    assert list(tmp_path.iterdir()) == []

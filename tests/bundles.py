@@ -36,3 +36,25 @@ def rehash(bundle, name):
 
 def failed_checks(report):
     return {name for name, status, _ in report.checks if status == "FAILED"}
+
+
+def forge(bundle, edit):
+    """Edit certificate.json as a forger would: apply ``edit(cert)``, then recompute the domain hash, re-render
+    program.py and record every listed file's hash, so only the checks against the circuit can notice."""
+    from jaxscd.circuits.base import sha256_bytes
+    from jaxscd.dsl.programs import from_json
+    from jaxscd.dsl.source import render
+    from jaxscd.verify.certificate import canonical_sha256, domain_from_json, domain_json
+
+    cert = json.loads((bundle / "certificate.json").read_text())
+    edit(cert)
+    domain = domain_from_json(cert["domain"])
+    cert["domain"]["sha256"] = canonical_sha256(domain_json(domain))
+    try:
+        program = from_json(cert["program"])
+    except ValueError:  # a program verify must refuse to read: program.py stays as it was
+        program = None
+    if program is not None:
+        (bundle / "program.py").write_text(render(program, domain.alphabet, cert["circuit"]["classes"]))
+    cert["files"] = {name: sha256_bytes((bundle / name).read_bytes()) for name in cert["files"]}
+    (bundle / "certificate.json").write_text(json.dumps(cert))

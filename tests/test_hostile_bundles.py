@@ -312,3 +312,36 @@ def test_forged_program_still_renders_the_certified_program(bundle, tmp_path):
     cert = json.loads((b / "certificate.json").read_text())
     assert (b / "program.py").read_text() == render(from_json(cert["program"]), cert["domain"]["alphabet"],
                                                     cert["circuit"]["classes"])
+
+
+def test_circuit_that_exits_on_import_is_a_failed_check(callable_bundle, tmp_path):
+    """A hash-matching --circuit file that calls sys.exit(0) on import: FAILED, not a silent exit 0."""
+    b, _ = callable_bundle
+    b = copy_bundle(b, tmp_path)
+    exits = tmp_path / "exits.py"
+    exits.write_text("import sys\nsys.exit(0)\ndef majority(tokens):\n    return tokens[:, 0] * 0\n")
+
+    def edit(cert):
+        cert["circuit"]["source"]["target"] = f"{exits}:majority"
+        cert["circuit"]["sha256"] = sha256_bytes(exits.read_bytes())
+
+    forge(b, edit)
+    result = _verify(b, "--circuit", f"{exits}:majority")
+    assert result.exit_code == FAILED and "could not import" in _failed(result), result.output
+
+
+@pytest.fixture(scope="module", params=["tree", "cubes"])
+def split_proof_bundle(request, tmp_path_factory):
+    return task_bundle(tmp_path_factory, "quote_close", 3, request.param)[0]
+
+
+def test_split_proof_file_dropped_from_files(split_proof_bundle, tmp_path):
+    b = copy_bundle(split_proof_bundle, tmp_path)
+    cert = json.loads((b / "certificate.json").read_text())
+    smt = _obligation(cert, "surrogate == program")
+    assert smt["method"] in ("smt-tree", "smt-cubes")
+    dropped = smt["file"] if smt["method"] == "smt-tree" else smt["cubes"][0]["file"]
+    forge(b, lambda c: _drop(c, dropped))
+    result = _verify(b)
+    assert result.exit_code == FAILED and f"{dropped} not in the certificate's files" in result.stdout, result.output
+    assert "obligation surrogate == program" in _failed(result)

@@ -86,15 +86,21 @@ class CountTable:
 
 
 def count_table(domain: Domain, target: np.ndarray, valid: np.ndarray, chunk_size: int = 1 << 15) -> CountTable:
+    """Streamed: each chunk is grouped on its own, then the (few) chunk groups are merged, so memory stays at the
+    number of groups, not the domain size."""
     radix = np.int64(domain.max_len + 1) ** np.arange(domain.n_tokens, dtype=np.int64)
-    keys = np.empty(domain.size, dtype=np.int64)
+    groups, firsts, sizes = [], [], []
     for first, tokens, _, real in chunks(domain, chunk_size):
-        counts = np.asarray(token_counts(tokens, domain.n_tokens), dtype=np.int64)
-        keys[first:first + real] = (counts @ radix)[:real]
-    rows = np.flatnonzero(valid)
-    grouped = keys[rows] * 2 + target[rows]
-    _, first_row, weight = np.unique(grouped, return_index=True, return_counts=True)
-    reps = rows[first_row]
+        rows = np.flatnonzero(valid[first:first + real])
+        counts = np.asarray(token_counts(tokens, domain.n_tokens), dtype=np.int64)[rows]
+        grouped = (counts @ radix) * 2 + target[first + rows]
+        keys, first_row, size = np.unique(grouped, return_index=True, return_counts=True)
+        groups.append(keys), firsts.append(first + rows[first_row]), sizes.append(size)
+    grouped, firsts, sizes = np.concatenate(groups), np.concatenate(firsts), np.concatenate(sizes)
+    keys, slot = np.unique(grouped, return_inverse=True)
+    weight = np.bincount(slot, weights=sizes, minlength=len(keys)).astype(np.int64)
+    reps = np.full(len(keys), np.iinfo(np.int64).max)
+    np.minimum.at(reps, slot, firsts)  # the first sequence of each group, as in one pass over the domain
     padded = 1 << max(0, (len(reps) - 1).bit_length())
     reps = np.concatenate([reps, np.full(padded - len(reps), reps[0])])
     weight = np.concatenate([weight, np.zeros(padded - len(weight), dtype=weight.dtype)]).astype(np.int32)

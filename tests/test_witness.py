@@ -1,0 +1,93 @@
+"""Exact surrogates by construction: circuits the trained surrogate could not fit end PROVED, through the LP or a
+network compiled from the found program, and every program is checked against the circuit on every input here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cases import CASES
+from jaxscd.circuits.base import Circuit
+from jaxscd.compiler import compile_program
+from jaxscd.domain import Domain
+from jaxscd.dsl.programs import MostRecent
+from jaxscd.kernels.enumerate import all_tokens, chunks, program_decisions
+from jaxscd.lp import fit_linear, wrong_inputs
+from jaxscd.pipeline import DistillConfig, distill
+from jaxscd.verify.prove import Verdict
+
+
+def _run_dfa(tokens: np.ndarray, transitions, accepting) -> np.ndarray:
+    state = np.zeros(len(tokens), dtype=np.int64)
+    table = np.asarray(transitions)
+    for column in tokens.T:
+        state = table[state, column]
+    return np.isin(state, list(accepting)).astype(np.int8)
+
+
+def _count(tokens, token):
+    return (tokens == token).sum(axis=1)
+
+
+def _saturating(tokens: np.ndarray) -> np.ndarray:
+    depth = np.zeros(len(tokens), dtype=np.int64)
+    for column in tokens.T:
+        depth = np.clip(depth + (column == 0) - (column == 1), 0, 3)
+    return (depth >= 2).astype(np.int8)
+
+
+def _most_recent(tokens: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(tokens), dtype=np.int8)  # class 1 iff the last a-or-b is b
+    for column in tokens.T:
+        out = np.where(column == 1, 1, np.where(column == 0, 0, out)).astype(np.int8)
+    return out
+
+
+# name -> (decision function on tokens [B, L], alphabet, max_len)
+CIRCUITS = {
+    "parity_of_count": (lambda t: _count(t, 0) % 2, "abc", 8),
+    "automaton_3_states": (lambda t: _run_dfa(t, [[1, 0, 0], [2, 0, 1], [0, 2, 2]], {2}), "abc", 8),
+    "difference_mod_3": (lambda t: (_count(t, 0) - _count(t, 1)) % 3 == 0, "abc", 8),
+    "count_a_ge_2_long": (lambda t: _count(t, 0) >= 2, "ab", 20),
+    "saturating_counter": (_saturating, "()x", 8),
+    "most_recent_long": (_most_recent, "abc", 11),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CIRCUITS)
+def test_circuit_beyond_the_trained_surrogate_is_proved(name):
+    decide, alphabet, max_len = CIRCUITS[name]
+    circuit = Circuit(name, lambda tokens: np.asarray(decide(np.asarray(tokens)), dtype=np.int8), ("no", "yes"))
+    domain = Domain(tuple(alphabet), 1, max_len)
+    result = distill(circuit, domain, DistillConfig(surrogate_methods=("lp", "compiled")))
+    assert result.verdict == Verdict.PROVED, result.notes
+    assert result.surrogate_method in ("lp", "compiled")
+    truth = np.concatenate([np.asarray(decide(np.asarray(t)[:r, :length]), dtype=np.int8)
+                            for length in domain.lengths for _, t, _, r in chunks(_length(domain, length), 1 << 16)])
+    assert np.array_equal(program_decisions(result.program, domain), truth)
+
+
+def _length(domain: Domain, length: int) -> Domain:
+    return Domain(domain.alphabet, length, length)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_compiled_network_equals_the_program_on_every_input(case):
+    surrogate = compile_program(case.program, case.domain)
+    count, _ = wrong_inputs(surrogate, case.domain, program_decisions(case.program, case.domain),
+                            np.ones(case.domain.size, dtype=bool))
+    assert count == 0
+
+
+def test_lp_finds_recency_weights_and_rejects_parity():
+    domain = Domain(("a", "b", "c"), 1, 7)
+    tokens, lengths = all_tokens(domain)
+    valid = np.ones(domain.size, dtype=bool)
+    recent = program_decisions(MostRecent({0}, {1}, 0), domain)
+    found = fit_linear(domain, recent, valid, sample_size=200)
+    assert found.surrogate is not None and found.surrogate.n_neurons == 0
+    assert wrong_inputs(found.surrogate, domain, recent, valid)[0] == 0
+    parity = np.array([sum(t == 0 for t in row[:n]) % 2 for row, n in zip(tokens, lengths)], dtype=np.int8)
+    none = fit_linear(domain, parity, valid, sample_size=200)
+    assert none.surrogate is None and "infeasible" in none.reason

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cases import CASES
-from jaxscd.circuits.base import Circuit
+from jaxscd.circuits.examples import EXAMPLES, example
 from jaxscd.compiler import compile_program
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import MostRecent
@@ -17,49 +17,11 @@ from jaxscd.pipeline import DistillConfig, distill
 from jaxscd.verify.prove import Verdict
 
 
-def _run_dfa(tokens: np.ndarray, transitions, accepting) -> np.ndarray:
-    state = np.zeros(len(tokens), dtype=np.int64)
-    table = np.asarray(transitions)
-    for column in tokens.T:
-        state = table[state, column]
-    return np.isin(state, list(accepting)).astype(np.int8)
-
-
-def _count(tokens, token):
-    return (tokens == token).sum(axis=1)
-
-
-def _saturating(tokens: np.ndarray) -> np.ndarray:
-    depth = np.zeros(len(tokens), dtype=np.int64)
-    for column in tokens.T:
-        depth = np.clip(depth + (column == 0) - (column == 1), 0, 3)
-    return (depth >= 2).astype(np.int8)
-
-
-def _most_recent(tokens: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(tokens), dtype=np.int8)  # class 1 iff the last a-or-b is b
-    for column in tokens.T:
-        out = np.where(column == 1, 1, np.where(column == 0, 0, out)).astype(np.int8)
-    return out
-
-
-# name -> (decision function on tokens [B, L], alphabet, max_len)
-CIRCUITS = {
-    "parity_of_count": (lambda t: _count(t, 0) % 2, "abc", 8),
-    "automaton_3_states": (lambda t: _run_dfa(t, [[1, 0, 0], [2, 0, 1], [0, 2, 2]], {2}), "abc", 8),
-    "difference_mod_3": (lambda t: (_count(t, 0) - _count(t, 1)) % 3 == 0, "abc", 8),
-    "count_a_ge_2_long": (lambda t: _count(t, 0) >= 2, "ab", 20),
-    "saturating_counter": (_saturating, "()x", 8),
-    "most_recent_long": (_most_recent, "abc", 11),
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", CIRCUITS)
+@pytest.mark.parametrize("name", EXAMPLES)
 def test_circuit_beyond_the_trained_surrogate_is_proved(name):
-    decide, alphabet, max_len = CIRCUITS[name]
-    circuit = Circuit(name, lambda tokens: np.asarray(decide(np.asarray(tokens)), dtype=np.int8), ("no", "yes"))
-    domain = Domain(tuple(alphabet), 1, max_len)
+    circuit, domain = example(name)
+    decide = EXAMPLES[name][0]
     result = distill(circuit, domain, DistillConfig(surrogate_methods=("lp", "compiled")))
     assert result.verdict == Verdict.PROVED, result.notes
     assert result.surrogate_method in ("lp", "compiled")

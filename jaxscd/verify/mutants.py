@@ -193,13 +193,18 @@ class MutationBase:
         self.tokens, self.lengths = tokens.astype(np.int32), lengths.astype(np.int32)
 
     @classmethod
-    def fitted(cls, name: str, program: Program, domain: Domain, seed: int = 0) -> MutationBase:
-        """Fit an exact integer surrogate to ``program`` itself (the surrogate stands in for a circuit)."""
-        from jaxscd.surrogate import fit
+    def fitted(cls, name: str, program: Program, domain: Domain, seed: int = 0,
+               method: str = "trained") -> MutationBase:
+        """An exact integer surrogate of ``program`` itself (the program stands in for a circuit), obtained by
+        ``method`` (see ``jaxscd.witness``: trained, lp or compiled)."""
+        from jaxscd.witness import Witnesses
 
         base = cls(name, None, program, domain)
         target = np.asarray(evaluate_program(program, base.tokens, base.lengths, domain.n_tokens)).astype(np.int8)
-        base.surrogate = fit(domain, target, base.valid, seed=seed).surrogate
+        witness = Witnesses(domain, target, base.valid, (method,), seed=seed).for_program(program)
+        if witness is None:
+            raise ValueError(f"no {method} surrogate for {program!r}")
+        base.surrogate = witness.surrogate
         return base
 
     def mutants(self, surrogate_count: int, seed: int = 0) -> Iterator[tuple[str, IntegerSurrogate, Program]]:
@@ -230,10 +235,17 @@ def standard_bases(seed: int = 0) -> list[MutationBase]:
     bracket = Domain(("[", "]", "a"), 1, 6, CountThreshold({0}, {1}, 1), "depth >= 1")
     quotes = Domain(("a", "b", '"', "'"), 1, 5, CountThreshold({2, 3}, set(), 1), "a quote")
     abc = Domain(("a", "b", "c"), 1, 6)
+    short = Domain(("a", "b", "c"), 1, 4)
     return [
         MutationBase.fitted("density", DensityThreshold({0}, {1}, 1, 3), bracket, seed),
         MutationBase.fitted("most_recent", MostRecent({2}, {3}, 0), quotes, seed),
         MutationBase.fitted("counter", CountThreshold({0}, {1}, 1), abc, seed),
         MutationBase.fitted("toggle", Toggle({0}, 0), Domain(("a", "b"), 1, 6), seed),
         MutationBase.fitted("state_machine", StateMachine(((1, 0, 0), (1, 2, 0), (2, 2, 2)), {2}), abc, seed),
+        # surrogates obtained by construction: a linear threshold by LP, and deep networks compiled from programs
+        MutationBase.fitted("most_recent_lp", MostRecent({0}, {1}, 1), abc, seed, "lp"),
+        MutationBase.fitted("machine_compiled", StateMachine(((1, 0, 0), (1, 2, 0), (2, 2, 2)), {2}), short, seed,
+                            "compiled"),
+        MutationBase.fitted("xor_compiled", Both(Toggle({0}, 0), TokenAt(0, {1}, True), "xor"), short, seed,
+                            "compiled"),
     ]

@@ -213,10 +213,15 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @click.option("--surrogate", "surrogate_methods", default="lp,compiled,trained", show_default=True,
               help="Surrogate fitting methods, tried in order for each exact program: lp (a linear threshold by LP), "
               "compiled (a network compiled from the program), trained (gradient-trained, quantized).")
+@click.option("--time-limit", type=click.FloatRange(min=0), help="Stop with UNKNOWN (exit 4) after this many "
+              "seconds, nothing written. Without it, domains estimated to take over 5 minutes on a CPU are refused "
+              "up front; 0: no limit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def distill_command(task, circuit_target, graph, sparse_dir, viz, means, template, alphabet, min_len, max_len,
-                    seed, timeout, proof_strategy, out, all_candidates, synth_states, surrogate_methods, as_json):
+                    seed, timeout, proof_strategy, out, all_candidates, synth_states, surrogate_methods, time_limit,
+                    as_json):
     """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
+    from jaxscd.budget import TimeLimitExceeded, check_budget, deadline
     from jaxscd.circuits.base import CircuitError
     from jaxscd.domain import DomainError
     from jaxscd.pipeline import DistillConfig, distill
@@ -234,17 +239,22 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
         config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates,
                                proof_strategy=proof_strategy, synth_states=synth_states,
                                surrogate_methods=tuple(m.strip() for m in surrogate_methods.split(",")))
-        if interactive:
-            with console.status("distilling...") as status:
-                result = distill(circuit, domain, config, spec, log=lambda m: status.update(m))
-        else:
-            result = distill(circuit, domain, config, spec)
+        check_budget(domain, time_limit, config.max_states)
+        with deadline(time_limit):
+            if interactive:
+                with console.status("distilling...") as status:
+                    result = distill(circuit, domain, config, spec, log=lambda m: status.update(m))
+            else:
+                result = distill(circuit, domain, config, spec)
         if out:
             write_bundle(result, out, circuit_ref, circuit.fingerprint)
     except (DomainError, CircuitError, KeyError, ValueError, OSError) as err:
         _fail(str(err.args[0]) if isinstance(err, KeyError) else getattr(err, "summary", str(err)))
     except KeyboardInterrupt:
         _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
+    except TimeLimitExceeded:
+        _fail(f"the --time-limit of {time_limit:g} s ran out before a verdict: UNKNOWN, nothing was written",
+              EXIT_CODES["UNKNOWN"])
     summary = _summary(result, description)
     if as_json:
         click.echo(json.dumps(summary))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jaxscd.circuits.base import Circuit, CircuitError, exception_line
+from jaxscd.budget import TimeLimitExceeded
 from jaxscd.circuits.purity import check_purity
 from jaxscd.domain import Domain
 from jaxscd.kernels.enumerate import chunk_indices, decode_indices
@@ -38,10 +39,10 @@ def float_error_bound(logits: np.ndarray) -> float:
 
 def run_circuit(circuit: Circuit, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(decisions int8[B], margins float64[B], float error bound) of ``circuit`` on tokens [B, L]; anything the
-    circuit's code raises (SystemExit included, KeyboardInterrupt excepted) becomes a one-line CircuitError."""
+    circuit's code raises (SystemExit included; KeyboardInterrupt and the time limit pass) becomes a one-line CircuitError."""
     try:
         output = np.asarray(circuit.forward(tokens))
-    except (KeyboardInterrupt, CircuitError):
+    except (KeyboardInterrupt, TimeLimitExceeded, CircuitError):
         raise
     except BaseException as err:  # user code: sys.exit() in a circuit must not end the run as a success
         raise CircuitError(f"circuit {circuit.name!r} raised {exception_line(err)} (on {tokens.dtype} "

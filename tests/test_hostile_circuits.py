@@ -1,5 +1,6 @@
 """Hostile circuits: each gets the verdict it must get, never PROVED where the claim would be false, one line on
-stderr and the documented exit code. Tiny domains (tokens a, b; lengths 1..4) keep every case fast."""
+stderr, the documented exit code and nothing written. Tiny domains (tokens a, b; lengths 1..4) keep every case
+fast; domains that cannot finish are refused from an up-front estimate (jaxscd.budget)."""
 
 import json
 import signal
@@ -68,6 +69,13 @@ def f(tokens):
     "SPEC calls sys.exit(0)": ("import sys\ndef SPEC(tokens):\n    sys.exit(0)\n"
                                "def f(tokens):\n    return (tokens[:, 0] == 0).astype(int)\n", [], 2,
                                ["SPEC", "SystemExit"]),
+    "12 tokens x max_len 5 (271k inputs, 793M candidates)": (
+        "ALPHABET = tuple('abcdefghijkl')\nLENGTHS = (1, 5)\ndef f(tokens):\n    return tokens[:, 0] < 3\n",
+        [], 2, ["271,452 sequences", "would take about", "--time-limit"]),
+    "2 tokens x max_len 25 (67M inputs)": ("LENGTHS = (1, 25)\ndef f(tokens):\n    return tokens[:, 0]\n", [], 2,
+                                           ["67,108,862 sequences", "would take about", "--time-limit"]),
+    "runs past --time-limit": ("import time\ndef f(tokens):\n    time.sleep(1)\n    return tokens[:, 0]\n",
+                               ["--time-limit", "4"], 4, ["--time-limit of 4 s ran out", "nothing was written"]),
     "pure (the control)": ("def f(tokens):\n    return (tokens[:, -1] == 0).astype(int)\n", [], 0, []),
 }
 
@@ -81,8 +89,9 @@ def _distill(path, extra=(), env=None, out=None):
 def test_hostile_circuit_gets_its_verdict(name, tmp_path):
     body, extra, status, words = HOSTILE[name]
     (tmp_path / "circuit.py").write_text(HEADER + body)
-    result = _distill(tmp_path / "circuit.py", extra)
+    result = _distill(tmp_path / "circuit.py", extra, out=tmp_path / "bundle")
     assert result.exit_code == status, result.output
+    assert (tmp_path / "bundle").exists() == (status == 0)
     if status == 0:
         assert json.loads(result.stdout)["verdict"] == "PROVED"
         return

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxscd.budget import TimeLimitExceeded
 from jaxscd.circuits.base import Circuit, CircuitError, exception_line, sha256_bytes
 
 
@@ -41,7 +42,7 @@ def load_callable(target: str) -> CallableSource:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TimeLimitExceeded):
         raise
     except BaseException as err:  # the user's file failed to import (sys.exit() included): one line
         raise CircuitError(f"could not import {str(path)!r}: {exception_line(err)}; fix the file so it "
@@ -59,11 +60,11 @@ def load_callable(target: str) -> CallableSource:
 
 
 def _guarded(fn, what: str):
-    """``fn`` with anything its code raises (SystemExit included, KeyboardInterrupt excepted) as one CircuitError."""
+    """``fn`` with anything its code raises (SystemExit included; KeyboardInterrupt and the time limit pass) as one CircuitError."""
     def call(tokens):
         try:
             return int(fn(tokens))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, TimeLimitExceeded):
             raise
         except BaseException as err:
             raise CircuitError(f"{what} raised {exception_line(err)} on {tokens!r}; fix it so it returns "

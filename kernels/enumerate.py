@@ -31,8 +31,15 @@ def decode(indices: jax.Array, starts: jax.Array, *, n_tokens: int, min_len: int
 
 
 def decode_indices(domain: Domain, indices) -> tuple[jax.Array, jax.Array]:
-    return decode(jnp.asarray(indices, dtype=jnp.int64), jnp.asarray(domain.starts), n_tokens=domain.n_tokens,
-                  min_len=domain.min_len, max_len=domain.max_len)
+    """``decode`` of any number of indices, padded to a power of two inside (index 0 repeated) so that samples of
+    changing sizes (LP rounds, counterexamples, near misses) share a few compiled shapes."""
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    n = len(indices)
+    padded = np.zeros(1 << max(0, (n - 1).bit_length()), dtype=np.int64)
+    padded[:n] = indices
+    tokens, lengths = decode(jnp.asarray(padded), jnp.asarray(domain.starts), n_tokens=domain.n_tokens,
+                             min_len=domain.min_len, max_len=domain.max_len)
+    return (tokens, lengths) if n == len(padded) else (tokens[:n], lengths[:n])
 
 
 def chunk_indices(start: int, stop: int, chunk_size: int) -> Iterator[tuple[int, np.ndarray, int]]:

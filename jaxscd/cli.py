@@ -210,9 +210,10 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
               "simpler program than one already found (slower; reports every exact program).")
 @click.option("--synth-states", type=click.IntRange(min=0), default=8, show_default=True,
               help="When no DSL motif is exact, synthesize a DFA with up to this many states (0: off).")
-@click.option("--surrogate", "surrogate_methods", default="lp,compiled,trained", show_default=True,
+@click.option("--surrogate", "surrogate_methods", default="lp,features,compiled,trained", show_default=True,
               help="Surrogate fitting methods, tried in order for each exact program: lp (a linear threshold by LP), "
-              "compiled (a network compiled from the program), trained (gradient-trained, quantized).")
+              "features (LP over ReLU units on token counts), compiled (a network compiled from the program), "
+              "trained (gradient-trained, quantized).")
 @click.option("--time-limit", type=click.FloatRange(min=0), help="Stop with UNKNOWN (exit 4) after this many "
               "seconds, nothing written. Without it, domains estimated to take over 5 minutes on a CPU are refused "
               "up front; 0: no limit.")

@@ -45,16 +45,60 @@ def wrong_inputs(surrogate: IntegerSurrogate, domain: Domain, target: np.ndarray
     return count, np.concatenate(found)[:limit] if found else np.zeros(0, dtype=np.int64)
 
 
-def _constraint_rows(domain: Domain, indices: np.ndarray, target: np.ndarray) -> scipy.sparse.csr_matrix:
-    """Rows -y * [one-hot(x), 1] of the constraints -y (w . x + b) <= -1, over variables [w, b]."""
-    tokens, lengths = (np.asarray(a) for a in decode_indices(domain, indices))
+@dataclass(frozen=True, eq=False)
+class Units:
+    """Fixed first-layer ReLU units whose outputs join the one-hot inputs as LP features (output layer by LP):
+    relu(hidden_b[j] + sum_i hidden_w[i, t_i, j]), integers."""
+
+    hidden_w: np.ndarray  # int64 [max_len, V, H]
+    hidden_b: np.ndarray  # int64 [H]
+
+    @classmethod
+    def none(cls, domain: Domain) -> Units:
+        return cls(np.zeros((domain.max_len, domain.n_tokens, 0), np.int64), np.zeros(0, np.int64))
+
+    def values(self, tokens: np.ndarray) -> np.ndarray:
+        """int64 [N, H] unit outputs on padded tokens (numpy, exact)."""
+        positions = np.broadcast_to(np.arange(tokens.shape[1]), tokens.shape)
+        picked = self.hidden_w[positions, np.maximum(tokens, 0)]  # [N, L, H]
+        return np.maximum(self.hidden_b + np.where((tokens >= 0)[..., None], picked, 0).sum(axis=1), 0)
+
+    def bound(self) -> int:
+        """Largest value any unit reaches (Python int)."""
+        top = self.hidden_b.astype(object) + self.hidden_w.astype(object).max(axis=1, initial=0).sum(axis=0)
+        return int(sum(max(int(t), 0) for t in top))
+
+
+def count_units(domain: Domain) -> Units:
+    """The circuit's own count features: relu(count(v) - k) per token v and relu(count(u) - count(v) - k) per pair,
+    over every k where the unit bends on the domain. With them a threshold can read parities and residues of
+    counts (a sawtooth is a sum of such units), which a linear threshold cannot."""
+    n, vocab = domain.max_len, domain.n_tokens
+    columns, biases = [], []
+    for u in range(vocab):
+        for v in [None] + list(range(u + 1, vocab)):
+            weights = np.zeros((n, vocab), np.int64)
+            weights[:, u] = 1
+            if v is not None:
+                weights[:, v] = -1
+            for k in range(-n + 1 if v is not None else 1, n):
+                columns.append(weights)
+                biases.append(-k)
+    return Units(np.stack(columns, axis=-1), np.asarray(biases, np.int64))
+
+
+def _constraint_rows(domain: Domain, indices: np.ndarray, target: np.ndarray,
+                     units: Units) -> scipy.sparse.csr_matrix:
+    """Rows -y * [one-hot(x), units(x), 1] of the constraints -y (w . features + b) <= -1."""
+    tokens = np.asarray(decode_indices(domain, indices)[0])
     real = tokens >= 0
     rows = np.repeat(np.arange(len(indices)), real.sum(axis=1))
     cols = (np.arange(domain.max_len)[None, :] * domain.n_tokens + tokens)[real]
     n_features = domain.max_len * domain.n_tokens
     sign = np.where(target[indices] == 1, -1.0, 1.0)
     onehot = scipy.sparse.csr_matrix((sign[rows], (rows, cols)), shape=(len(indices), n_features))
-    return scipy.sparse.hstack([onehot, scipy.sparse.csr_matrix(sign[:, None])]).tocsr()
+    hidden = scipy.sparse.csr_matrix(units.values(tokens) * sign[:, None])
+    return scipy.sparse.hstack([onehot, hidden, scipy.sparse.csr_matrix(sign[:, None])]).tocsr()
 
 
 def _solve(rows: scipy.sparse.csr_matrix) -> np.ndarray | None:
@@ -72,48 +116,58 @@ def _solve(rows: scipy.sparse.csr_matrix) -> np.ndarray | None:
     return np.concatenate([x[:n] - x[n:2 * n], x[2 * n:]])
 
 
-def _rounded(solution: np.ndarray, scale: int, domain: Domain) -> IntegerSurrogate:
+def _rounded(solution: np.ndarray, scale: int, domain: Domain, units: Units) -> IntegerSurrogate:
+    """Integer weights at ``scale`` (divided by their gcd); units whose output weight rounds to 0 are dropped."""
     weights = np.rint(solution * scale).astype(np.int64)
     divisor = np.gcd.reduce(weights) if weights.any() else 1
     weights //= max(int(divisor), 1)
-    empty = np.zeros((domain.max_len, domain.n_tokens, 0), dtype=np.int64)
-    return IntegerSurrogate(empty, np.zeros(0, np.int64), np.zeros(0, np.int64),
-                            weights[:-1].reshape(domain.max_len, domain.n_tokens), int(weights[-1]))
+    n_onehot = domain.max_len * domain.n_tokens
+    out_w = weights[n_onehot:-1]
+    keep = out_w != 0
+    return IntegerSurrogate(units.hidden_w[:, :, keep], units.hidden_b[keep], out_w[keep],
+                            weights[:n_onehot].reshape(domain.max_len, domain.n_tokens), int(weights[-1]))
 
 
-def _integer_network(solution: np.ndarray, domain: Domain, sample: np.ndarray, target: np.ndarray):
+def _integer_network(solution: np.ndarray, domain: Domain, sample: np.ndarray, target: np.ndarray, units: Units):
     """The first rounding (scale 1, 2, 4, ... up to one that provably keeps every sampled decision) that is exact on
-    the LP's own inputs. At scale s > max_len + 1 the margin s exceeds the rounding error (max_len + 1) / 2."""
-    safe = domain.max_len + 2
+    the LP's own inputs. Rounding moves a score by at most half the sum of the features' largest values
+    ((max_len + 1) / 2 plus half the units' bound); a scale above that keeps the LP's margin of 1."""
+    safe = (domain.max_len + 1 + units.bound()) // 2 + 1
     scales = [s for s in (1, 2, 4, 8, 16, 32, 64) if s < safe] + [safe]
     tokens = np.asarray(decode_indices(domain, sample)[0])
     real = tokens >= 0
     positions = np.broadcast_to(np.arange(domain.max_len), tokens.shape)
     for scale in scales:
-        candidate = _rounded(solution, scale, domain)  # width 0: its score is a plain gather (numpy, no compile)
-        scores = candidate.out_b + np.where(real, candidate.skip_w[positions, np.maximum(tokens, 0)], 0).sum(axis=1)
+        candidate = _rounded(solution, scale, domain, units)  # scores by numpy on the sample: no compile per round
+        hidden = Units(candidate.hidden_w, candidate.hidden_b).values(tokens)
+        scores = (candidate.out_b + hidden @ candidate.out_w +
+                  np.where(real, candidate.skip_w[positions, np.maximum(tokens, 0)], 0).sum(axis=1))
         if np.array_equal(scores > 0, target[sample] == 1):
             return candidate
     raise AssertionError("rounding at the safe scale must keep every sampled decision")
 
 
-def fit_linear(domain: Domain, target: np.ndarray, valid: np.ndarray, sample_size: int = 4000,
-               max_rounds: int = 30, seed: int = 0, log: Callable[[str], None] = lambda _: None) -> LinearFit:
-    """An exact width-0 integer surrogate (a linear threshold of the one-hot inputs), or the reason there is none."""
+def fit_linear(domain: Domain, target: np.ndarray, valid: np.ndarray, units: Units | None = None,
+               sample_size: int = 4000, max_rounds: int = 30, seed: int = 0,
+               log: Callable[[str], None] = lambda _: None) -> LinearFit:
+    """An exact integer surrogate that is a linear threshold of the one-hot inputs (and of fixed ``units``, whose
+    output weights the LP chooses), or the reason there is none."""
+    units = Units.none(domain) if units is None else units
     pool = np.flatnonzero(valid)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(pool, min(sample_size, len(pool)), replace=False))
-    rows = _constraint_rows(domain, sample, target)
+    rows = _constraint_rows(domain, sample, target, units)
+    what = "linear threshold" if not units.hidden_b.size else f"threshold of {units.hidden_b.size} fixed units"
     for round_ in range(1, max_rounds + 1):
         solution = _solve(rows)
         if solution is None:
-            return LinearFit(None, round_, len(sample), f"no linear threshold separates the classes (LP infeasible "
-                                                        f"on {len(sample):,} inputs)")
-        candidate = _integer_network(solution, domain, sample, target)
+            return LinearFit(None, round_, len(sample), f"no {what} separates the classes (LP infeasible on "
+                                                        f"{len(sample):,} inputs)")
+        candidate = _integer_network(solution, domain, sample, target, units)
         count, wrong = wrong_inputs(candidate, domain, target, valid)
         log(f"lp round {round_}: {len(sample):,} constraints, wrong on {count:,} inputs")
         if count == 0:
             return LinearFit(candidate, round_, len(sample))
         sample = np.union1d(sample, wrong)
-        rows = scipy.sparse.vstack([rows, _constraint_rows(domain, wrong, target)]).tocsr()
-    return LinearFit(None, max_rounds, len(sample), f"no exact linear threshold after {max_rounds} LP rounds")
+        rows = scipy.sparse.vstack([rows, _constraint_rows(domain, wrong, target, units)]).tocsr()
+    return LinearFit(None, max_rounds, len(sample), f"no exact {what} after {max_rounds} LP rounds")

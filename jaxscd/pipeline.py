@@ -67,7 +67,7 @@ class DistillResult:
     program: Program | None = None
     source: str | None = None
     surrogate: IntegerSurrogate | None = None
-    surrogate_method: str | None = None  # how the surrogate was obtained: lp | compiled | trained
+    surrogate_method: str | None = None  # how the surrogate was obtained: lp | features | compiled | trained
     surrogate_attempts: list = field(default_factory=list)  # every fitting attempt: method, seconds, found, reason
     proof: ProofResult | None = None
     refuted: list = field(default_factory=list)  # (program, counterexample) pairs ruled out by the solver

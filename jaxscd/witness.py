@@ -5,6 +5,8 @@ programs that survive it. Methods, in order:
 
 - ``lp``: a linear threshold of the one-hot inputs by LP with cutting planes (``jaxscd.lp``); found from the
   circuit's truth table alone, so it serves every program;
+- ``features``: the same LP over the one-hot inputs and fixed ReLU units on the circuit's own count features
+  (relu(count - k), relu(count(u) - count(v) - k)): parities and residues of counts, still program-independent;
 - ``compiled``: the program compiled into an exact integer ReLU network (``jaxscd.compiler``);
 - ``trained``: the gradient-trained, quantized network (``jaxscd.surrogate.fit``), the general fallback.
 
@@ -23,10 +25,10 @@ import numpy as np
 from jaxscd.compiler import CompileError, compile_program
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import Program
-from jaxscd.lp import fit_linear, wrong_inputs
+from jaxscd.lp import count_units, fit_linear, wrong_inputs
 from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig, SurrogateError, fit
 
-METHODS = ("lp", "compiled", "trained")
+METHODS = ("lp", "features", "compiled", "trained")
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +77,11 @@ class Witnesses:
 
     def _lp(self, program):
         result = fit_linear(self.domain, self.target, self.valid, seed=self.seed, log=self.log)
+        return result.surrogate, result.reason
+
+    def _features(self, program):
+        result = fit_linear(self.domain, self.target, self.valid, count_units(self.domain), seed=self.seed,
+                            log=self.log)
         return result.surrogate, result.reason
 
     def _compiled(self, program):

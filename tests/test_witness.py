@@ -12,7 +12,7 @@ from jaxscd.compiler import compile_program
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import MostRecent
 from jaxscd.kernels.enumerate import all_tokens, chunks, program_decisions
-from jaxscd.lp import fit_linear, wrong_inputs
+from jaxscd.lp import count_units, fit_linear, wrong_inputs
 from jaxscd.pipeline import DistillConfig, distill
 from jaxscd.verify.prove import Verdict
 
@@ -22,9 +22,9 @@ from jaxscd.verify.prove import Verdict
 def test_circuit_beyond_the_trained_surrogate_is_proved(name):
     circuit, domain = example(name)
     decide = EXAMPLES[name][0]
-    result = distill(circuit, domain, DistillConfig(surrogate_methods=("lp", "compiled")))
+    result = distill(circuit, domain, DistillConfig(surrogate_methods=("lp", "features", "compiled")))
     assert result.verdict == Verdict.PROVED, result.notes
-    assert result.surrogate_method in ("lp", "compiled")
+    assert result.surrogate_method in ("lp", "features", "compiled")
     truth = np.concatenate([np.asarray(decide(np.asarray(t)[:r, :length]), dtype=np.int8)
                             for length in domain.lengths for _, t, _, r in chunks(_length(domain, length), 1 << 16)])
     assert np.array_equal(program_decisions(result.program, domain), truth)
@@ -53,3 +53,16 @@ def test_lp_finds_recency_weights_and_rejects_parity():
     parity = np.array([sum(t == 0 for t in row[:n]) % 2 for row, n in zip(tokens, lengths)], dtype=np.int8)
     none = fit_linear(domain, parity, valid, sample_size=200)
     assert none.surrogate is None and "infeasible" in none.reason
+
+
+@pytest.mark.parametrize("name, fits", [("parity_of_count", True), ("difference_mod_3", True),
+                                        ("automaton_3_states", False)])
+def test_count_features_fit_parities_and_residues_from_the_circuit_alone(name, fits):
+    circuit, domain = example(name)
+    valid = np.ones(domain.size, dtype=bool)
+    target = np.concatenate([np.asarray(circuit.forward(np.asarray(t)[:r, :length]))
+                             for length in domain.lengths for _, t, _, r in chunks(_length(domain, length), 1 << 16)])
+    found = fit_linear(domain, target, valid, count_units(domain))
+    assert (found.surrogate is not None) == fits, found.reason
+    if fits:
+        assert 0 < found.surrogate.n_neurons < 20 and wrong_inputs(found.surrogate, domain, target, valid)[0] == 0

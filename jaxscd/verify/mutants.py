@@ -244,6 +244,7 @@ def standard_bases(seed: int = 0) -> list[MutationBase]:
         MutationBase.fitted("state_machine", StateMachine(((1, 0, 0), (1, 2, 0), (2, 2, 2)), {2}), abc, seed),
         # surrogates obtained by construction: a linear threshold by LP, and deep networks compiled from programs
         MutationBase.fitted("most_recent_lp", MostRecent({0}, {1}, 1), abc, seed, "lp"),
+        MutationBase.fitted("toggle_features", Toggle({0, 1}, 1), short, seed, "features"),
         MutationBase.fitted("machine_compiled", StateMachine(((1, 0, 0), (1, 2, 0), (2, 2, 2)), {2}), short, seed,
                             "compiled"),
         MutationBase.fitted("xor_compiled", Both(Toggle({0}, 0), TokenAt(0, {1}, True), "xor"), short, seed,

@@ -50,19 +50,22 @@ _quote_spec = ProgramSpec(MostRecent({2}, {3}, 0))
 _bracket_spec = ProgramSpec(CountThreshold({0}, {1}, 2))
 
 
+LONG_POSITIONS = 128  # the one-layer circuits accept long contexts (proved by jaxscd.long_context, not enumerated)
+
+
 def _quote_close() -> Task:
     return Task(
         "quote_close", "which quote closes the open string (Gao et al. 2025, Fig. 4)",
-        as_circuit("quote_close", quote_close_circuit(16), ('"', "'")),
-        ("a", "b", '"', "'"), 1, 8, 16, _quote_spec,
+        as_circuit("quote_close", quote_close_circuit(LONG_POSITIONS), ('"', "'")),
+        ("a", "b", '"', "'"), 1, 8, LONG_POSITIONS, _quote_spec,
         CountThreshold({2, 3}, set(), 1), "at least one quote")
 
 
 def _bracket_depth() -> Task:
     return Task(
         "bracket_depth", "close one or two brackets, from bracket depth carried as a density (Fig. 5)",
-        as_circuit("bracket_depth", bracket_depth_circuit(16), ("]", "]]")),
-        ("[", "]", "a"), 1, 8, 16, _bracket_spec,
+        as_circuit("bracket_depth", bracket_depth_circuit(LONG_POSITIONS), ("]", "]]")),
+        ("[", "]", "a"), 1, 8, LONG_POSITIONS, _bracket_spec,
         CountThreshold({0}, {1}, 1), "at least one unclosed '['")
 
 

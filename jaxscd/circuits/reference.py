@@ -70,12 +70,14 @@ def _zeros(*shape) -> np.ndarray:
 ONE, IS_DQ, IS_SQ, QUOTE, QUOTE_TYPE, POSITION, HEAD_OUT = range(7)
 
 
-def quote_close_circuit(max_positions: int = 16, key_gain: float = 8.0, recency: float = 4.0) -> OneLayerCircuit:
+def quote_close_circuit(max_positions: int = 128, key_gain: float = 8.0, recency: float = 4.0) -> OneLayerCircuit:
     """Alphabet a b " ' ; decides which quote closes the string: 0 = '"', 1 = "'".
 
     MLP: neuron 0 fires on either quote (quote detector), neurons 1/2 on '"' / "'" write the quote type (+1/-1).
     Head: constant query; key = detector (gain ``key_gain * max_positions``) + position (``recency``), so it
     attends to the most recent quote; value = quote type. Readout: logit['"'] = +head, logit["'"] = -head.
+    The detector gain exceeds the largest recency gap ``recency * (max_positions - 1)`` (here by a factor of 2),
+    so a quote outscores every later non-quote at any length the circuit accepts.
     """
     d = 7
     embed = _zeros(4, d)
@@ -104,7 +106,7 @@ def quote_close_circuit(max_positions: int = 16, key_gain: float = 8.0, recency:
 B_ONE, IS_OPEN, IS_CLOSE, DEPTH_SIGNAL, MEAN_DEPTH = range(5)
 
 
-def bracket_depth_circuit(max_positions: int = 16, threshold: float = 0.27, gain: float = 20.0) -> OneLayerCircuit:
+def bracket_depth_circuit(max_positions: int = 128, threshold: float = 0.27, gain: float = 20.0) -> OneLayerCircuit:
     """Alphabet [ ] a ; decides how many brackets close the context: 0 = ']', 1 = ']]'.
 
     MLP: +1 for '[' and -1 for ']' (open-bracket detector). Head: constant query and key, so attention is uniform

@@ -331,5 +331,7 @@ def verify_command(bundle, timeout, circuit_target):
     sys.exit(0 if report.verified else EXIT_VERIFY_FAILED)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m jaxscd.cli: the console script's Ctrl-C handling (once JAX is imported)
+    from jaxscd_main import main as console_script
+
+    console_script()

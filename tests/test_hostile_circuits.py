@@ -119,8 +119,9 @@ def f(tokens):
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.0, 4.0])
 def test_ctrl_c_at_any_moment_exits_130_and_writes_nothing(delay, tmp_path):
     # the console script's module (jaxscd_main) handles SIGINT from its first line, before JAX is imported
-    proc = subprocess.Popen([sys.executable, "-m", "jaxscd_main", "distill", "quote_close", "--out",
-                             str(tmp_path / "bundle")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    # a run of about 20 s on 2 CPU cores, so every delay lands inside it
+    proc = subprocess.Popen([sys.executable, "-m", "jaxscd_main", "distill", "bracket_depth", "--max-len", "11",
+                             "--out", str(tmp_path / "bundle")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)

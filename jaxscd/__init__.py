@@ -26,3 +26,32 @@ def _compilation_cache() -> None:
 _compilation_cache()
 
 __version__ = "0.1.0"
+
+# The library API, imported on first use (``jaxscd.distill`` pulls in z3, flax and scipy; ``import jaxscd`` and the
+# console script stay cheap). Name -> module that defines it.
+_API = {
+    "distill": "jaxscd.pipeline", "DistillConfig": "jaxscd.pipeline", "DistillResult": "jaxscd.pipeline",
+    "Domain": "jaxscd.domain", "DomainError": "jaxscd.domain",
+    "Task": "jaxscd.tasks", "get_task": "jaxscd.tasks", "task_names": "jaxscd.tasks", "task_graph": "jaxscd.tasks",
+    "Circuit": "jaxscd.circuits.base", "CircuitError": "jaxscd.circuits.base",
+    "load_callable": "jaxscd.circuits.callable", "load_graph": "jaxscd.circuits.graph",
+    "read_graph": "jaxscd.circuits.graph", "export_graph": "jaxscd.circuits.graph",
+    "Verdict": "jaxscd.verify.prove", "write_bundle": "jaxscd.verify.certificate",
+    "recheck": "jaxscd.verify.recheck", "BundleError": "jaxscd.verify.recheck",
+    "render_report": "jaxscd.report", "write_figures": "jaxscd.report",
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'jaxscd' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_API))

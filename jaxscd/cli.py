@@ -110,6 +110,22 @@ def _absolute(target: str) -> str:
     return f"{Path(path).resolve()}:{name}"
 
 
+def _write_plots(directory: str, result, circuit, spec, circuit_ref: dict) -> None:
+    """--plots: the report's figures as PNG files (the circuit drawn from its graph when it has one)."""
+    from jaxscd.report import result_figures, write_figures
+
+    graph = None
+    if circuit_ref["kind"] == "task":
+        from jaxscd.tasks import task_graph
+
+        graph = task_graph(circuit_ref["name"])
+    elif circuit_ref["kind"] == "graph":
+        from jaxscd.circuits.graph import read_graph
+
+        graph = read_graph(Path(circuit_ref["path"])).to_json()
+    write_figures(result_figures(result, circuit, spec, graph), directory)
+
+
 def _summary(result, description: str) -> dict:
     from jaxscd.dsl.source import render
 
@@ -217,10 +233,12 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @click.option("--time-limit", type=click.FloatRange(min=0), help="Stop with UNKNOWN (exit 4) after this many "
               "seconds, nothing written. Without it, domains estimated to take over 5 minutes on a CPU are refused "
               "up front; 0: no limit.")
+@click.option("--plots", type=click.Path(file_okay=False), help="Write the report's figures (circuit, truth table, "
+              "departures from the spec) as PNG files into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def distill_command(task, circuit_target, graph, sparse_dir, viz, means, template, alphabet, min_len, max_len,
                     seed, timeout, proof_strategy, out, all_candidates, synth_states, surrogate_methods, time_limit,
-                    as_json):
+                    plots, as_json):
     """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
     from jaxscd.budget import TimeLimitExceeded, check_budget, deadline
     from jaxscd.circuits.base import CircuitError
@@ -249,6 +267,8 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
                 result = distill(circuit, domain, config, spec)
         if out:
             write_bundle(result, out, circuit_ref, circuit.fingerprint)
+        if plots:
+            _write_plots(plots, result, circuit, spec, circuit_ref)
     except (DomainError, CircuitError, KeyError, ValueError, OSError) as err:
         _fail(str(err.args[0]) if isinstance(err, KeyError) else getattr(err, "summary", str(err)))
     except KeyboardInterrupt:
@@ -329,6 +349,28 @@ def verify_command(bundle, timeout, circuit_target):
         console.print(f"[{color}]{status:>7}[/]  {name}" + (f"  ({detail})" if detail else ""), highlight=False)
     console.print("[bold green]VERIFIED[/]" if report.verified else "[bold red]FAILED[/]")
     sys.exit(0 if report.verified else EXIT_VERIFY_FAILED)
+
+
+@main.command("report")
+@click.argument("bundle", type=click.Path())
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True,
+              help="Where to write the HTML page (self-contained: styles and figures inline).")
+@click.option("--circuit", "circuit_target", help="Re-run a bundle's Python circuit from this file (path.py:fn) for "
+              "its truth table; its sha256 must match the certificate first. Bundles never run code by themselves.")
+def report_command(bundle, output, circuit_target):
+    """Write one HTML page about a certificate bundle: verdict, claims, program, circuit, truth table, spec."""
+    from jaxscd.report import write_report
+    from jaxscd.verify.recheck import BundleError
+
+    try:
+        write_report(bundle, output, circuit_target)
+    except BundleError as err:
+        _fail(str(err), err.code)
+    except OSError as err:
+        _fail(f"cannot write {output!r} ({err.strerror or err}); choose another -o path")
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
+    click.echo(f"wrote {output}")
 
 
 if __name__ == "__main__":  # python -m jaxscd.cli: the console script's Ctrl-C handling (once JAX is imported)

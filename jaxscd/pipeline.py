@@ -123,22 +123,27 @@ class Problem:
         return candidate_families(self.domain, self.config.max_states)
 
 
+def spec_decisions(spec: Callable, domain: Domain, valid: np.ndarray) -> np.ndarray:
+    """int8 [size]: the intended class of every valid input (0 elsewhere). A spec that carries a DSL ``program`` is
+    evaluated in batches; any other callable is called on one sequence at a time, chunk by chunk."""
+    program = getattr(spec, "program", None)
+    if program is not None:
+        return program_decisions(program, domain)
+    intended = np.zeros(domain.size, dtype=np.int8)
+    for first, tokens, lengths, real in chunks(domain, 1 << 14):
+        tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+        intended[first:first + real] = [int(spec(tokens[i, :lengths[i]].tolist())) if valid[first + i] else 0
+                                        for i in range(real)]
+    return intended
+
+
 def compare_with_spec(spec: Callable, problem: Problem, class_names) -> tuple[int, list, list]:
     """(count, up to 5 examples, readable patterns) of valid inputs where the circuit differs from ``spec``.
 
-    Exhaustive: every valid input is compared, so the count is exact on the domain. A spec that carries a DSL
-    ``program`` is evaluated in batches; any other callable is called on one sequence at a time, chunk by chunk.
+    Exhaustive: every valid input is compared, so the count is exact on the domain (see ``spec_decisions``).
     """
     domain, decisions, valid = problem.domain, problem.target, problem.valid
-    program = getattr(spec, "program", None)
-    if program is not None:
-        intended = program_decisions(program, domain)
-    else:
-        intended = np.zeros(domain.size, dtype=np.int8)
-        for first, tokens, lengths, real in chunks(domain, 1 << 14):
-            tokens, lengths = np.asarray(tokens), np.asarray(lengths)
-            intended[first:first + real] = [int(spec(tokens[i, :lengths[i]].tolist())) if valid[first + i] else 0
-                                            for i in range(real)]
+    intended = spec_decisions(spec, domain, valid)
     wrong = np.flatnonzero(valid & (intended != decisions))
     tokens, lengths = (np.asarray(a) for a in decode_indices(domain, wrong[:5]))
     examples = [tokens[i, :lengths[i]].tolist() for i in range(len(tokens))]

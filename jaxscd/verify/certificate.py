@@ -101,7 +101,24 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
                       "obtained_by": result.surrogate_method} if result.surrogate is not None else None,
         "files": files,
         "obligations": obligations,
+        "run": run_record(result),
     }
+
+
+def run_record(result) -> dict:
+    """What the run found beyond its claims, for reports (``jaxscd report``): stage timings, the search's counts,
+    notes, the spec's departure patterns and the nearest misses. Informational: verify re-checks no part of it."""
+    from jaxscd.dsl.source import render
+
+    return {"timings": dict(result.timings), "notes": list(result.notes),
+            "candidates": {"generated": result.generated, "survivors": len(result.survivors),
+                           "per_family": {k: list(v) for k, v in result.per_family.items()},
+                           "skipped_families": list(result.skipped)},
+            "surrogate_attempts": list(result.surrogate_attempts), "spec_patterns": list(result.spec_patterns),
+            "near_misses": [{"program": render(m.program, result.domain.alphabet, result.class_names),
+                             "agreement": m.agreement, "mismatches": m.mismatches, "patterns": list(m.patterns)}
+                            for m in result.near_misses],
+            "refuted": [{"program": repr(p), "counterexample": result.domain.format(c)} for p, c in result.refuted]}
 
 
 def bundle_file_problem(name, digest) -> str | None:

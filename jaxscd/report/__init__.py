@@ -1,0 +1,301 @@
+"""``jaxscd report``: one self-contained HTML page about a certificate bundle, and the same figures as PNG files.
+
+The bundle is read as data, under verify's rules (``jaxscd.verify.recheck``): a built-in task or a JSON graph is
+rebuilt from its data to draw the circuit and its truth table; a circuit written as Python is re-run only from the
+file passed as ``circuit_target`` once its sha256 matches the certificate; without it the truth table is the
+certified program's (which the certificate claims equals the circuit on every input). Nothing the bundle names is
+imported, and every name it holds is escaped (jinja2 autoescape).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from jaxscd.circuits.base import CircuitError, atomic_write, sha256_bytes
+from jaxscd.domain import Domain, DomainError
+
+VERDICT_MEANING = {
+    "PROVED": "the program computes exactly what the circuit computes on every input of the domain",
+    "NO_PROGRAM": "no program of the DSL matches the circuit on every input; the nearest misses are listed",
+    "UNKNOWN": "nothing was certified (a solver timeout, an untrusted float margin, or no exact surrogate)",
+    "REFUTED": "every exact candidate was refuted by the solver",
+}
+FIGURES = ("circuit", "truth_table", "departures")
+
+
+@dataclass
+class Rebuilt:
+    """What the report could rebuild from the bundle's data: the circuit, its graph, its spec, and what it could
+    not (``notes``)."""
+
+    circuit: object | None = None
+    graph: dict | None = None
+    spec: object | None = None
+    spec_label: str = "its spec"
+    notes: list = field(default_factory=list)
+
+
+def rebuild_circuit(cert: dict, circuit_target: str | None = None) -> Rebuilt:
+    """The certified circuit, rebuilt as verify would (data only; a Python circuit only from ``circuit_target``)."""
+    source = cert["circuit"]["source"]
+    kind = source.get("kind")
+    try:
+        rebuilt = _rebuild(kind, source, cert, circuit_target)
+    except (CircuitError, KeyError, OSError) as err:
+        return Rebuilt(notes=[f"the circuit could not be rebuilt: {err.args[0] if err.args else err}"])
+    if rebuilt.circuit is not None and rebuilt.circuit.fingerprint != cert["circuit"].get("sha256"):
+        rebuilt.notes.append("the circuit's weights or source changed since the bundle was written; the truth table "
+                             "shown is the certified program's")
+        rebuilt.circuit = rebuilt.spec = None
+    return rebuilt
+
+
+def _rebuild(kind, source: dict, cert: dict, circuit_target: str | None) -> Rebuilt:
+    if kind == "task":
+        from jaxscd.tasks import get_task, task_graph
+
+        task = get_task(source["name"])
+        return Rebuilt(task.circuit, task_graph(source["name"]), task.spec, "the task's intended behaviour")
+    if kind == "graph":
+        from jaxscd.circuits.graph import GraphError, read_graph
+
+        try:
+            graph = read_graph(Path(source["path"]))
+        except GraphError as err:
+            raise CircuitError(getattr(err, "summary", str(err))) from None
+        return Rebuilt(graph.circuit(), graph.to_json())
+    if kind == "callable":
+        from jaxscd.verify.recheck import Report, _load_user_circuit
+
+        checks = Report()
+        loaded = _load_user_circuit(checks, cert, source["target"], circuit_target)
+        if loaded is None:
+            return Rebuilt(notes=[detail for _, _, detail in checks.checks])
+        return Rebuilt(loaded.circuit, None, loaded.spec, "the circuit file's SPEC")
+    return Rebuilt(notes=[f"a {kind} circuit is not rebuilt for reports (its diagram and truth table need the "
+                          f"checkpoint); the truth table shown is the certified program's"])
+
+
+def figures(domain: Domain, class_names, decisions: np.ndarray | None, valid: np.ndarray, graph: dict | None,
+            title: str, source: str, intended: np.ndarray | None = None, spec_label: str = "its spec",
+            programs: tuple = ()) -> dict:
+    """name -> matplotlib Figure: the circuit diagram, the truth table (when there are decisions) and the departures
+    from the spec (when there is one)."""
+    from jaxscd.report import draw
+    from jaxscd.report.table import choose_statistic, summarise
+
+    out = {"circuit": draw.circuit_diagram(graph, title)}
+    if decisions is None:
+        return out
+    summary = summarise(domain, decisions, valid, choose_statistic(domain, *programs), intended)
+    out["truth_table"] = draw.truth_table_figure(summary, class_names, source)
+    if intended is not None:
+        out["departures"] = draw.departure_figure(summary, spec_label)
+    return out
+
+
+def result_figures(result, circuit, spec=None, graph: dict | None = None) -> dict:
+    """The report's figures for a fresh distill result (``--plots``): the truth table is the program's when it equals
+    the circuit on every input (checked exhaustively by distill), else the circuit is run again."""
+    from jaxscd.kernels.enumerate import precondition_mask, program_decisions
+    from jaxscd.kernels.evaluate import evaluate_circuit
+    from jaxscd.pipeline import spec_decisions
+
+    domain = result.domain
+    valid = precondition_mask(domain)
+    if result.program is not None and result.circuit_program_mismatches == 0:
+        decisions, source = program_decisions(result.program, domain), "the circuit (equal to the program everywhere)"
+    else:
+        decisions, source = evaluate_circuit(circuit, domain, valid).decisions, "the circuit, run on every input"
+    intended = spec_decisions(spec, domain, valid) if spec is not None else None
+    label = "its spec" if spec is None else "the intended behaviour"
+    return figures(domain, result.class_names, decisions, valid, graph, circuit.name, source, intended, label,
+                   (getattr(spec, "program", None), result.program))
+
+
+def write_figures(named: dict, directory) -> list:
+    """Each figure as ``directory/NAME.png`` (written atomically); the paths written."""
+    from jaxscd.report.draw import save_png
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, figure in named.items():
+        save_png(figure, directory / f"{name}.png")
+        paths.append(directory / f"{name}.png")
+    return paths
+
+
+def _read(bundle: Path) -> dict:
+    from jaxscd.verify.recheck import EXIT_CORRUPT, BundleError, _read_certificate
+
+    cert = _read_certificate(bundle)
+    if not isinstance(cert.get("circuit"), dict) or not isinstance(cert["circuit"].get("source"), dict) or \
+            not isinstance(cert.get("domain"), dict) or not isinstance(cert.get("obligations", []), list):
+        raise BundleError("certificate.json lacks its circuit, domain or obligations; the bundle is corrupt",
+                          EXIT_CORRUPT)
+    return cert
+
+
+def report_context(bundle_dir, circuit_target: str | None = None) -> dict:
+    """Everything the template shows, read from the bundle (BundleError when it is not a readable bundle)."""
+    from jaxscd.verify.recheck import EXIT_CORRUPT, BundleError
+
+    bundle = Path(bundle_dir)
+    cert = _read(bundle)
+    try:
+        return _context(bundle, cert, circuit_target)
+    except BundleError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, DomainError) as err:
+        raise BundleError(f"malformed bundle ({type(err).__name__}: {err}); re-create it with jaxscd distill --out",
+                          EXIT_CORRUPT) from None
+
+
+def _context(bundle: Path, cert: dict, circuit_target: str | None) -> dict:
+    from jaxscd.dsl.programs import from_json
+    from jaxscd.kernels.enumerate import precondition_mask, program_decisions
+    from jaxscd.kernels.evaluate import evaluate_circuit
+    from jaxscd.pipeline import spec_decisions
+    from jaxscd.report.draw import svg
+    from jaxscd.verify.certificate import domain_from_json
+
+    domain = domain_from_json(cert["domain"])
+    classes = [str(c) for c in cert["circuit"].get("classes", ["0", "1"])]
+    program = from_json(cert["program"]) if cert.get("program") else None
+    rebuilt = rebuild_circuit(cert, circuit_target)
+    notes = list(rebuilt.notes)
+    valid = precondition_mask(domain)
+    decisions = intended = None
+    source = ""
+    if rebuilt.circuit is not None:
+        try:
+            decisions = evaluate_circuit(rebuilt.circuit, domain, valid).decisions
+            source = "the circuit, re-run on every input"
+        except CircuitError as err:
+            notes.append(f"the circuit did not run on the domain: {err}")
+    if decisions is None and program is not None:
+        decisions = program_decisions(program, domain)
+        source = "the certified program (the certificate claims it equals the circuit on every input)"
+    if decisions is not None and rebuilt.spec is not None and source.startswith("the circuit"):
+        intended = spec_decisions(rebuilt.spec, domain, valid)
+    circuit_source = cert["circuit"]["source"]
+    title = str(circuit_source.get("name") or circuit_source.get("target") or circuit_source.get("path") or "circuit")
+    spec_program = getattr(rebuilt.spec, "program", None)
+    drawn = figures(domain, classes, decisions, valid, rebuilt.graph, title, source, intended,
+                    rebuilt.spec_label, (spec_program, program))
+    run = cert.get("run") if isinstance(cert.get("run"), dict) else {}
+    return {
+        "title": title, "cert": cert, "verdict": str(cert.get("verdict")),
+        "verdict_meaning": VERDICT_MEANING.get(str(cert.get("verdict")), "not a verdict jaxscd writes"),
+        "domain": domain, "domain_text": _domain_text(domain, cert), "classes": classes,
+        "circuit_source": circuit_source, "obligations": [_obligation_row(o) for o in cert.get("obligations", [])
+                                                          if isinstance(o, dict)],
+        "program_html": _highlight(_program_text(bundle, cert)), "program_css": _highlight_css(),
+        "surrogate": cert.get("surrogate") if isinstance(cert.get("surrogate"), dict) else None,
+        "proof": next((o for o in cert.get("obligations", []) if isinstance(o, dict)
+                       and o.get("claim") == "surrogate == program"), None),
+        "spec": next((o for o in cert.get("obligations", []) if isinstance(o, dict)
+                      and o.get("claim") == "circuit == spec"), None),
+        "spec_label": rebuilt.spec_label, "run": run, "timings": _timings(run),
+        "hashes": _hashes(bundle, cert), "notes": notes,
+        "figures": {name: svg(figure) for name, figure in drawn.items()},
+        "figure_captions": {"circuit": "The circuit: residual channels as wires; each column reads (●) and writes (▲) "
+                                       "them, in layer order, ending at the readout.",
+                            "truth_table": f"The truth table, from {source}.",
+                            "departures": f"Inputs where the circuit departs from {rebuilt.spec_label}."},
+    }
+
+
+def _obligation_row(o: dict) -> dict:
+    """claim, method, verdict and one line of details of an obligation, whatever types its fields hold."""
+    def number(key, form):
+        value = o.get(key)
+        return form.format(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    details = [number("inputs", "{:,} inputs"), number("min_margin", "smallest decision margin {:.4g}"),
+               number("float_error_bound", "float error bound {:.3g}"),
+               number("mismatches", "differs on {:,} inputs") if o.get("mismatches") else None,
+               number("seconds", "{:.3f} s"), str(o["reason"]) if o.get("reason") else None]
+    method = str(o.get("method")) + (f" ({o['solver']})" if o.get("solver") else "")
+    return {"claim": str(o.get("claim")), "method": method, "verdict": str(o.get("verdict")),
+            "details": "; ".join(d for d in details if d)}
+
+
+def _domain_text(domain: Domain, cert: dict) -> str:
+    text = f"alphabet {' '.join(domain.alphabet)}, lengths {domain.min_len}..{domain.max_len}, {domain.size:,} sequences"
+    if domain.precondition_text:
+        text += f"; {cert['domain'].get('valid', 0):,} satisfy: {domain.precondition_text}"
+    return text
+
+
+def _program_text(bundle: Path, cert: dict) -> str:
+    if "program.py" not in cert["files"]:
+        return ""
+    try:
+        return (bundle / "program.py").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "# program.py is unreadable"
+
+
+def _highlight(code: str):
+    from markupsafe import Markup
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    return Markup(highlight(code, PythonLexer(), HtmlFormatter(cssclass="code"))) if code.strip() else ""
+
+
+def _highlight_css() -> str:
+    from pygments.formatters import HtmlFormatter
+
+    return HtmlFormatter(style="friendly").get_style_defs(".code")
+
+
+def _timings(run: dict) -> list:
+    timings = run.get("timings") if isinstance(run.get("timings"), dict) else {}
+    return [(str(k), float(v)) for k, v in timings.items() if isinstance(v, (int, float))]
+
+
+def _hashes(bundle: Path, cert: dict) -> list:
+    """(file, recorded sha256, whether the file still has it) for every file the certificate lists."""
+    rows = []
+    for name, digest in sorted(cert["files"].items()):
+        try:
+            same = sha256_bytes((bundle / name).read_bytes()) == digest
+        except OSError:
+            same = False
+        rows.append((name, digest, same))
+    return rows
+
+
+def render_report(bundle_dir, circuit_target: str | None = None) -> str:
+    """The report page of a bundle as HTML text (self-contained: styles and figures inline)."""
+    from jinja2 import Environment, PackageLoader, TemplateError, select_autoescape
+
+    env = Environment(loader=PackageLoader("jaxscd.report", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
+    context = report_context(bundle_dir, circuit_target)
+    try:
+        return env.get_template("report.html.j2").render(**context)
+    except (TemplateError, TypeError, ValueError) as err:  # fields of unexpected types in a forged certificate
+        from jaxscd.verify.recheck import EXIT_CORRUPT, BundleError
+
+        raise BundleError(f"malformed bundle ({type(err).__name__}: {err}); re-create it with jaxscd distill --out",
+                          EXIT_CORRUPT) from None
+
+
+def write_report(bundle_dir, output, circuit_target: str | None = None) -> Path:
+    """Render the report and write it to ``output`` atomically (no half-written page)."""
+    html = render_report(bundle_dir, circuit_target)
+    from jaxscd.report.draw import readable
+
+    atomic_write(Path(output), html)
+    readable(Path(output))
+    return Path(output)

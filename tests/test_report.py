@@ -1,0 +1,170 @@
+"""jaxscd report: the HTML page (autoescaped, self-contained, rendered by headless Chromium), --plots, the library
+API and the README's library example."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jaxscd.cli import main as cli
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURE_IDS = ("fig-circuit", "fig-truth-table", "fig-departures")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """bracket_depth at its default domain (lengths 1..8): PROVED, and the circuit departs from its spec."""
+    from jaxscd import distill, get_task, write_bundle
+
+    task = get_task("bracket_depth")
+    result = distill(task.circuit, task.domain(), spec=task.spec)
+    out = tmp_path_factory.mktemp("bundles") / "bracket_depth"
+    write_bundle(result, out, {"kind": "task", "name": task.name}, task.circuit.fingerprint)
+    return out
+
+
+@pytest.fixture(scope="module")
+def page(bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    result = CliRunner().invoke(cli, ["report", str(bundle), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_report_shows_verdict_claims_program_and_every_figure(page):
+    html = page.read_text()
+    assert 'id="verdict">PROVED<' in html
+    assert "def" in html and "program" in html and "tokens.count" in html.replace("</span>", "").replace(
+        '<span class="n">', "").replace('<span class="o">', "")
+    for claim in ("circuit == surrogate", "surrogate == program", "circuit == program", "circuit == spec"):
+        assert claim in html
+    for figure in FIGURE_IDS:
+        assert re.search(f'<figure id="{figure}"><svg', html), figure
+    assert "793</b> of 4,059 inputs differ" in html  # the dilution: bracket_depth departs from depth >= 2
+    assert "matches" in html and "CHANGED" not in html
+
+
+def test_report_is_self_contained(page):
+    html = page.read_text()
+    assert not re.search(r"<(script|link|img|iframe)\b", html)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert not re.search(r"url\((?!#)", html)  # only references to the page's own SVG definitions
+
+
+def test_report_escapes_hostile_names(bundle, tmp_path):
+    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    target = tmp_path / "hostile"
+    shutil.copytree(bundle, target)
+    cert = json.loads((target / "certificate.json").read_text())
+    cert["circuit"]["classes"] = [hostile, "]]"]
+    cert["domain"]["precondition_text"] = hostile
+    cert["run"]["notes"] = [hostile]
+    cert["run"]["spec_patterns"] = [hostile]
+    cert["obligations"][0]["reason"] = hostile
+    cert["run"]["near_misses"] = [{"program": hostile, "agreement": 0.5, "mismatches": 3, "patterns": [hostile]}]
+    (target / "certificate.json").write_text(json.dumps(cert))
+    (target / "program.py").write_text(f"# {hostile}\n")  # its hash no longer matches: shown as CHANGED
+    from jaxscd.report import render_report
+
+    html = render_report(target)
+    assert "<script" not in html and "<img" not in html and "onerror=alert(1)>" not in html
+    assert "&lt;script&gt;" in html
+    assert "CHANGED" in html
+
+
+@pytest.mark.parametrize("make, code, words", [
+    (lambda p: p / "nowhere", 8, "not found"),
+    (lambda p: p, 8, "certificate.json"),
+    (lambda p: (p / "certificate.json").write_text("{not json") and p, 7, "not valid JSON"),
+])
+def test_report_bad_input_is_one_line_and_writes_nothing(tmp_path, make, code, words):
+    bundle = make(tmp_path)
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(cli, ["report", str(bundle), "-o", str(out)])
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jaxscd: error:") and words in lines[0]
+    assert not out.exists()
+
+
+def test_distill_plots_writes_the_figures_as_png(tmp_path):
+    plots = tmp_path / "plots"
+    result = CliRunner().invoke(cli, ["distill", "bracket_depth", "--max-len", "5", "--plots", str(plots), "--json"])
+    assert result.exit_code == 0, result.output
+    json.loads(result.output)  # --json output stays one object
+    assert sorted(p.name for p in plots.iterdir()) == ["circuit.png", "departures.png", "truth_table.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in plots.iterdir())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Headless Chromium: the page as a reader sees it.
+
+
+def _chromium() -> str | None:
+    return next((path for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (path := shutil.which(name))), None)
+
+
+def _browser(args: list, tmp_path: Path) -> subprocess.CompletedProcess:
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    return subprocess.run([chromium, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_chromium_renders_the_report(bundle, page, tmp_path):
+    dom = _browser(["--dump-dom", page.as_uri()], tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert re.search(r'id="verdict"[^>]*>PROVED<', dom.stdout)
+    text = html.unescape(re.sub(r"<[^>]+>", "", dom.stdout))
+    assert (bundle / "program.py").read_text().strip() in text  # the program, as the reader sees it
+    for figure in FIGURE_IDS:
+        assert re.search(f'<figure id="{figure}"><svg', dom.stdout), figure
+    shot = tmp_path / "report.png"
+    run = _browser([f"--screenshot={shot}", "--window-size=1200,3200", page.as_uri()], tmp_path)
+    assert shot.is_file(), run.stderr[-2000:]
+    import matplotlib.image
+
+    pixels = (matplotlib.image.imread(shot)[..., :3] * 255).astype(np.uint8).reshape(-1, 3)
+    colours = np.unique(pixels, axis=0)
+    assert len(colours) > 200, f"{len(colours)} colours: the screenshot looks blank"
+    assert (pixels.min(1) < 128).mean() > 0.01  # some dark ink: text and figures, not an empty page
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The library API.
+
+
+def test_import_stays_cheap_and_exports_the_entry_points():
+    code = ("import sys, jaxscd; heavy = [m for m in ('z3', 'flax', 'scipy', 'matplotlib') if m in sys.modules]; "
+            "assert not heavy, heavy; print(sorted(n for n in jaxscd.__all__ if not n.startswith('_')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import jaxscd
+
+    for name in ("distill", "DistillConfig", "Domain", "get_task", "task_names", "load_callable", "load_graph",
+                 "recheck", "Verdict", "write_bundle", "render_report"):
+        assert name in out.stdout and getattr(jaxscd, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        jaxscd.nope
+
+
+def test_readme_library_example_runs(capsys):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### As a library"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 6  # import + four lines (one blank line between)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.startswith("PROVED def program(tokens):")

@@ -126,6 +126,34 @@ def _write_plots(directory: str, result, circuit, spec, circuit_ref: dict) -> No
     write_figures(result_figures(result, circuit, spec, graph), directory)
 
 
+def _distill_long(task_name, alphabet, min_len, max_len, seed, timeout, synth_states, surrogate_methods, time_limit,
+                  out, as_json) -> bool:
+    """Beyond exhaustion (jaxscd.long_context): a built-in one-layer task on a domain too large to enumerate is
+    proved by bounds on the circuit; exits with the verdict's status. False: the domain is for exhaustion."""
+    from jaxscd import long_context
+    from jaxscd.pipeline import DistillConfig
+    from jaxscd.tasks import get_task
+
+    task = get_task(task_name)
+    if alphabet or not long_context.supports(task.circuit) or \
+            not long_context.beyond_exhaustion(task, min_len, max_len, time_limit):
+        return False
+    domain = long_context.long_domain(task, min_len, max_len)
+    config = DistillConfig(seed=seed, proof_timeout_s=timeout, synth_states=synth_states,
+                           surrogate_methods=tuple(m.strip() for m in surrogate_methods.split(",")))
+    result = long_context.distill_long(task, domain, config, deadline_s=time_limit or 300.0)
+    if out:
+        from jaxscd.verify.long_bundle import write_long_bundle
+
+        write_long_bundle(result, out, {"kind": "task", "name": task_name}, task.circuit.fingerprint)
+    if as_json:
+        click.echo(json.dumps(long_context.summary(result, task.description)))
+    else:
+        click.echo(f"{task.name}: {task.description}")
+        click.echo("\n".join(long_context.report_lines(result)))
+    sys.exit(EXIT_CODES[result.verdict.value])
+
+
 def _summary(result, description: str) -> dict:
     from jaxscd.dsl.source import render
 
@@ -253,6 +281,9 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
                                                   "template": template}
         if out:
             check_output_dir(out)  # refused before the work, not after
+        if task is not None and _distill_long(task, alphabet, min_len, max_len, seed, timeout, synth_states,
+                                              surrogate_methods, time_limit, out, as_json):
+            return
         circuit, domain, spec, description, circuit_ref = _resolve(task, circuit_target, sparse, alphabet, min_len,
                                                                    max_len, graph)
         config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates,

@@ -28,6 +28,7 @@ class Domain:
     max_len: int
     precondition: Program | None = None  # class 1 = the sequence belongs to the domain
     precondition_text: str = field(default="", compare=False)
+    exhaustive: bool = field(default=True, compare=False)  # False: proved by bounds (jaxscd.long_context), no size cap
 
     def __post_init__(self):
         object.__setattr__(self, "alphabet", tuple(str(a) for a in self.alphabet))
@@ -41,7 +42,7 @@ class Domain:
         if not 1 <= self.min_len <= self.max_len:
             raise DomainError(f"lengths must satisfy 1 <= min_len <= max_len, got min_len={self.min_len}, "
                               f"max_len={self.max_len}; fix --min-len/--max-len")
-        if self.size > MAX_DOMAIN_SIZE:
+        if self.exhaustive and self.size > MAX_DOMAIN_SIZE:
             raise DomainError(f"domain has {self.size:,} sequences ({self.n_tokens} tokens, lengths {self.min_len}.."
                               f"{self.max_len}), above the exhaustive limit {MAX_DOMAIN_SIZE:,}; lower --max-len "
                               f"or use fewer tokens")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import ProgressColumn
 from rich.table import Table
+from rich.text import Text
 
 EXIT_CODES = {"PROVED": 0, "NO_PROGRAM": 3, "UNKNOWN": 4, "REFUTED": 5}
 EXIT_BAD_INPUT = 2
@@ -108,6 +110,49 @@ def _resolve(task_name, circuit_target, sparse, alphabet, min_len, max_len, grap
 def _absolute(target: str) -> str:
     path, _, name = target.rpartition(":")
     return f"{Path(path).resolve()}:{name}"
+
+
+class _ProgressDisplay:
+    """The running stage by name, with a bar, counts and an ETA while a stage counts its work (``jaxscd.progress``);
+    log lines from inside a stage as a note. Terminal only: the caller decides."""
+
+    def __init__(self, console: Console):
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description:<11}"), BarColumn(bar_width=24),
+                                 TextColumn("{task.fields[count]}"), _Eta(), TextColumn("[dim]{task.fields[note]}"),
+                                 console=console, transient=True)
+        self.task = self.progress.add_task("starting", total=None, count="", note="")
+
+    def __enter__(self):
+        from jaxscd import progress
+
+        self.progress.__enter__()
+        self._listening = progress.listening(self)
+        self._listening.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._listening.__exit__(*exc)
+        return self.progress.__exit__(*exc)
+
+    def stage(self, name: str) -> None:
+        self.progress.reset(self.task, total=None, description=name, count="", note="")
+
+    def count(self, done: int, total: int, unit: str) -> None:
+        self.progress.update(self.task, total=total, completed=done, count=f"{done:,}/{total:,} {unit}")
+
+    def note(self, text: str) -> None:
+        if not text.endswith(" s") or ": " not in text:  # a stage's closing "name: 1.23 s" says nothing new
+            self.progress.update(self.task, note=text)
+
+
+class _Eta(ProgressColumn):
+    """Seconds left in the current stage, once it has counted enough to estimate (blank before)."""
+
+    def render(self, task):
+        left = task.time_remaining if task.total else None
+        return Text("" if left is None or task.finished else f"ETA {left:.0f} s", style="cyan")
 
 
 def _write_plots(directory: str, result, circuit, spec, circuit_ref: dict) -> None:
@@ -292,8 +337,8 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
         check_budget(domain, time_limit, config.max_states)
         with deadline(time_limit):
             if interactive:
-                with console.status("distilling...") as status:
-                    result = distill(circuit, domain, config, spec, log=lambda m: status.update(m))
+                with _ProgressDisplay(console) as display:
+                    result = distill(circuit, domain, config, spec, log=display.note)
             else:
                 result = distill(circuit, domain, config, spec)
         if out:

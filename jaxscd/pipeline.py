@@ -15,6 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
+from jaxscd import progress
 from jaxscd.circuits.base import Circuit
 from jaxscd.domain import Domain
 from jaxscd.dsl.batch import composition_family
@@ -87,6 +88,7 @@ class _Stages:
 
     @contextmanager
     def __call__(self, name: str):
+        progress.stage(name)  # a display names the stage that runs now
         start = time.perf_counter()
         yield
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from jaxscd import progress
 from jaxscd.domain import Domain
 from jaxscd.dsl import batch
 from jaxscd.dsl.batch import Family
@@ -47,7 +48,7 @@ def search(domain: Domain, target: np.ndarray, valid: np.ndarray, families: Sequ
     count table used for count-invariant families (``kernels.filter.count_table``).
     """
     result = SearchResult()
-    for family in families:
+    for family in progress.counted(families, len(families), "candidate families"):
         best = min((description_length(p) for p in result.survivors), default=float("inf"))
         if prune and best < family.min_cost:  # equal cost may still win the tie-break (rank_key)
             result.skipped.append(family)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jaxscd import progress
 from jaxscd.circuits.base import Circuit, CircuitError, exception_line
 from jaxscd.budget import TimeLimitExceeded
 from jaxscd.circuits.purity import check_purity
@@ -85,6 +86,7 @@ def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_
             dec, margin, chunk_bound = run_circuit(circuit, np.asarray(tokens)[:, :length])
             bound = max(bound, chunk_bound)
             decisions[first:first + real], margins[first:first + real] = dec[:real], margin[:real]
+            progress.advance(first + real, domain.size, "inputs")
     check_purity(lambda batch: run_circuit(circuit, batch), circuit.name, domain, decisions, margins, valid, bound,
                  chunk_size)
     return TruthTable(decisions, margins, valid, bound)

@@ -21,6 +21,7 @@ import multiprocessing
 import numpy as np
 import z3
 
+from jaxscd import progress
 from jaxscd.domain import Domain
 from jaxscd.dsl import smt
 from jaxscd.dsl.programs import Program
@@ -154,8 +155,9 @@ def prove_by_cubes(surrogate: IntegerSurrogate, program: Program, domain: Domain
             leaf_budget = [timeout_s if len(c.prefix) >= c.length else cube_timeout_s for c, _, _ in queries]
             texts = [q for _, _, q in queries]
             try:
-                answers = list(pool.map(solve_text, texts, leaf_budget)) if pool and len(texts) > 1 else \
-                    [solve_text(t, b) for t, b in zip(texts, leaf_budget)]
+                answers = list(progress.counted(
+                    pool.map(solve_text, texts, leaf_budget) if pool and len(texts) > 1 else
+                    (solve_text(t, b) for t, b in zip(texts, leaf_budget)), len(texts), "cubes"))
             except BrokenProcessPool:  # a solver process was killed (out of memory, signal): decide nothing
                 run.answer, run.reason = "unknown", "a solver process died before answering"
                 break

@@ -376,6 +376,11 @@ def _recheck(bundle: Path, timeout_s: float, circuit_target: str | None) -> Repo
         report.add(f"sha256 {name}", False, "file changed since the bundle was written")
     if not changed:
         report.add(f"sha256 of {len(files)} files", True)
+    if cert.get("long_context") is not None:  # proved by bounds on the circuit (jaxscd.long_context)
+        from jaxscd.verify.long_bundle import recheck_long
+
+        recheck_long(report, bundle, cert, timeout_s)
+        return report
 
     try:
         domain = domain_from_json(cert["domain"])

@@ -168,3 +168,20 @@ def test_readme_library_example_runs(capsys):
     assert len(code.strip().splitlines()) <= 6  # import + four lines (one blank line between)
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out.startswith("PROVED def program(tokens):")
+
+
+def test_no_program_report_lists_near_misses_and_reruns_python_only_when_passed(tmp_path):
+    (tmp_path / "pal.py").write_text(
+        "import numpy as np\nALPHABET = ('a', 'b')\nLENGTHS = (1, 4)\n"
+        "def palindrome(tokens):\n    t = np.asarray(tokens)\n    return (t == t[:, ::-1]).all(axis=1).astype(int)\n")
+    bundle = tmp_path / "B"
+    run = CliRunner().invoke(cli, ["distill", "--circuit", f"{tmp_path}/pal.py:palindrome", "--synth-states", "2",
+                                   "--out", str(bundle), "--json"])
+    assert run.exit_code == 3, run.output
+    from jaxscd.report import render_report
+
+    alone = render_report(bundle)  # the bundle alone: a Python circuit is never imported
+    assert 'id="verdict">NO_PROGRAM<' in alone and 'id="near-misses"' in alone
+    assert "pass --circuit FILE.py:FN" in alone and 'id="fig-truth-table"' not in alone
+    rerun = render_report(bundle, f"{tmp_path}/pal.py:palindrome")
+    assert re.search('<figure id="fig-truth-table"><svg', rerun)

@@ -205,7 +205,8 @@ def _context(bundle: Path, cert: dict, circuit_target: str | None) -> dict:
         "hashes": _hashes(bundle, cert), "notes": notes,
         "figures": {name: svg(figure) for name, figure in drawn.items()},
         "figure_captions": {"circuit": "The circuit: residual channels as wires; each column reads (●) and writes (▲) "
-                                       "them, in layer order, ending at the readout.",
+                                       "them, in layer order, ending at the readout." if rebuilt.graph is not None else
+                                       "The circuit is code or a checkpoint: no graph in the bundle's data to draw.",
                             "truth_table": f"The truth table, from {source}.",
                             "departures": f"Inputs where the circuit departs from {rebuilt.spec_label}."},
     }

@@ -88,7 +88,9 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
     ``strategy``: "tree" (an interval-bounded decision tree and one tree == program query, see ``tree.py``),
     "single" (one query), "cubes" (cube-and-conquer, see ``cubes.py``), or "auto": for surrogates with more than
     ``AUTO_TREE_MIN_NEURONS`` neurons the tree first (one query grows steeply with unstable neurons), else one
-    short query first; then the other; then cubes. ``seconds`` counts every attempt made.
+    short query first; then the other; then cubes. Deep surrogates (compiled state machines) give the one query
+    the whole timeout: their cubes fix few phases (units feed units), so one query is the better last resort.
+    ``seconds`` counts every attempt made.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown proof strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -104,7 +106,8 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
         if step == "tree":
             result = _by_tree(surrogate, program, domain, smt2, timeout_s)
         elif step == "single":
-            budget = timeout_s if strategy == "single" else min(timeout_s, AUTO_SINGLE_BUDGET_S)
+            full = strategy == "single" or surrogate.deep
+            budget = timeout_s if full else min(timeout_s, AUTO_SINGLE_BUDGET_S)
             result = _single(solver, seq, smt2, surrogate, program, domain, budget)
         else:
             result = _by_cubes(surrogate, program, domain, smt2, timeout_s, valid)

@@ -449,6 +449,142 @@ def report_command(bundle, output, circuit_target):
     click.echo(f"wrote {output}")
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{option} {text!r} is not a comma-separated list of integers, e.g. {option} 6,8,10") from None
+    if not values or min(values) < 0:
+        raise ValueError(f"{option} {text!r} needs at least one non-negative integer, e.g. {option} 6,8,10")
+    return values
+
+
+@main.command("sweep")
+@click.option("--tasks", required=True, help="Comma-separated task names (see `jaxscd tasks`).")
+@click.option("--max-len", "lengths", required=True, help="Comma-separated longest lengths, e.g. 6,8,10.")
+@click.option("--alphabet-size", "alphabet_sizes", help="Comma-separated alphabet sizes: the first k tokens of each "
+              "task's alphabet (default: all of them).")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for results.jsonl (runs "
+              "already there are skipped: the sweep resumes).")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: this process, or --workers local processes; dask: a Dask cluster (pip install "
+              "jaxscd[cluster]; a local one unless --address).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Runs at a time.")
+@click.option("--address", help="Dask scheduler address (tcp://host:8786) for --engine dask.")
+def sweep_command(tasks, lengths, alphabet_sizes, seeds, out, engine, workers, address):
+    """Distill a grid of tasks x lengths x alphabet sizes x seeds; one JSON record per run in OUT/results.jsonl."""
+    from jaxscd.sweep import SweepError, grid, pending, run_sweep
+
+    try:
+        points = grid([t.strip() for t in tasks.split(",") if t.strip()], _int_list(lengths, "--max-len"),
+                      _int_list(alphabet_sizes, "--alphabet-size") if alphabet_sizes else [None],
+                      _int_list(seeds, "--seeds"))
+        todo = pending(points, out)
+        click.echo(f"sweep: {len(points)} runs, {len(points) - len(todo)} already in {out}/results.jsonl", err=True)
+        with _sweep_display(len(todo)) as shown:
+            records = run_sweep(todo, out, engine, workers, address, on_record=shown)
+    except (SweepError, ValueError, OSError) as err:
+        _fail(str(err))
+    except ImportError as err:
+        _fail(f"{err}; install the cluster extra: pip install 'jaxscd[cluster]'")
+    except KeyboardInterrupt:
+        _fail(f"interrupted; finished runs are in {out}/results.jsonl (run again to resume)", EXIT_INTERRUPTED)
+    verdicts = ", ".join(f"{v} {sum(r['verdict'] == v for r in records)}"
+                         for v in sorted({r["verdict"] for r in records}))
+    click.echo(f"sweep: {len(records)} runs done ({verdicts or 'none'}); {out}/results.jsonl", err=True)
+
+
+class _sweep_display:
+    """A progress bar with ETA on a terminal (stderr); nothing otherwise. Called with each finished record."""
+
+    def __init__(self, total: int):
+        self.total, self.progress = total, None
+
+    def __enter__(self):
+        if sys.stderr.isatty() and self.total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+                                     TimeRemainingColumn(), TextColumn("{task.description}"),
+                                     console=Console(stderr=True))
+            self.progress.__enter__()
+            self.task = self.progress.add_task("", total=self.total)
+        return self
+
+    def __call__(self, record: dict) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, description=f"{record['key']}: {record['verdict']}")
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+@main.command("plot")
+@click.argument("directory", type=click.Path(file_okay=False))
+def plot_command(directory):
+    """Figures of a sweep (PNG) from DIRECTORY/results.jsonl: stage times, verdict grid, candidates per stage."""
+    from jaxscd.sweep import SweepError
+    from jaxscd.sweep_figures import write_sweep_figures
+
+    try:
+        paths = write_sweep_figures(directory)
+    except (SweepError, OSError) as err:
+        _fail(str(err))
+    for path in paths:
+        click.echo(f"wrote {path}")
+
+
+@main.command("train")
+@click.argument("task")
+@click.option("--out", "model_dir", required=True, type=click.Path(file_okay=False),
+              help="Model directory to write: beeg_config.json + final_model.pt (weights.npz without torch).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (default 2000).")
+def train_command(task, model_dir, seed, steps):
+    """Train a small weight-sparse GPT on TASK's token language plus filler (circuit_sparsity layout)."""
+    from jaxscd.learn import LearnError
+    from jaxscd.learn.train import default_config, train
+
+    try:
+        config = default_config(task, seed=seed, **({} if steps is None else {"steps": steps}))
+        result = train(task, model_dir, config)
+    except (LearnError, OSError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted; the model directory may be incomplete", EXIT_INTERRUPTED)
+    click.echo(f"wrote {result.weights_file}: {task} accuracy {result.accuracy:.2%} on its {result.domain_size:,}-"
+               f"sequence domain, weight density {result.density:.2f}, {result.seconds:.0f} s")
+
+
+@main.command("prune")
+@click.argument("model_dir", type=click.Path())
+@click.option("--task", required=True, help="The task whose circuit to keep (see `jaxscd tasks`).")
+@click.option("--out", "circuit_dir", required=True, type=click.Path(file_okay=False),
+              help="Circuit directory to write: viz_data.pt, means.pt, template.json.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def prune_command(model_dir, task, circuit_dir, seed):
+    """Prune a `jaxscd train` model to TASK's node circuit (learned masks, mean ablation, bisection)."""
+    from jaxscd.circuits.base import CircuitError
+    from jaxscd.learn import LearnError
+    from jaxscd.learn.prune import PruneConfig, prune
+
+    try:
+        result = prune(model_dir, task, circuit_dir, PruneConfig(seed=seed))
+    except (LearnError, CircuitError, OSError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted; the circuit directory may be incomplete", EXIT_INTERRUPTED)
+    click.echo(f"kept {result.nodes_kept}/{result.nodes_total} nodes, {result.edges_kept}/{result.edges_total} edges; "
+               f"task loss {result.task_loss:.4f} (model {result.model_loss:.4f}); circuit agrees with the model on "
+               f"{result.agreement:.2%} of {result.domain_size:,} inputs (accuracy {result.circuit_accuracy:.2%}, "
+               f"model {result.model_accuracy:.2%}); {result.seconds:.0f} s")
+    files = result.files
+    click.echo(f"distill it: jaxscd distill --circuit-sparsity {model_dir} --viz {files['viz']} "
+               f"--means {files['means']} --template {files['template']}")
+
+
 if __name__ == "__main__":  # python -m jaxscd.cli: the console script's Ctrl-C handling (once JAX is imported)
     from jaxscd_main import main as console_script
 

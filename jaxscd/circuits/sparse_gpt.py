@@ -441,10 +441,18 @@ def _indices(value, loc: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
+def _load_viz_npz(path: Path) -> dict:
+    """viz_data.npz, the torch-free mirror of viz_data.pt: one int array per location, named circuit_data/<loc>."""
+    arrays = _load_npz(path)
+    return {"circuit_data": {k.removeprefix("circuit_data/"): v for k, v in arrays.items()
+                             if k.startswith("circuit_data/")}}
+
+
 def load_circuit(config: GPTConfig, viz_path: str | os.PathLike | None,
                  means_path: str | os.PathLike | None) -> NodeCircuit | None:
-    """A circuit from ``viz_data.pt`` (``circuit_data``: location -> kept indices) and ``means.pt``; None (the whole
-    model) when neither is given. One without the other is an error."""
+    """A circuit from ``viz_data.pt`` (``circuit_data``: location -> kept indices) and ``means.pt``, or their
+    ``.npz`` mirrors (``circuit_data/<location>`` arrays; location -> mean); None (the whole model) when neither is
+    given. One without the other is an error."""
     if (viz_path is None) != (means_path is None):
         raise SparseGPTError("give both --viz (viz_data.pt) and --means (means.pt) to run a circuit, or neither")
     if viz_path is None:
@@ -453,7 +461,7 @@ def load_circuit(config: GPTConfig, viz_path: str | os.PathLike | None,
     for path, what in ((viz_path, "viz_data.pt"), (means_path, "means.pt")):
         if not path.is_file():
             raise SparseGPTError(f"{what} not found: {str(path)!r}")
-    viz = _torch_load(viz_path, "viz_data")
+    viz = _load_viz_npz(viz_path) if viz_path.suffix == ".npz" else _torch_load(viz_path, "viz_data")
     if not isinstance(viz, Mapping) or not isinstance(viz.get("circuit_data"), Mapping):
         raise SparseGPTError(f"{str(viz_path)!r} has no 'circuit_data' mapping (location -> kept channel indices)")
     importances = viz.get("importances")
@@ -461,7 +469,7 @@ def load_circuit(config: GPTConfig, viz_path: str | os.PathLike | None,
     if isinstance(model_config, Mapping) and GPTConfig.from_dict(model_config, str(viz_path)) != config:
         raise SparseGPTError(f"{str(viz_path)!r} was made for a different model config; use the viz data of "
                              f"this checkpoint")
-    means = _torch_load(means_path, "means")
+    means = _load_npz(means_path) if means_path.suffix == ".npz" else _torch_load(means_path, "means")
     if not isinstance(means, Mapping):
         raise SparseGPTError(f"{str(means_path)!r} must hold a mapping location -> mean [width], got "
                              f"{type(means).__name__}")

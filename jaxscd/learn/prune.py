@@ -1,0 +1,254 @@
+"""Prune a trained model to the nodes one task needs (Gao et al. 2025), with mean ablation.
+
+Nodes: per layer, the channels after each norm (``attn.act_in``, ``mlp.act_in``), the q / k / v channels, the MLP
+neurons after the activation (``mlp.post_act``) and the block outputs (``attn.resid_delta``, ``mlp.resid_delta``).
+Each node has a learnable logit; the forward pass uses its Heaviside step as the mask, the backward pass the
+sigmoid's gradient (straight-through). A pruned node is replaced by its mean activation over the training mixture,
+exactly as circuit_sparsity executes circuits: ``x -> x*mask + mean*(1-mask)``. Loss: the task's cross-entropy
+(target vs alternative token at the answer position, over the learned domain) plus ``penalty`` times the number of
+kept nodes (their sigmoids). The logits then rank the nodes, and a bisection on the number kept finds the fewest
+nodes whose circuit still reaches ``target_loss``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxscd.circuits.sparse_gpt import GPTConfig, _forward, hook_widths, load_model, make_circuit  # noqa: PLC2701
+from jaxscd.learn import data
+from jaxscd.learn.export import save_circuit
+from jaxscd.learn.train import template_decisions
+
+MASKED = ("attn.act_in", "attn.q", "attn.k", "attn.v", "attn.resid_delta", "mlp.act_in", "mlp.post_act",
+          "mlp.resid_delta")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    steps: int = 200
+    learning_rate: float = 0.1
+    penalty: float = 1e-3  # per kept node, in nats of task loss
+    target_loss: float = 0.02  # circuit task loss the bisection must reach (raised to the model's own if higher)
+    batch_size: int = 1024
+    mean_documents: int = 512  # training-mixture documents the means are taken over
+    init_logit: float = 1.0
+    attempts: int = 3  # penalties tried: penalty, penalty/4, penalty/16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    circuit_dir: str
+    files: dict
+    nodes_kept: int
+    nodes_total: int
+    edges_kept: int
+    edges_total: int
+    task_loss: float  # circuit, over the learned domain
+    model_loss: float
+    agreement: float  # circuit decision == model decision, over the learned domain
+    circuit_accuracy: float  # circuit decision == spec
+    model_accuracy: float
+    domain_size: int
+    seconds: float
+
+
+def masked_locations(config: GPTConfig) -> dict[str, int]:
+    widths = hook_widths(config)
+    return {f"{layer}.{name}": widths[f"{layer}.{name}"] for layer in range(config.n_layer) for name in MASKED}
+
+
+def read_training_info(model_dir) -> dict:
+    path = Path(model_dir) / "jaxscd_train.json"
+    if not path.is_file():
+        raise data.LearnError(f"{str(path)!r} not found: prune needs the vocabulary and training mixture that "
+                              f"`jaxscd train` writes beside the checkpoint")
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise data.LearnError(f"{str(path)!r} is not valid JSON: {err}") from None
+    if not isinstance(info, dict) or info.get("vocabulary") != list(data.vocabulary()) or \
+            not isinstance(info.get("train"), dict):
+        raise data.LearnError(f"{str(path)!r} does not describe this jaxscd version's vocabulary; retrain the model")
+    return info
+
+
+def mixture_means(params: dict, config: GPTConfig, info: dict, documents: int, seed: int) -> dict:
+    """Mean of every hook location over the real positions of ``documents`` training-mixture documents."""
+    train = info["train"]
+    names = [info.get("task"), *train.get("extra_tasks", [])]
+    languages = [data.task_language(name, int(train["max_len"])) for name in names]
+    batch = data.sample_batch(languages, np.random.default_rng(seed), documents, config.block_size,
+                              float(train["filler_fraction"]), data.filler_chain())
+    _, acts = _forward(params, jnp.asarray(batch.tokens), None, config=config, record=True)
+    valid = jnp.asarray(batch.valid, dtype=jnp.float64)[..., None]
+    return {loc: np.asarray(jnp.sum(act * valid, axis=(0, 1)) / jnp.sum(valid)) for loc, act in acts.items()}
+
+
+def _hooks(gates: dict, means: dict, config: GPTConfig, dtype) -> dict:
+    widths = hook_widths(config)
+    return {loc: (gates.get(loc, jnp.ones(width, dtype)), jnp.asarray(means[loc], dtype)) for loc, width in
+            widths.items()}
+
+
+def _task_arrays(language: data.TaskLanguage):
+    sequences, labels = data.enumerate_domain(language)
+    prompts, answer = data.domain_prompts(language, sequences)
+    return jnp.asarray(prompts), jnp.asarray(answer), jnp.asarray(labels)
+
+
+def _make_task_loss(config: GPTConfig, language: data.TaskLanguage):
+    columns = (int(language.answer_ids[0]), int(language.answer_ids[1]))
+
+    def task_loss(params, hooks, prompts, answer, labels):
+        logits, _ = _forward(params, prompts, hooks, config=config)
+        pair = logits[jnp.arange(prompts.shape[0]), answer][:, jnp.asarray(columns)]
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(pair, labels))
+
+    return task_loss
+
+
+def learn_gates(params32: dict, means: dict, config: GPTConfig, language, prune: PruneConfig) -> dict:
+    """Node logits after ``prune.steps`` of Adam on task loss + penalty * kept nodes (straight-through masks)."""
+    locations = masked_locations(config)
+    task_loss = _make_task_loss(config, language)
+    prompts, answer, labels = _task_arrays(language)
+    logits = {loc: jnp.full(width, prune.init_logit, jnp.float32) for loc, width in locations.items()}
+    optimizer = optax.adam(prune.learning_rate)
+
+    def loss_fn(node_logits, rows):
+        gates = {}
+        for loc, theta in node_logits.items():
+            soft = jax.nn.sigmoid(theta)
+            gates[loc] = (theta > 0).astype(jnp.float32) + soft - jax.lax.stop_gradient(soft)
+        kept = sum(jnp.sum(jax.nn.sigmoid(theta)) for theta in node_logits.values())
+        hooks = _hooks(gates, means, config, jnp.float32)
+        return task_loss(params32, hooks, prompts[rows], answer[rows], labels[rows]) + prune.penalty * kept
+
+    @jax.jit
+    def step(node_logits, opt_state, rows):
+        grads = jax.grad(loss_fn)(node_logits, rows)
+        updates, opt_state = optimizer.update(grads, opt_state, node_logits)
+        return optax.apply_updates(node_logits, updates), opt_state
+
+    opt_state = optimizer.init(logits)
+    rng = np.random.default_rng(prune.seed)
+    size = min(prune.batch_size, prompts.shape[0])
+    for _ in range(prune.steps):
+        logits, opt_state = step(logits, opt_state, jnp.asarray(rng.choice(prompts.shape[0], size, replace=False)))
+    return {loc: np.asarray(theta) for loc, theta in logits.items()}
+
+
+def _kept_top(order: list, count: int, locations: dict) -> dict:
+    kept = {loc: [] for loc in locations}
+    for loc, index in order[:count]:
+        kept[loc].append(index)
+    return {loc: np.array(sorted(idx), dtype=np.int64) for loc, idx in kept.items()}
+
+
+def bisect_nodes(params32: dict, means: dict, config: GPTConfig, language, node_logits: dict,
+                 target: float) -> tuple[dict, float, bool]:
+    """The fewest top-ranked nodes whose circuit task loss is at most ``target``: (kept indices, loss, whether the
+    learned set itself reached the target, so the search stayed below it)."""
+    locations = masked_locations(config)
+    order = sorted(((loc, i) for loc, theta in node_logits.items() for i in range(len(theta))),
+                   key=lambda node: -node_logits[node[0]][node[1]])
+    task_loss = jax.jit(_make_task_loss(config, language))
+    prompts, answer, labels = _task_arrays(language)
+
+    def loss_at(count: int) -> float:
+        gates = {loc: jnp.zeros(width, jnp.float32).at[kept].set(1.0) for (loc, width), kept in
+                 zip(locations.items(), _kept_top(order, count, locations).values())}
+        return float(task_loss(params32, _hooks(gates, means, config, jnp.float32), prompts, answer, labels))
+
+    # Nodes were trained off together, so adding some back can hurt: search below the learned set when it reaches
+    # the target, above it otherwise (the whole model reaches it: the target is raised to the model's loss).
+    learned = sum(int(np.sum(theta > 0)) for theta in node_logits.values())
+    within = loss_at(learned) <= target
+    low, high = (0, learned) if within else (learned + 1, len(order))
+    while low < high:
+        middle = (low + high) // 2
+        if loss_at(middle) <= target:
+            high = middle
+        else:
+            low = middle + 1
+    return _kept_top(order, high, locations), loss_at(high), within
+
+
+def count_edges(params: dict, config: GPTConfig, kept: dict) -> tuple[int, int]:
+    """(edges between kept nodes, edges of the whole model): non-zero weights from a kept input channel to a kept
+    output channel (act_in -> q/k/v, v -> attn.resid_delta through its y channel, mlp.act_in -> post_act ->
+    mlp.resid_delta), plus residual links: a block-output channel to the same channel of every later norm output."""
+    full = {loc: np.arange(width) for loc, width in masked_locations(config).items()}
+    return _edges(params, config, kept), _edges(params, config, full)
+
+
+def _edges(params: dict, config: GPTConfig, kept: dict) -> int:
+    d_attn, total = config.d_attn, 0
+
+    def block(weight, rows, cols) -> int:
+        return int(np.count_nonzero(np.asarray(weight)[np.ix_(rows, cols)])) if len(rows) and len(cols) else 0
+
+    written = []  # kept channels of earlier block outputs
+    for layer in range(config.n_layer):
+        prefix = f"transformer.h.{layer}"
+        a_in = kept[f"{layer}.attn.act_in"]
+        for part, name in enumerate(("q", "k", "v")):
+            total += block(params[f"{prefix}.attn.c_attn.weight"], kept[f"{layer}.attn.{name}"] + part * d_attn, a_in)
+        total += sum(len(np.intersect1d(a_in, channels)) for channels in written)
+        total += block(params[f"{prefix}.attn.c_proj.weight"], kept[f"{layer}.attn.resid_delta"],
+                       kept[f"{layer}.attn.v"])
+        written.append(kept[f"{layer}.attn.resid_delta"])
+        m_in = kept[f"{layer}.mlp.act_in"]
+        total += sum(len(np.intersect1d(m_in, channels)) for channels in written)
+        total += block(params[f"{prefix}.mlp.c_fc.weight"], kept[f"{layer}.mlp.post_act"], m_in)
+        total += block(params[f"{prefix}.mlp.c_proj.weight"], kept[f"{layer}.mlp.resid_delta"],
+                       kept[f"{layer}.mlp.post_act"])
+        written.append(kept[f"{layer}.mlp.resid_delta"])
+    return total
+
+
+def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()) -> PruneResult:
+    """Prune the model in ``model_dir`` for ``task`` and write ``circuit_dir`` (see jaxscd.learn.export)."""
+    started = time.perf_counter()
+    info = read_training_info(model_dir)
+    language = data.task_language(task, int(info["train"]["max_len"]))
+    model = load_model(model_dir)
+    gpt, params = model.config, model.params
+    params32 = {k: v.astype(jnp.float32) for k, v in params.items()}
+    means = mixture_means(params, gpt, info, config.mean_documents, config.seed)
+    model_loss = float(jax.jit(_make_task_loss(gpt, language))(params32, None, *_task_arrays(language)))
+    target = max(config.target_loss, 1.05 * model_loss)
+    for attempt in range(config.attempts):  # a penalty too strong for the target: retry with a quarter of it
+        node_logits = learn_gates(params32, means, gpt, language, replace(config, penalty=config.penalty / 4 ** attempt))
+        kept, circuit_loss, within = bisect_nodes(params32, means, gpt, language, node_logits, target)
+        if within:
+            break
+    circuit = make_circuit(gpt, kept, means)
+    hooks = {loc: (jnp.asarray(m), jnp.asarray(u)) for loc, (m, u) in circuit.hooks.items()}
+    model_decisions = template_decisions(params, gpt, language)
+    circuit_decisions = template_decisions(params, gpt, language, hooks)
+    _, labels = data.enumerate_domain(language)
+    edges_kept, edges_total = count_edges(params, gpt, kept)
+    nodes_total = sum(masked_locations(gpt).values())
+    metrics = {"nodes_kept": int(sum(len(v) for v in kept.values())), "nodes_total": nodes_total,
+               "edges_kept": edges_kept, "edges_total": edges_total, "task_loss": circuit_loss,
+               "model_loss": model_loss, "target_loss": target,
+               "agreement": float(np.mean(model_decisions == circuit_decisions)),
+               "circuit_accuracy": float(np.mean(circuit_decisions == labels)),
+               "model_accuracy": float(np.mean(model_decisions == labels)), "domain_size": int(len(labels))}
+    raw_config = json.loads((Path(model_dir) / "beeg_config.json").read_text())
+    files = save_circuit(circuit_dir, raw_config, kept, means, language.template(),
+                         {"task": task, "prune": vars(config) | {}, **metrics})
+    return PruneResult(str(circuit_dir), {k: str(v) for k, v in files.items()}, metrics["nodes_kept"], nodes_total,
+                       edges_kept, edges_total, circuit_loss, model_loss, metrics["agreement"],
+                       metrics["circuit_accuracy"], metrics["model_accuracy"], len(labels),
+                       time.perf_counter() - started)

@@ -1,0 +1,200 @@
+"""Train a small weight-sparse GPT on the task mixture (flax nnx + optax) and write it in circuit_sparsity's layout.
+
+Optimizer: an optax chain of global-norm clipping and AdamW (weight decay on matrices only), learning rate warmed
+up linearly then cosine-decayed. After every step each matrix keeps its largest-magnitude entries, the kept fraction
+annealed linearly from 1 to ``weight_density`` over the first half of training (``model.keep_largest``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+
+import flax.nnx as nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxscd.circuits.sparse_gpt import GPTConfig
+from jaxscd.learn import data
+from jaxscd.learn.export import save_model
+from jaxscd.learn.model import SparseGPTModule, beeg_config, keep_largest, sparsified, weight_density
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Defaults train quote_close / bracket_depth to 100% domain accuracy in about a minute on 2 CPU cores."""
+
+    steps: int = 2000
+    batch_size: int = 64
+    learning_rate: float = 1e-2
+    warmup: int = 100
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    weight_density: float = 0.25  # target fraction of non-zero entries per matrix
+    min_per_neuron: int = 2
+    filler_fraction: float = 0.2
+    extra_tasks: tuple = ()  # other built-in tasks in the mixture
+    max_len: int = 6  # longest task sequence (the learned domain: min_len..max_len)
+    n_layer: int = 1
+    d_model: int = 32
+    n_head: int = 2
+    d_head: int = 16
+    d_mlp: int = 64
+    afrac: float | None = 0.5
+    bigram: bool = False
+    sink: bool = False
+    positional: bool = False  # learned position embeddings (circuit_sparsity's default is none)
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "max_len": self.max_len >= 1,
+                  "weight_density": 0.0 < self.weight_density <= 1.0, "n_layer": 1 <= self.n_layer <= 4,
+                  "learning_rate": self.learning_rate > 0, "filler_fraction": 0.0 <= self.filler_fraction < 1.0}
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise data.LearnError(f"invalid training settings {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_dir: str
+    weights_file: str
+    loss: float
+    accuracy: float  # the template decision (target vs alternative logit) vs the spec, over the whole domain
+    domain_size: int
+    density: float
+    seconds: float
+
+
+def _optimizer(config: TrainConfig, params) -> optax.GradientTransformation:
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(config.warmup, config.steps),
+                                                  config.steps, config.learning_rate * 0.05)
+    decay_mask = jax.tree_util.tree_map_with_path(lambda path, _: _is_matrix(path), params)
+    return optax.chain(optax.clip_by_global_norm(config.clip),
+                       optax.adamw(schedule, weight_decay=config.weight_decay, mask=decay_mask))
+
+
+def _is_matrix(path) -> bool:
+    return any(getattr(p, "key", None) in ("transformer.wte.weight", "lm_head.weight") or
+               str(getattr(p, "key", "")).endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")) for p in path)
+
+
+def keep_fraction(step: jax.Array, config: TrainConfig) -> jax.Array:
+    """1 at step 0, linearly down to ``weight_density`` at half the steps, then constant."""
+    progress = jnp.minimum(step / max(config.steps // 2, 1), 1.0)
+    return 1.0 - progress * (1.0 - config.weight_density)
+
+
+def _make_step(graphdef, gpt: GPTConfig, config: TrainConfig, optimizer):
+    def loss_fn(state, tokens, targets, weights, is_task):
+        logits, _ = nnx.merge(graphdef, state)(tokens)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        loss = jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+        correct = (jnp.argmax(logits, -1) == targets) & is_task
+        return loss, jnp.sum(correct) / jnp.maximum(jnp.sum(is_task), 1)
+
+    @jax.jit
+    def step(state, opt_state, index, tokens, targets, weights, is_task):
+        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state, tokens, targets, weights, is_task)
+        updates, opt_state = optimizer.update(grads, opt_state, state)
+        state = optax.apply_updates(state, updates)
+        fraction = keep_fraction(index + 1, config)
+        weights_state = state["weights"]
+        for key in list(weights_state.keys()):
+            if sparsified(key, gpt):
+                weights_state[key].value = keep_largest(weights_state[key].value, fraction, config.min_per_neuron)
+            elif key == "transformer.wpe.weight" and not config.positional:
+                weights_state[key].value = jnp.zeros_like(weights_state[key].value)
+        return state, opt_state, loss, accuracy
+
+    return step
+
+
+def domain_accuracy(params: dict, gpt: GPTConfig, language: data.TaskLanguage) -> tuple[float, int]:
+    """Fraction of the learned domain where logit[target] > logit[alternative] agrees with the spec."""
+    decisions = template_decisions(params, gpt, language)
+    _, labels = data.enumerate_domain(language)
+    return float(np.mean(decisions == labels)), len(labels)
+
+
+def template_decisions(params: dict, gpt: GPTConfig, language: data.TaskLanguage, hooks=None) -> np.ndarray:
+    from jaxscd.circuits.sparse_gpt import _forward  # noqa: PLC2701
+
+    sequences, _ = data.enumerate_domain(language)
+    prompts, answer = data.domain_prompts(language, sequences)
+    logits, _ = _forward(params, jnp.asarray(prompts), hooks, config=gpt)
+    at_answer = np.asarray(logits)[np.arange(len(prompts)), answer]
+    return (at_answer[:, language.answer_ids[1]] > at_answer[:, language.answer_ids[0]]).astype(np.int64)
+
+
+# Without position embeddings attention is order-blind (bar the causal mask), so one layer cannot tell which quote came
+# last: measured 90% of the domain at 1500 steps, 100% with learned position embeddings.
+TASK_DEFAULTS = {"quote_close": {"positional": True}}
+
+
+def default_config(task: str, **overrides) -> TrainConfig:
+    """The training settings for ``task``: TrainConfig's defaults, the task's own, then ``overrides``."""
+    return TrainConfig(**(TASK_DEFAULTS.get(task, {}) | overrides))
+
+
+def train(task: str, model_dir, config: TrainConfig = TrainConfig(), progress: bool | None = None) -> TrainResult:
+    """Train on ``task`` (+ ``config.extra_tasks`` + filler) and write ``model_dir`` (see jaxscd.learn.export)."""
+    started = time.perf_counter()
+    languages = [data.task_language(name, config.max_len) for name in (task, *config.extra_tasks)]
+    vocab = data.vocabulary()
+    block_size = max(16, 1 + config.max_len)
+    raw = beeg_config(len(vocab), block_size, config.n_layer, config.d_model, config.n_head, config.d_head,
+                      config.d_mlp, config.afrac, config.bigram, config.sink)
+    gpt = GPTConfig.from_dict(raw)
+    module = SparseGPTModule(gpt, nnx.Rngs(params=config.seed), config.positional)
+    graphdef, state = nnx.split(module)
+    optimizer = _optimizer(config, state)
+    opt_state = optimizer.init(state)
+    step = _make_step(graphdef, gpt, config, optimizer)
+    rng, chain = np.random.default_rng(config.seed), data.filler_chain()
+    show = sys.stderr.isatty() if progress is None else progress
+    loss = accuracy = 0.0
+    with _progress(show, config.steps, task) as advance:
+        for index in range(config.steps):
+            batch = data.sample_batch(languages, rng, config.batch_size, block_size, config.filler_fraction, chain)
+            state, opt_state, loss, accuracy = step(state, opt_state, jnp.asarray(index), batch.tokens,
+                                                    batch.targets, batch.weights, batch.is_task)
+            if index % 50 == 0 or index == config.steps - 1:
+                advance(index + 1, float(loss), float(accuracy))
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in nnx.merge(graphdef, state).params().items()}
+    float64 = {k: jnp.asarray(v) for k, v in params.items()}
+    domain_acc, size = domain_accuracy(float64, gpt, languages[0])
+    result = TrainResult(str(model_dir), "", float(loss), domain_acc, size, weight_density(params, gpt),
+                         time.perf_counter() - started)
+    info = {"task": task, "vocabulary": list(vocab), "train": asdict(config) | {"extra_tasks": list(config.extra_tasks)},
+            "metrics": {"final_loss": result.loss, "domain_accuracy": domain_acc, "domain_size": size,
+                        "weight_density": result.density, "seconds": round(result.seconds, 2)}}
+    weights_file = save_model(model_dir, raw, params, info)
+    return replace(result, weights_file=str(weights_file))
+
+
+class _progress:
+    """A rich progress bar with loss and accuracy on a terminal; nothing otherwise."""
+
+    def __init__(self, show: bool, total: int, label: str):
+        self.show, self.total, self.label, self.bar = show, total, label, None
+
+    def __enter__(self):
+        if not self.show:
+            return lambda *args: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("train {task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.2f}"),
+                            TimeRemainingColumn(), transient=True)
+        self.bar.__enter__()
+        job = self.bar.add_task(self.label, total=self.total, loss=float("nan"), acc=0.0)
+        return lambda done, loss, acc: self.bar.update(job, completed=done, loss=loss, acc=acc)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False

@@ -224,7 +224,14 @@ def _summary(result, description: str) -> dict:
                             "patterns": list(m.patterns)} for m in result.near_misses],
         "notes": result.notes,
         "description": description,
+        "devices": _devices(),
     }
+
+
+def _devices() -> dict:
+    from jaxscd import devices
+
+    return devices.describe()
 
 
 def _print_report(console: Console, result, summary: dict, circuit_name: str) -> None:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxscd import devices
 from jaxscd.domain import Domain
 from jaxscd.dsl.batch import PAD, evaluate_program
 
@@ -37,7 +38,9 @@ def decode_indices(domain: Domain, indices) -> tuple[jax.Array, jax.Array]:
     n = len(indices)
     padded = np.zeros(1 << max(0, (n - 1).bit_length()), dtype=np.int64)
     padded[:n] = indices
-    tokens, lengths = decode(jnp.asarray(padded), jnp.asarray(domain.starts), n_tokens=domain.n_tokens,
+    # the indices' rows split over every local device (jaxscd.devices): decoding and every kernel that reads
+    # these tokens run sharded along the domain axis
+    tokens, lengths = decode(devices.rows(padded), devices.replicated(domain.starts), n_tokens=domain.n_tokens,
                              min_len=domain.min_len, max_len=domain.max_len)
     return (tokens, lengths) if n == len(padded) else (tokens[:n], lengths[:n])
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxscd import progress
+from jaxscd import devices, progress
 from jaxscd.circuits.base import Circuit, CircuitError, exception_line
 from jaxscd.budget import TimeLimitExceeded
 from jaxscd.circuits.purity import check_purity
@@ -79,14 +79,40 @@ def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_
     margins = np.empty(domain.size, dtype=np.float64)
     bound = 0.0
     starts = domain.starts
+    on_devices = _jax_circuit(circuit)
     for slot, length in enumerate(domain.lengths):
         begin, end = int(starts[slot]), int(starts[slot + 1])
-        for first, idx, real in chunk_indices(begin, end, chunk_size):
+        for first, idx, real in _circuit_chunks(begin, end, chunk_size, on_devices):
             tokens, _ = decode_indices(domain, idx)
-            dec, margin, chunk_bound = run_circuit(circuit, np.asarray(tokens)[:, :length])
+            batch = tokens[:, :length] if on_devices else np.asarray(tokens)[:, :length]
+            dec, margin, chunk_bound = run_circuit(circuit, batch)
             bound = max(bound, chunk_bound)
             decisions[first:first + real], margins[first:first + real] = dec[:real], margin[:real]
             progress.advance(first + real, domain.size, "inputs")
     check_purity(lambda batch: run_circuit(circuit, batch), circuit.name, domain, decisions, margins, valid, bound,
                  chunk_size)
     return TruthTable(decisions, margins, valid, bound)
+
+
+DEVICE_TILE = 1 << 12  # rows per device per call of a JAX circuit, whatever the number of devices
+
+
+def _circuit_chunks(begin: int, end: int, chunk_size: int, on_devices: bool):
+    """Index chunks of one length. A JAX circuit gets full chunks of DEVICE_TILE rows per device (short lengths
+    padded): every device then runs the same compiled shape as a single device does, so float logits are
+    bit-identical on any device count (XLA's float results may depend on the batch shape)."""
+    if not on_devices:
+        yield from chunk_indices(begin, end, chunk_size)
+        return
+    size = DEVICE_TILE * devices.count()
+    for first in range(begin, end, size):
+        yield first, np.minimum(np.arange(first, first + size, dtype=np.int64), end - 1), min(size, end - first)
+
+
+def _jax_circuit(circuit: Circuit) -> bool:
+    """Circuits written in JAX (built-in and graph circuits) take the device token array as it is, split over every
+    device (``jaxscd.devices``); any other callable gets a numpy array, as its author expects."""
+    from jaxscd.circuits.graph import CircuitGraph
+    from jaxscd.circuits.reference import OneLayerCircuit
+
+    return isinstance(circuit.forward, (OneLayerCircuit, CircuitGraph))

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxscd import devices
 from jaxscd.domain import Domain
 from jaxscd.dsl.batch import Family, StatisticEvaluator, token_counts
 from jaxscd.kernels.enumerate import chunk_indices, chunks, decode_indices
@@ -105,7 +106,7 @@ def count_table(domain: Domain, target: np.ndarray, valid: np.ndarray, chunk_siz
     reps = np.concatenate([reps, np.full(padded - len(reps), reps[0])])
     weight = np.concatenate([weight, np.zeros(padded - len(weight), dtype=weight.dtype)]).astype(np.int32)
     tokens, lengths = decode_indices(domain, reps)
-    return CountTable(tokens, lengths, jnp.asarray(target[reps]), jnp.asarray(weight))
+    return CountTable(tokens, lengths, devices.rows(target[reps]), devices.rows(weight))
 
 
 def filter_family(family: Family, domain: Domain, target: np.ndarray, valid: np.ndarray,
@@ -122,11 +123,11 @@ def filter_family(family: Family, domain: Domain, target: np.ndarray, valid: np.
         return alive
     if probe is not None and len(probe):
         tokens, lengths = decode_indices(domain, probe)
-        _sweep(family, alive, tokens, lengths, jnp.asarray(target[probe]), jnp.asarray(valid[probe]))
+        _sweep(family, alive, tokens, lengths, devices.rows(target[probe]), devices.rows(valid[probe]))
     for first, idx, real in chunk_indices(0, domain.size, chunk_size):
         if not alive.any():
             break
         in_chunk = np.arange(len(idx)) < real
         tokens, lengths = decode_indices(domain, idx)
-        _sweep(family, alive, tokens, lengths, jnp.asarray(target[idx]), jnp.asarray(valid[idx] & in_chunk))
+        _sweep(family, alive, tokens, lengths, devices.rows(target[idx]), devices.rows(valid[idx] & in_chunk))
     return alive

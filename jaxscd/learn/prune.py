@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jax
@@ -59,6 +59,8 @@ class PruneResult:
     model_accuracy: float
     domain_size: int
     seconds: float
+    kept: dict = field(default_factory=dict, repr=False)  # location -> kept channel indices, as written
+    means: dict = field(default_factory=dict, repr=False)  # location -> float64 mean [width], as written
 
 
 def masked_locations(config: GPTConfig) -> dict[str, int]:
@@ -251,4 +253,4 @@ def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()
     return PruneResult(str(circuit_dir), {k: str(v) for k, v in files.items()}, metrics["nodes_kept"], nodes_total,
                        edges_kept, edges_total, circuit_loss, model_loss, metrics["agreement"],
                        metrics["circuit_accuracy"], metrics["model_accuracy"], len(labels),
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, kept, means)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import flax.nnx as nnx
 import jax
@@ -67,6 +67,7 @@ class TrainResult:
     domain_size: int
     density: float
     seconds: float
+    params: dict = field(default_factory=dict, repr=False)  # the trained float32 state dict, as written
 
 
 def _optimizer(config: TrainConfig, params) -> optax.GradientTransformation:
@@ -105,9 +106,9 @@ def _make_step(graphdef, gpt: GPTConfig, config: TrainConfig, optimizer):
         weights_state = state["weights"]
         for key in list(weights_state.keys()):
             if sparsified(key, gpt):
-                weights_state[key].value = keep_largest(weights_state[key].value, fraction, config.min_per_neuron)
+                weights_state[key][...] = keep_largest(weights_state[key][...], fraction, config.min_per_neuron)
             elif key == "transformer.wpe.weight" and not config.positional:
-                weights_state[key].value = jnp.zeros_like(weights_state[key].value)
+                weights_state[key][...] = jnp.zeros_like(weights_state[key][...])
         return state, opt_state, loss, accuracy
 
     return step
@@ -164,11 +165,11 @@ def train(task: str, model_dir, config: TrainConfig = TrainConfig(), progress: b
                                                     batch.targets, batch.weights, batch.is_task)
             if index % 50 == 0 or index == config.steps - 1:
                 advance(index + 1, float(loss), float(accuracy))
-    params = {k: np.asarray(v, dtype=np.float64) for k, v in nnx.merge(graphdef, state).params().items()}
-    float64 = {k: jnp.asarray(v) for k, v in params.items()}
+    params = {k: np.asarray(v, dtype=np.float32) for k, v in nnx.merge(graphdef, state).params().items()}
+    float64 = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
     domain_acc, size = domain_accuracy(float64, gpt, languages[0])
     result = TrainResult(str(model_dir), "", float(loss), domain_acc, size, weight_density(params, gpt),
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, params)
     info = {"task": task, "vocabulary": list(vocab), "train": asdict(config) | {"extra_tasks": list(config.extra_tasks)},
             "metrics": {"final_loss": result.loss, "domain_accuracy": domain_acc, "domain_size": size,
                         "weight_density": result.density, "seconds": round(result.seconds, 2)}}

@@ -1,0 +1,154 @@
+"""jaxscd.learn: a tiny model retrained for a few hundred steps, pruned, exported in circuit_sparsity's layout,
+reloaded by jaxscd eval to 1e-6, and distilled; a PROVED program is checked on every input of the domain."""
+
+import json
+import re
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jaxscd.circuits.sparse_gpt import _forward, eval_logits, load_model, load_sparse_circuit, make_circuit
+from jaxscd.cli import main
+from jaxscd.domain import Domain
+from jaxscd.dsl import reference as dsl
+from jaxscd.learn import LearnError, data
+from jaxscd.learn.export import save_circuit, save_model, torch_available
+from jaxscd.learn.model import keep_largest
+from jaxscd.learn.prune import PruneConfig, prune
+from jaxscd.learn.train import default_config, train
+from jaxscd.pipeline import DistillConfig, Verdict, distill
+
+TASK = "quote_close"
+TINY = {"steps": 300, "max_len": 4, "batch_size": 32, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("learned")
+    trained = train(TASK, root / "model", default_config(TASK, **TINY), progress=False)
+    pruned = prune(root / "model", TASK, root / "circuit", PruneConfig(steps=60, mean_documents=128))
+    return root, trained, pruned
+
+
+def _domain_tokens(template: dict) -> np.ndarray:
+    language = data.task_language(TASK, template["max_len"])
+    prompts, _ = data.domain_prompts(language, data.enumerate_domain(language)[0])
+    return prompts
+
+
+def _circuit_logits(params: dict, pruned, tokens: np.ndarray) -> np.ndarray:
+    """The pruned circuit run from the in-memory artefacts (float32 weights, kept indices, float64 means)."""
+    model = load_model(pruned.circuit_dir.rsplit("/", 1)[0] + "/model")
+    circuit = make_circuit(model.config, pruned.kept, pruned.means)
+    hooks = {loc: (jnp.asarray(m), jnp.asarray(u)) for loc, (m, u) in circuit.hooks.items()}
+    weights = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
+    return np.asarray(_forward(weights, jnp.asarray(tokens), hooks, config=model.config)[0])
+
+
+def test_training_reaches_the_task_and_the_weight_density(learned):
+    _, trained, _ = learned
+    assert trained.accuracy >= 0.9
+    assert trained.density == pytest.approx(0.25, abs=0.03)  # the annealed target, plus the per-neuron minimum
+
+
+def test_pruning_keeps_a_small_circuit_that_agrees_with_the_model(learned):
+    _, _, pruned = learned
+    assert 0 < pruned.nodes_kept < pruned.nodes_total
+    assert 0 < pruned.edges_kept < pruned.edges_total
+    assert pruned.agreement >= 0.95
+
+
+@pytest.mark.skipif(not torch_available(), reason="the .pt files need torch (pip install jaxscd[circuit-sparsity])")
+def test_export_loads_with_weights_only(learned):
+    import torch
+
+    root, _, pruned = learned
+    state = torch.load(root / "model" / "final_model.pt", weights_only=True)
+    viz = torch.load(pruned.files["viz"], weights_only=True)
+    means = torch.load(pruned.files["means"], weights_only=True)
+    assert all(t.dtype == torch.float32 for t in state.values())
+    assert set(viz) == {"circuit_data", "importances", "num_total_nodes", "samples"}
+    assert {k: v.tolist() for k, v in viz["circuit_data"].items()} == {k: v.tolist() for k, v in pruned.kept.items()}
+    assert viz["num_total_nodes"] == pruned.nodes_total and all(m.dtype == torch.float64 for m in means.values())
+
+
+def test_eval_reproduces_the_pruned_circuit_from_the_files(learned, tmp_path):
+    root, trained, pruned = learned
+    template = json.loads((root / "circuit" / "template.json").read_text())
+    tokens = _domain_tokens(template)
+    np.save(tmp_path / "tokens.npy", tokens)
+    from_files = eval_logits(root / "model", tmp_path / "tokens.npy", tmp_path / "logits.npy", pruned.files["viz"],
+                             pruned.files["means"])
+    assert np.max(np.abs(from_files - _circuit_logits(trained.params, pruned, tokens))) <= 1e-6
+    runner = CliRunner()
+    out = runner.invoke(main, ["eval", "--circuit-sparsity", str(root / "model"), "--viz", pruned.files["viz"],
+                               "--means", pruned.files["means"], "--tokens", str(tmp_path / "tokens.npy"),
+                               "--out", str(tmp_path / "cli.npy")])
+    assert out.exit_code == 0, out.output
+    assert np.max(np.abs(np.load(tmp_path / "cli.npy") - from_files)) == 0.0
+
+
+def test_the_npz_layout_needs_no_torch(learned, tmp_path):
+    root, trained, pruned = learned
+    config = json.loads((root / "model" / "beeg_config.json").read_text())
+    save_model(tmp_path / "model", config, trained.params, {}, use_torch=False)
+    template = json.loads((root / "circuit" / "template.json").read_text())
+    files = save_circuit(tmp_path / "circuit", config, pruned.kept, pruned.means, template, {}, use_torch=False)
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["beeg_config.json", "jaxscd_train.json",
+                                                                     "weights.npz"]
+    tokens = _domain_tokens(template)
+    np.save(tmp_path / "tokens.npy", tokens)
+    logits = eval_logits(tmp_path / "model", tmp_path / "tokens.npy", tmp_path / "out.npy", files["viz"],
+                         files["means"])
+    assert np.max(np.abs(logits - _circuit_logits(trained.params, pruned, tokens))) <= 1e-6
+
+
+def test_distilled_program_matches_the_pruned_circuit_on_every_input(learned):
+    root, _, pruned = learned
+    circuit, template = load_sparse_circuit(root / "model", pruned.files["template"], pruned.files["viz"],
+                                            pruned.files["means"])
+    domain = Domain(template.alphabet, template.min_len, template.max_len)
+    result = distill(circuit, domain, DistillConfig(proof_timeout_s=30.0))
+    assert result.verdict in (Verdict.PROVED, Verdict.NO_PROGRAM)
+    if result.verdict is Verdict.NO_PROGRAM:
+        assert result.near_misses  # the honest failure names the nearest programs
+        return
+    sequences = [list(s) for n in range(domain.min_len, domain.max_len + 1)
+                 for s in np.ndindex(*(len(template.alphabet),) * n)]
+    for length in range(domain.min_len, domain.max_len + 1):
+        rows = np.array([s for s in sequences if len(s) == length], dtype=np.int32)
+        logits = np.asarray(circuit.forward(rows))
+        expected = [dsl.run(result.program, [int(t) for t in row]) for row in rows]
+        assert (logits[:, 1] > logits[:, 0]).astype(int).tolist() == expected
+
+
+def test_keep_largest_keeps_the_fraction_and_a_minimum_per_row():
+    weight = jnp.asarray(np.random.default_rng(0).normal(size=(6, 10)))
+    sparse = np.asarray(keep_largest(weight, jnp.asarray(0.1), 2))
+    assert np.all(np.count_nonzero(sparse, axis=1) >= 2)
+    assert np.count_nonzero(sparse) <= 6 + 12
+    assert np.count_nonzero(np.asarray(keep_largest(weight, jnp.asarray(1.0), 2))) == 60
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "no_such_task", "--out", "{tmp}/m"], "unknown task 'no_such_task'"),
+    (["prune", "{tmp}/missing", "--task", TASK, "--out", "{tmp}/c"], "jaxscd_train.json"),
+    (["prune", "{tmp}", "--task", TASK, "--out", "{tmp}/c"], "jaxscd_train.json"),
+])
+def test_bad_input_is_one_line(tmp_path, args, message):
+    out = CliRunner().invoke(main, [a.format(tmp=tmp_path) for a in args])
+    assert out.exit_code == 2
+    assert re.search(re.escape(message), out.output) and "Traceback" not in out.output
+
+
+def test_prune_refuses_an_unknown_task_for_a_trained_model(learned, tmp_path):
+    root, _, _ = learned
+    out = CliRunner().invoke(main, ["prune", str(root / "model"), "--task", "nope", "--out", str(tmp_path / "c")])
+    assert out.exit_code == 2 and "unknown task 'nope'" in out.output
+
+
+def test_settings_are_checked():
+    with pytest.raises(LearnError, match="weight_density=0"):
+        default_config(TASK, weight_density=0.0)

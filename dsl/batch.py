@@ -50,8 +50,11 @@ class StatisticEvaluator:
 
     statistic: Callable
     head_table: Callable
+    direct: Callable | None = None  # the same decisions computed directly (cheaper when S is large)
 
     def __call__(self, params, heads, tokens, lengths):
+        if self.direct is not None:
+            return self.direct(params, heads, tokens, lengths)
         state = self.statistic(params, tokens, lengths)  # [P, N]
         table = self.head_table(heads)  # [K, S]
         out = table[None, :, -1, None]
@@ -114,6 +117,35 @@ def _eval_linear_count(params, heads, tokens, lengths):
     return lhs >= heads["const"][None, :, None]
 
 
+@dataclass(frozen=True)
+class _SignedLength:
+    """Statistic of a signed counter: (signed count s, length n) as one index (s + L) * (L + 1) + n, L = max_len;
+    every head (threshold) is a function of it, so filtering counts (s, n, target) once per counter."""
+
+    max_len: int
+
+    def size(self) -> int:
+        return (2 * self.max_len + 1) * (self.max_len + 1)
+
+    def __call__(self, params, tokens, lengths):
+        if tokens.shape[1] > self.max_len:
+            raise ValueError(f"signed counters built for lengths <= {self.max_len} got {tokens.shape[1]} positions")
+        signed = params["weights"] @ token_counts(tokens, params["weights"].shape[1]).T  # [P, N]
+        return (signed + self.max_len) * (self.max_len + 1) + lengths[None, :]
+
+    def table(self, heads):
+        """bool [K, S]: each head's decision on every (s, n) index."""
+        span = jnp.arange(self.size(), dtype=jnp.int32)
+        signed, length = span // (self.max_len + 1) - self.max_len, span % (self.max_len + 1)
+        lhs = heads["scale"][:, None] * signed[None, :] - heads["len_coef"][:, None] * length[None, :]
+        return lhs >= heads["const"][:, None]
+
+
+def _linear_count_evaluator(max_len: int) -> StatisticEvaluator:
+    statistic = _SignedLength(max_len)
+    return StatisticEvaluator(statistic, statistic.table, direct=_eval_linear_count)
+
+
 def _decode_linear_count(row, heads, k):
     plus, minus = _members(row["weights"] > 0), _members(row["weights"] < 0)
     if heads["kind"][k] == 0:
@@ -142,7 +174,7 @@ def linear_count_family(n_tokens: int, max_len: int) -> Family:
         kinds.append(1), scales.append(cut.denominator), len_coefs.append(cut.numerator), consts.append(0)
     heads = {name: np.asarray(v, dtype=np.int32) for name, v in
              dict(kind=kinds, scale=scales, len_coef=len_coefs, const=consts).items()}
-    return Family("signed_count", {"weights": _sign_vectors(n_tokens)}, heads, _eval_linear_count,
+    return Family("signed_count", {"weights": _sign_vectors(n_tokens)}, heads, _linear_count_evaluator(max_len),
                   _decode_linear_count, min_cost=3.0, count_invariant=True)
 
 
@@ -416,6 +448,10 @@ def _select_by_state(state: jax.Array, values: jax.Array) -> jax.Array:
 
 def final_states(table: jax.Array, tokens: jax.Array, lengths: jax.Array) -> jax.Array:
     """int8 [P, N]: the state each DFA (table [P, S, V]) ends in on each padded sequence."""
+    n_states, n_tokens = table.shape[1], table.shape[2]
+    bits = max(1, (n_states - 1).bit_length())
+    if bits * n_states * (n_tokens + 1) <= 64:
+        return _packed_final_states(table, tokens, lengths, bits)
     table = table.astype(jnp.int8)
     state = jnp.zeros((table.shape[0], tokens.shape[0]), dtype=jnp.int8)
     for i in range(tokens.shape[1]):
@@ -425,6 +461,26 @@ def final_states(table: jax.Array, tokens: jax.Array, lengths: jax.Array) -> jax
             nxt = jnp.where((token == v)[None, :], _select_by_state(state, table[:, :, v]), nxt)
         state = jnp.where((i < lengths)[None, :], nxt, state)
     return state
+
+
+def _packed_final_states(table: jax.Array, tokens: jax.Array, lengths: jax.Array, bits: int) -> jax.Array:
+    """``final_states`` with each transition table packed into one word (``bits`` per entry, entry s * (V + 1) + v;
+    token V, used for padding, maps every state to itself): one step is a multiply-add, a shift and a mask per
+    (machine, input), with no gather and no select chain."""
+    n_states, n_tokens = table.shape[1], table.shape[2]
+    width = n_tokens + 1
+    padded = jnp.concatenate([table, jnp.broadcast_to(jnp.arange(n_states, dtype=table.dtype)[None, :, None],
+                                                      (table.shape[0], n_states, 1))], axis=2)  # [P, S, V + 1]
+    word = jnp.uint32 if bits * n_states * width <= 32 else jnp.uint64  # 32-bit words: twice the SIMD lanes
+    shifts = (bits * jnp.arange(n_states * width, dtype=word)).reshape(n_states, width)
+    packed = jnp.sum(padded.astype(word) << shifts[None], axis=(1, 2), dtype=word)[:, None]  # [P, 1]
+    live = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]
+    column = (jnp.where(live, tokens, n_tokens) * bits).astype(word)  # [N, L]: token part of the shift
+    state = jnp.zeros((table.shape[0], tokens.shape[0]), dtype=word)
+    row, mask = word(bits * width), word((1 << bits) - 1)
+    for i in range(tokens.shape[1]):
+        state = (packed >> (state * row + column[None, :, i])) & mask
+    return state.astype(jnp.int8)
 
 
 def _machine_state(params, tokens, lengths):

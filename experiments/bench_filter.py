@@ -3,7 +3,9 @@
 Both sides do the same work on the same candidates and inputs: every candidate head is checked on every domain
 input against a fixed target program's decisions, with no early discard, and both report mismatch counts per
 candidate (asserted equal). The JAX side is ``jaxscd.kernels.filter.mismatches`` over fixed-shape candidate
-blocks and domain chunks, compiled before timing. The numpy side loops over candidates in Python and evaluates
+blocks and domain chunks, compiled before timing: statistic families (signed counters, state machines) count
+(statistic, target) cells per candidate and score every head from the counts, never forming [candidates x heads x
+inputs]. The numpy side loops over candidates in Python and evaluates
 each one vectorised over the inputs of a chunk (one family row's intermediate values are shared by its heads,
 as in the JAX family).
 
@@ -21,11 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxscd import devices
 from jaxscd.domain import Domain
 from jaxscd.dsl.batch import Family, evaluate_program, linear_count_family, state_machine_family
 from jaxscd.dsl.programs import CountThreshold
 from jaxscd.kernels.enumerate import chunks as token_chunks
-from jaxscd.kernels.filter import _block_size, count_table, mismatches, score_rows
+from jaxscd.kernels.filter import block_size, count_table, mismatches, score_rows
 
 TARGET = CountThreshold({0}, {1}, 1)  # "more a than b": any fixed program works, nothing is discarded
 
@@ -50,7 +53,7 @@ def domain_chunks(domain: Domain, chunk_size: int) -> list[dict]:
 
 def jax_mismatches(family: Family, rows: np.ndarray, chunks: list[dict]) -> np.ndarray:
     """int64 [len(rows), K]: mismatch counts of every candidate head over every chunk."""
-    block = _block_size(len(rows), family.n_heads, len(chunks[0]["valid"]))
+    block = block_size(family, len(rows), len(chunks[0]["valid"]))
     padded = np.concatenate([rows, np.full(-len(rows) % block, rows[-1])])  # full blocks: one compiled shape
     heads = {k: jnp.asarray(v) for k, v in family.heads.items()}
     blocks = [{k: jnp.asarray(v[padded[b:b + block]]) for k, v in family.params.items()}
@@ -165,8 +168,10 @@ def main() -> None:
     chunks = domain_chunks(domain, args.chunk_size)
     print(f"domain: {domain.n_tokens} tokens, lengths 1..{domain.max_len}, {domain.size:,} inputs in {len(chunks)} "
           f"chunks of {len(chunks[0]['valid']):,}; target {TARGET}")
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({os.cpu_count()} CPUs), numpy {np.__version__}, "
-          f"best of {args.repeats}\n")
+    described = devices.describe()
+    print(f"jax {jax.__version__} on {described['count']} {described['platform']} device(s) ({described['kind']}), "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; numpy {np.__version__}, best of "
+          f"{args.repeats}\n")
 
     signed = linear_count_family(domain.n_tokens, domain.max_len)
     machines = state_machine_family(3, domain.n_tokens)

@@ -73,3 +73,26 @@ def test_count_table_filter_equals_the_per_input_filter(target_kind):
         np.testing.assert_array_equal(plain, grouped)
         if target_kind == "count_based" and family.name == "signed_count":
             assert grouped.any()
+
+
+@pytest.mark.parametrize("family_name", ["signed_count", "state_machine_2", "state_machine_3", "saturated_depth_2"])
+def test_statistic_mismatches_equal_direct_decisions(family_name):
+    """The fused kernel (statistic histogram x head table) counts exactly what the [P, K, N] decisions give."""
+    import jax.numpy as jnp
+
+    from jaxscd.dsl.batch import default_families
+    from jaxscd.kernels.filter import mismatches
+
+    domain = Domain(("a", "b", "c"), 1, 5)
+    family = next(f for f in default_families(3, 5) if f.name == family_name)
+    rows = np.arange(min(64, family.n_params))
+    params = {k: jnp.asarray(v[rows]) for k, v in family.params.items()}
+    heads = {k: jnp.asarray(v) for k, v in family.heads.items()}
+    tokens, lengths = enum.decode_indices(domain, np.arange(domain.size))
+    rng = np.random.default_rng(0)
+    target, weight = rng.integers(0, 2, domain.size), rng.integers(0, 3, domain.size)
+    fused = np.asarray(mismatches(family.evaluate, params, heads, tokens, lengths, jnp.asarray(target),
+                                  jnp.asarray(weight)))
+    decisions = np.asarray(family.evaluate(params, heads, tokens, lengths))  # [P, K, N]
+    direct = ((decisions != (target == 1)) * weight).sum(axis=-1)
+    assert np.array_equal(fused, direct)

@@ -106,7 +106,13 @@ def quote_close_circuit(max_positions: int = 128, key_gain: float = 8.0, recency
 B_ONE, IS_OPEN, IS_CLOSE, DEPTH_SIGNAL, MEAN_DEPTH = range(5)
 
 
-def bracket_depth_circuit(max_positions: int = 128, threshold: float = 0.27, gain: float = 20.0) -> OneLayerCircuit:
+# Between the densities 27/100 and 10/37, the nearest with at most 128 tokens: no input up to 128 positions ties (a
+# threshold of exactly 0.27 makes the logit gap 0 at density 27/100, a decision the weights do not fix).
+BRACKET_THRESHOLD = 0.27013
+
+
+def bracket_depth_circuit(max_positions: int = 128, threshold: float = BRACKET_THRESHOLD,
+                          gain: float = 20.0) -> OneLayerCircuit:
     """Alphabet [ ] a ; decides how many brackets close the context: 0 = ']', 1 = ']]'.
 
     MLP: +1 for '[' and -1 for ']' (open-bracket detector). Head: constant query and key, so attention is uniform

@@ -40,6 +40,7 @@ class PruneConfig:
     batch_size: int = 1024
     mean_documents: int = 512  # training-mixture documents the means are taken over
     init_logit: float = 1.0
+    min_agreement: float = 1.0  # the circuit's decisions must also agree with the model's on this share of the domain
     attempts: int = 3  # penalties tried: penalty, penalty/4, penalty/16
     seed: int = 0
 
@@ -118,6 +119,17 @@ def _make_task_loss(config: GPTConfig, language: data.TaskLanguage):
     return task_loss
 
 
+def _make_decisions(config: GPTConfig, language: data.TaskLanguage):
+    target, alternative = int(language.answer_ids[1]), int(language.answer_ids[0])
+
+    def decisions(params, hooks, prompts, answer):
+        logits, _ = _forward(params, prompts, hooks, config=config)
+        at_answer = logits[jnp.arange(prompts.shape[0]), answer]
+        return at_answer[:, target] > at_answer[:, alternative]
+
+    return decisions
+
+
 def learn_gates(params32: dict, means: dict, config: GPTConfig, language, prune: PruneConfig) -> dict:
     """Node logits after ``prune.steps`` of Adam on task loss + penalty * kept nodes (straight-through masks)."""
     locations = masked_locations(config)
@@ -156,20 +168,27 @@ def _kept_top(order: list, count: int, locations: dict) -> dict:
     return {loc: np.array(sorted(idx), dtype=np.int64) for loc, idx in kept.items()}
 
 
-def bisect_nodes(params32: dict, means: dict, config: GPTConfig, language, node_logits: dict,
-                 target: float) -> tuple[dict, float, bool]:
-    """The fewest top-ranked nodes whose circuit task loss is at most ``target``: (kept indices, loss, whether the
-    learned set itself reached the target, so the search stayed below it)."""
+def bisect_nodes(params32: dict, means: dict, config: GPTConfig, language, node_logits: dict, target: float,
+                 min_agreement: float = 0.0) -> tuple[dict, float, bool]:
+    """The fewest top-ranked nodes whose circuit task loss is at most ``target`` and whose decisions agree with the
+    model's on at least ``min_agreement`` of the domain: (kept indices, loss, whether the learned set itself reached
+    the target, so the search stayed below it)."""
     locations = masked_locations(config)
     order = sorted(((loc, i) for loc, theta in node_logits.items() for i in range(len(theta))),
                    key=lambda node: -node_logits[node[0]][node[1]])
     task_loss = jax.jit(_make_task_loss(config, language))
     prompts, answer, labels = _task_arrays(language)
 
+    decide = jax.jit(_make_decisions(config, language))
+    model_decisions = decide(params32, None, prompts, answer)
+
     def loss_at(count: int) -> float:
+        """The circuit's task loss, or inf when its decisions agree with the model's too rarely."""
         gates = {loc: jnp.zeros(width, jnp.float32).at[kept].set(1.0) for (loc, width), kept in
                  zip(locations.items(), _kept_top(order, count, locations).values())}
-        return float(task_loss(params32, _hooks(gates, means, config, jnp.float32), prompts, answer, labels))
+        hooks = _hooks(gates, means, config, jnp.float32)
+        agreement = float(jnp.mean(decide(params32, hooks, prompts, answer) == model_decisions))
+        return float(task_loss(params32, hooks, prompts, answer, labels)) if agreement >= min_agreement else np.inf
 
     # Nodes were trained off together, so adding some back can hurt: search below the learned set when it reaches
     # the target, above it otherwise (the whole model reaches it: the target is raised to the model's loss).
@@ -231,7 +250,8 @@ def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()
     target = max(config.target_loss, 1.05 * model_loss)
     for attempt in range(config.attempts):  # a penalty too strong for the target: retry with a quarter of it
         node_logits = learn_gates(params32, means, gpt, language, replace(config, penalty=config.penalty / 4 ** attempt))
-        kept, circuit_loss, within = bisect_nodes(params32, means, gpt, language, node_logits, target)
+        kept, circuit_loss, within = bisect_nodes(params32, means, gpt, language, node_logits, target,
+                                                  config.min_agreement)
         if within:
             break
     circuit = make_circuit(gpt, kept, means)

@@ -172,7 +172,7 @@ def _write_plots(directory: str, result, circuit, spec, circuit_ref: dict) -> No
 
 
 def _distill_long(task_name, alphabet, min_len, max_len, seed, timeout, synth_states, surrogate_methods, time_limit,
-                  out, as_json) -> bool:
+                  out, as_json, plots=None) -> bool:
     """Beyond exhaustion (jaxscd.long_context): a built-in one-layer task on a domain too large to enumerate is
     proved by bounds on the circuit; exits with the verdict's status. False: the domain is for exhaustion."""
     from jaxscd import long_context
@@ -191,6 +191,12 @@ def _distill_long(task_name, alphabet, min_len, max_len, seed, timeout, synth_st
         from jaxscd.verify.long_bundle import write_long_bundle
 
         write_long_bundle(result, out, {"kind": "task", "name": task_name}, task.circuit.fingerprint)
+    if plots and result.departures is not None:
+        from jaxscd.report import write_figures
+        from jaxscd.report.draw import long_departure_figure
+
+        span = f"lengths {domain.min_len}..{domain.max_len}"
+        write_figures({"departures": long_departure_figure(result.departures, span)}, plots)
     if as_json:
         click.echo(json.dumps(long_context.summary(result, task.description)))
     else:
@@ -334,7 +340,7 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
         if out:
             check_output_dir(out)  # refused before the work, not after
         if task is not None and _distill_long(task, alphabet, min_len, max_len, seed, timeout, synth_states,
-                                              surrogate_methods, time_limit, out, as_json):
+                                              surrogate_methods, time_limit, out, as_json, plots):
             return
         circuit, domain, spec, description, circuit_ref = _resolve(task, circuit_target, sparse, alphabet, min_len,
                                                                    max_len, graph)

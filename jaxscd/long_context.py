@@ -56,6 +56,7 @@ class LongResult:
     margin: float = 0.0
     short_program: str | None = None
     short_verdict: str | None = None
+    departures: dict | None = None  # where the circuit departs from the task's spec, by (statistic, length)
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -110,7 +111,7 @@ def distill_long(task, domain: Domain, config, log: Callable[[str], None] = lamb
     tables = bounds.token_tables(model, domain.max_len)
     result.margin = tables.margin
     if use_orbits:
-        _prove_on_orbits(result, tables, candidates, task.circuit)
+        _prove_on_orbits(result, tables, candidates, task.circuit, task.spec)
     else:
         _prove_by_cubes(result, tables, candidates, task.circuit, config.proof_timeout_s,
                         time.monotonic() + deadline_s)
@@ -155,13 +156,14 @@ def _refute(result: LongResult, circuit, program: Program, tokens: list[int]) ->
 # Orbits
 
 
-def _prove_on_orbits(result: LongResult, tables, candidates: list, circuit) -> None:
+def _prove_on_orbits(result: LongResult, tables, candidates: list, circuit, spec=None) -> None:
     start = time.perf_counter()
     domain = result.domain
     orb = orbits(domain.n_tokens, domain.lengths)
     classes = bounds.orbit_classes(tables, orb)
     valid = np.ones(len(orb), dtype=bool) if domain.precondition is None else \
         program_on_orbits(domain.precondition, orb).astype(bool)
+    result.departures = spec_departures(getattr(spec, "program", None), orb, classes, valid, domain)
     undecided = valid & (classes < 0)
     result.orbits, result.undecided = int(valid.sum()), int(undecided.sum())
     if undecided.any():
@@ -191,6 +193,66 @@ def _prove_on_orbits(result: LongResult, tables, candidates: list, circuit) -> N
         if result.counterexample is not None:
             result.verdict = Verdict.REFUTED
     result.timings["orbits"] = round(time.perf_counter() - start, 3)
+
+
+def spec_departures(spec: Program | None, orb: Orbits, classes: np.ndarray, valid: np.ndarray,
+                    domain: Domain) -> dict | None:
+    """Where the circuit departs from a counting spec (CountThreshold / DensityThreshold, e.g. bracket depth), exact
+    over the whole long domain: per (statistic value, length), the number of sequences whose decided class differs
+    from the spec's, and how many there are (orbit sizes are multinomials, exact Python integers). None when the
+    task has no such spec."""
+    if not isinstance(spec, (CountThreshold, DensityThreshold)):
+        return None
+    plus, minus = sorted(spec.plus), sorted(spec.minus)
+    statistic = orb.counts[:, plus].sum(axis=1) - orb.counts[:, minus].sum(axis=1)
+    intended = program_on_orbits(spec, orb)
+    departs = valid & (classes >= 0) & (intended != classes)
+    factorial = [1]
+    for n in range(1, domain.max_len + 1):
+        factorial.append(factorial[-1] * n)
+    cells: dict = {}
+    for row in np.flatnonzero(valid).tolist():
+        rest = orb.counts[row].tolist()
+        rest[int(orb.last[row])] -= 1
+        size = factorial[sum(rest)]
+        for c in rest:
+            size //= factorial[c]
+        key = (int(statistic[row]), int(orb.length[row]))
+        total, wrong, circuit_class = cells.get(key, (0, 0, None))
+        if departs[row]:
+            wrong, circuit_class = wrong + size, int(classes[row])
+        cells[key] = (total + size, wrong, circuit_class)
+    names = domain.alphabet
+    label = " + ".join(f"#{names[t]}" for t in plus) + "".join(f" − #{names[t]}" for t in minus)
+    if isinstance(spec, CountThreshold):
+        text = f"{label} ≥ {spec.threshold}"
+    else:
+        text = f"({label}) / length ≥ {spec.num}/{spec.den}"
+    return {"statistic": label, "spec": text,
+            "cells": [[value, length, total, wrong, circuit_class] for (value, length), (total, wrong, circuit_class)
+                      in sorted(cells.items())]}
+
+
+def departure_lines(departures: dict, class_names) -> list[str]:
+    """A few readable lines: per statistic value, the lengths at which the circuit departs from the spec."""
+    by_value: dict = {}
+    for value, length, _, wrong, circuit_class in departures["cells"]:
+        if wrong:
+            by_value.setdefault((value, circuit_class), []).append(length)
+    wrong = sum(c[3] for c in departures["cells"])
+    total = sum(c[2] for c in departures["cells"])
+    if not wrong:
+        return [f"spec       the circuit matches {departures['spec']} on every input (exact, by orbits)"]
+    lines = [f"spec       the circuit departs from {departures['spec']} on {wrong:.3g} of {total:.3g} inputs "
+             f"(exact, by orbits):"]
+    for (value, circuit_class), lengths in sorted(by_value.items())[:8]:
+        span = f"{lengths[0]}..{lengths[-1]}" if lengths == list(range(lengths[0], lengths[-1] + 1)) else \
+            ", ".join(map(str, lengths[:6])) + (", ..." if len(lengths) > 6 else "")
+        lines.append(f"             {departures['statistic']} = {value}: circuit {class_names[circuit_class]!s} at "
+                     f"lengths {span}")
+    if len(by_value) > 8:
+        lines.append(f"             ... and {len(by_value) - 8} more values")
+    return lines
 
 
 def _cross_check(program: Program, orb: Orbits, predicted: np.ndarray, samples: int = 256) -> None:
@@ -322,6 +384,7 @@ def summary(result: LongResult, description: str) -> dict:
                      "float_margin": result.margin},
         "candidates": result.candidates,
         "counterexample": result.counterexample,
+        "spec_departures": result.departures,
         "short_domain": {"verdict": result.short_verdict, "program": result.short_program},
         "timings": result.timings,
         "notes": result.notes,
@@ -343,6 +406,8 @@ def report_lines(result: LongResult) -> list[str]:
               f"{c['circuit_margin']:.3g}, program {c['program_class']})" if "counterexample" in c else ""
         lines.append(f"candidate  {c['program']}: {c['outcome']}{cex}")
     lines.append(f"verdict    {result.verdict.value}")
+    if result.departures is not None:
+        lines += departure_lines(result.departures, result.class_names)
     lines += [f"note       {n}" for n in result.notes]
     if result.source:
         lines += ["", result.source]

@@ -246,3 +246,33 @@ def test_cli_long_context_json_and_bad_length():
         "counts+last-token" and summary["strategy"]["orbits"] > 0
     result = CliRunner().invoke(main, ["distill", "quote_close", "--max-len", "200", "--json"])
     assert result.exit_code == 2 and "exceeds the 128 positions" in result.output
+
+
+def test_spec_departures_by_orbits_equal_the_exhaustive_count():
+    """The dilution map from orbits (exact multinomial counts) equals exhaustion on the default domain: 793
+    departures, 784 of them at depth 2 and length 8."""
+    from jaxscd.long_context import spec_departures
+    from jaxscd.symmetry import program_on_orbits
+
+    task = get_task("bracket_depth")
+    orb = orbits(3, range(1, 9))
+    classes = bounds.orbit_classes(bounds.token_tables(task.circuit.forward, 8), orb)
+    valid = program_on_orbits(task.precondition, orb).astype(bool)
+    found = spec_departures(task.spec.program, orb, classes, valid, task.domain())
+    cells = {(value, length): (total, wrong) for value, length, total, wrong, _ in found["cells"]}
+    assert sum(wrong for _, wrong in cells.values()) == 793 and cells[(2, 8)][1] == 784
+    assert sum(total for total, _ in cells.values()) == 4059  # every valid input of the domain
+
+
+def test_long_cli_reports_departures_and_writes_the_dilution_map(tmp_path):
+    from click.testing import CliRunner
+
+    from jaxscd.cli import main
+
+    run = CliRunner().invoke(main, ["distill", "bracket_depth", "--max-len", "20", "--json", "--plots",
+                                    str(tmp_path / "plots")])
+    summary = json.loads(run.output)
+    assert summary["verdict"] == "PROVED" and summary["strategy"]["name"] == "orbits"
+    departing = {(v, n) for v, n, _, wrong, _ in summary["spec_departures"]["cells"] if wrong}
+    assert (2, 20) in departing and (2, 7) not in departing  # depth 2 is diluted from length 8 on
+    assert (tmp_path / "plots" / "departures.png").stat().st_size > 10_000

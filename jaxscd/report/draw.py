@@ -200,3 +200,32 @@ def departure_figure(summary, spec_label: str):
     ax.set_title(f"where the circuit departs from {spec_label}: {wrong:,} of {total:,} inputs")
     figure.colorbar(image, ax=ax, fraction=0.04).set_label("share of inputs departing")
     return figure
+
+
+def long_departure_figure(departures: dict, domain_text: str):
+    """The dilution map at long contexts: share of sequences departing from the spec per (length, statistic value),
+    from ``long_context.spec_departures`` (exact counts, drawn as shares)."""
+    import matplotlib
+
+    departing = [c[0] for c in departures["cells"] if c[3]]
+    top = max(departing) + max(4, (max(departing) - min(departing)) // 4) if departing else None
+    cells = [c for c in departures["cells"] if top is None or c[0] <= top]  # above: no departures, drawn blank
+    values = sorted({c[0] for c in cells})
+    lengths = sorted({c[1] for c in cells})
+    share = np.full((len(values), len(lengths)), np.nan)
+    row, col = {v: i for i, v in enumerate(values)}, {n: j for j, n in enumerate(lengths)}
+    for value, length, total, wrong, _ in cells:
+        share[row[value], col[length]] = wrong / total if total else np.nan
+    figure = new_figure(8.5, 5.0)
+    ax = figure.add_subplot()
+    cmap = matplotlib.colormaps["Reds"].with_extremes(bad="#f7fafc")
+    image = ax.imshow(share, cmap=cmap, vmin=0, vmax=1, aspect="auto", origin="lower", interpolation="nearest",
+                      extent=(lengths[0] - 0.5, lengths[-1] + 0.5, values[0] - 0.5, values[-1] + 0.5))
+    ax.set_xlabel("length")
+    ax.set_ylabel(departures["statistic"])
+    wrong = sum(c[3] for c in departures["cells"])
+    total = sum(c[2] for c in departures["cells"])
+    ax.set_title(f"where the circuit departs from its spec {departures['spec']}\n{wrong:.3g} of {total:.3g} inputs, "
+                 f"{domain_text}", fontsize=9)
+    figure.colorbar(image, ax=ax, fraction=0.04).set_label("share of sequences departing")
+    return figure

@@ -24,7 +24,7 @@ from jaxscd.surrogate import exhaustive_decisions
 from jaxscd.tasks import get_task
 
 out, arrays = {"devices": devices.describe()}, {}
-for name, max_len in (("quote_close", 6), ("bracket_depth", 7)):
+for name, max_len in (("quote_close", 5), ("bracket_depth", 6)):
     task = get_task(name)
     domain = task.domain(None, max_len)
     valid = precondition_mask(domain)

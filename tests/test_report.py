@@ -185,3 +185,20 @@ def test_no_program_report_lists_near_misses_and_reruns_python_only_when_passed(
     assert "pass --circuit FILE.py:FN" in alone and 'id="fig-truth-table"' not in alone
     rerun = render_report(bundle, f"{tmp_path}/pal.py:palindrome")
     assert re.search('<figure id="fig-truth-table"><svg', rerun)
+
+
+def test_long_context_bundle_has_a_report_with_the_dilution_map(tmp_path):
+    """A bundle proved beyond enumeration (orbits): the page shows the symmetry claim, the candidates and the
+    dilution map from the certificate, without re-running the circuit on 1e19 inputs."""
+    from click.testing import CliRunner
+
+    from jaxscd.cli import main
+    from jaxscd.report import render_report
+
+    bundle = tmp_path / "long"
+    run = CliRunner().invoke(main, ["distill", "bracket_depth", "--max-len", "24", "--out", str(bundle)])
+    assert run.exit_code == 0, run.output
+    page = render_report(bundle)
+    assert 'id="verdict">PROVED' in page and 'id="symmetry"' in page and "counts+last-token" in page
+    assert 'id="fig-departures"' in page and "<svg" in page and "lengths 8..24" in page
+    assert 'id="candidates"' in page and "refuted" in page

@@ -156,6 +156,33 @@ def report_context(bundle_dir, circuit_target: str | None = None) -> dict:
                           EXIT_CORRUPT) from None
 
 
+def _long_context(bundle: Path, cert: dict, domain: Domain, classes: list, rebuilt: Rebuilt) -> dict:
+    """A long-context bundle (``jaxscd.long_context``): no truth table to draw (beyond enumeration); the strategy,
+    the symmetry claim, the candidates and the dilution map (exact counts by orbits) from the certificate."""
+    from jaxscd.long_context import departure_lines
+    from jaxscd.report.draw import circuit_diagram, long_departure_figure, svg
+
+    run = cert.get("run") if isinstance(cert.get("run"), dict) else {}
+    long = cert.get("long_context") if isinstance(cert.get("long_context"), dict) else {}
+    title = str(cert["circuit"]["source"].get("name") or "circuit")
+    drawn = {"circuit": circuit_diagram(rebuilt.graph, title)}
+    departures = run.get("departures") if isinstance(run.get("departures"), dict) else None
+    if departures:
+        drawn["departures"] = long_departure_figure(departures, f"lengths {domain.min_len}..{domain.max_len}")
+    symmetry = long.get("symmetry") if isinstance(long.get("symmetry"), dict) else None
+    return {
+        "long": long, "symmetry": symmetry, "candidates": run.get("candidates") or [],
+        "departure_lines": [line.removeprefix("spec").strip() for line in departure_lines(departures, classes)]
+        if departures else [],
+        "figures": {name: svg(figure) for name, figure in drawn.items()},
+        "figure_captions": {"circuit": "The circuit: residual channels as wires; each column reads (●) and writes (▲) "
+                                       "them, in layer order, ending at the readout.",
+                            "departures": "Where the circuit departs from the task's intended behaviour, per length "
+                                          "and statistic value: exact counts over every sequence, by orbits."},
+        "timings": _timings(run), "run": run,
+    }
+
+
 def _context(bundle: Path, cert: dict, circuit_target: str | None) -> dict:
     from jaxscd.dsl.programs import from_json
     from jaxscd.kernels.enumerate import precondition_mask, program_decisions
@@ -169,6 +196,15 @@ def _context(bundle: Path, cert: dict, circuit_target: str | None) -> dict:
     program = from_json(cert["program"]) if cert.get("program") else None
     rebuilt = rebuild_circuit(cert, circuit_target)
     notes = list(rebuilt.notes)
+    common = {"cert": cert, "verdict": str(cert.get("verdict")), "domain": domain, "classes": classes,
+              "verdict_meaning": VERDICT_MEANING.get(str(cert.get("verdict")), "not a verdict jaxscd writes"),
+              "domain_text": _domain_text(domain, cert), "circuit_source": cert["circuit"]["source"],
+              "obligations": [_obligation_row(o) for o in cert.get("obligations", []) if isinstance(o, dict)],
+              "program_html": _highlight(_program_text(bundle, cert)), "program_css": _highlight_css(),
+              "hashes": _hashes(bundle, cert), "notes": notes}
+    if not domain.exhaustive:
+        return common | {"title": str(cert["circuit"]["source"].get("name") or "circuit"), "surrogate": None,
+                         "proof": None, "spec": None} | _long_context(bundle, cert, domain, classes, rebuilt)
     valid = precondition_mask(domain)
     decisions = intended = None
     source = ""
@@ -189,20 +225,14 @@ def _context(bundle: Path, cert: dict, circuit_target: str | None) -> dict:
     drawn = figures(domain, classes, decisions, valid, rebuilt.graph, title, source, intended,
                     rebuilt.spec_label, (spec_program, program))
     run = cert.get("run") if isinstance(cert.get("run"), dict) else {}
-    return {
-        "title": title, "cert": cert, "verdict": str(cert.get("verdict")),
-        "verdict_meaning": VERDICT_MEANING.get(str(cert.get("verdict")), "not a verdict jaxscd writes"),
-        "domain": domain, "domain_text": _domain_text(domain, cert), "classes": classes,
-        "circuit_source": circuit_source, "obligations": [_obligation_row(o) for o in cert.get("obligations", [])
-                                                          if isinstance(o, dict)],
-        "program_html": _highlight(_program_text(bundle, cert)), "program_css": _highlight_css(),
+    return common | {
+        "title": title, "long": None,
         "surrogate": cert.get("surrogate") if isinstance(cert.get("surrogate"), dict) else None,
         "proof": next((o for o in cert.get("obligations", []) if isinstance(o, dict)
                        and o.get("claim") == "surrogate == program"), None),
         "spec": next((o for o in cert.get("obligations", []) if isinstance(o, dict)
                       and o.get("claim") == "circuit == spec"), None),
         "spec_label": rebuilt.spec_label, "run": run, "timings": _timings(run),
-        "hashes": _hashes(bundle, cert), "notes": notes,
         "figures": {name: svg(figure) for name, figure in drawn.items()},
         "figure_captions": {"circuit": "The circuit: residual channels as wires; each column reads (●) and writes (▲) "
                                        "them, in layer order, ending at the readout." if rebuilt.graph is not None else
@@ -228,7 +258,10 @@ def _obligation_row(o: dict) -> dict:
 
 
 def _domain_text(domain: Domain, cert: dict) -> str:
-    text = f"alphabet {' '.join(domain.alphabet)}, lengths {domain.min_len}..{domain.max_len}, {domain.size:,} sequences"
+    size = f"{domain.size:,}" if domain.exhaustive else f"{domain.size:.3g} (beyond enumeration)"
+    text = f"alphabet {' '.join(domain.alphabet)}, lengths {domain.min_len}..{domain.max_len}, {size} sequences"
+    if not domain.exhaustive:
+        return text + (f"; precondition: {domain.precondition_text}" if domain.precondition_text else "")
     if domain.precondition_text:
         text += f"; {cert['domain'].get('valid', 0):,} satisfy: {domain.precondition_text}"
     return text

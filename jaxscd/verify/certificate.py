@@ -34,9 +34,11 @@ def domain_json(domain: Domain) -> dict:
 
 
 def domain_from_json(data: dict) -> Domain:
+    """The domain a certificate describes; ``"exhaustive": false`` marks a long-context domain (no size cap)."""
     pre = data.get("precondition")
     return Domain(tuple(data["alphabet"]), int(data["min_len"]), int(data["max_len"]),
-                  from_json(pre) if pre else None, data.get("precondition_text") or "")
+                  from_json(pre) if pre else None, data.get("precondition_text") or "",
+                  exhaustive=data.get("exhaustive", True) is not False)
 
 
 def tree_text(tree: dict) -> str:

@@ -33,8 +33,10 @@ def long_domain_json(domain: Domain) -> dict:
 def long_certificate(result, circuit_ref: dict, fingerprint: str) -> dict:
     domain = long_domain_json(result.domain)
     method = "orbit bounds" if result.strategy == "orbits" else "cube bounds + smt-tree"
+    from jaxscd import __version__
+
     return {
-        "schema_version": SCHEMA_VERSION, "verdict": result.verdict.value,
+        "schema_version": SCHEMA_VERSION, "tool": f"jaxscd {__version__}", "verdict": result.verdict.value,
         "program": to_json(result.program) if result.program is not None else None,
         "domain": domain | {"sha256": canonical_sha256(domain)},
         "circuit": {"source": circuit_ref, "sha256": fingerprint, "classes": list(result.class_names)},
@@ -44,6 +46,10 @@ def long_certificate(result, circuit_ref: dict, fingerprint: str) -> dict:
         "obligations": [{"claim": "circuit == program", "method": method, "verdict": result.verdict.value,
                          "float_error_bound": result.margin}],
         "counterexample": result.counterexample,
+        # informational (verify ignores it; the report page reads it)
+        "run": {"departures": result.departures, "candidates": result.candidates, "timings": result.timings,
+                "notes": result.notes, "short_domain": {"verdict": result.short_verdict,
+                                                        "program": result.short_program}},
     }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from jaxscd import devices
 from jaxscd.kernels.evaluate import evaluate_circuit
 from jaxscd.kernels.enumerate import precondition_mask
+from jaxscd.kernels.filter import filter_family
 from jaxscd.lp import fit_linear, wrong_inputs
 from jaxscd.pipeline import DistillConfig, Problem
 from jaxscd.search import search
@@ -29,7 +30,11 @@ for name, max_len in (("quote_close", 5), ("bracket_depth", 6)):
     domain = task.domain(None, max_len)
     valid = precondition_mask(domain)
     problem = Problem(domain, evaluate_circuit(task.circuit, domain, valid), DistillConfig())
-    found = search(domain, problem.target, valid, problem.families, problem.probe, problem.counts, prune=False)
+    found = search(domain, problem.target, valid, problem.families, problem.probe, problem.counts)
+    for family in problem.families:  # the per-input statistic kernels too (no count table, no pruning)
+        if family.name in ("signed_count", "state_machine_2"):
+            alive = filter_family(family, domain, problem.target, valid, problem.probe)
+            arrays[f"{name}_{family.name}_alive"] = alive
     fit = fit_linear(domain, problem.target, valid)
     arrays[name + "_decisions"], arrays[name + "_margins"] = problem.table.decisions, problem.table.margins
     arrays[name + "_count_weight"] = np.asarray(problem.counts.weight)

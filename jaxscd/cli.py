@@ -225,6 +225,7 @@ def _summary(result, description: str) -> dict:
         "circuit_program_mismatches": result.circuit_program_mismatches,
         "spec_mismatches": result.spec_mismatch_count if result.spec_mismatches is not None else None,
         "spec_patterns": result.spec_patterns,
+        "exact_description": result.exact_description.to_json() if result.exact_description else None,
         "nearest_misses": [{"program": render(m.program, result.domain.alphabet, result.class_names),
                             "agreement": round(m.agreement, 6), "mismatches": m.mismatches,
                             "patterns": list(m.patterns)} for m in result.near_misses],
@@ -277,6 +278,13 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
                       f"{miss.program!r}", highlight=False)
         for line in miss.patterns:
             console.print(f"             {line}", highlight=False)
+    if result.exact_description is not None:
+        described = result.exact_description
+        console.print(f"exact      no short program, but the decision is a function of the token counts (checked on "
+                      f"all {described.inputs:,} inputs): class 1 on {len(described.ones):,} of "
+                      f"{len(described.ones) + len(described.zeros):,} count vectors")
+        if len(described.ones) <= 24:
+            console.print("\n" + described.source(result.domain, result.class_names), highlight=False, markup=False)
     if result.spec_mismatches is not None:
         if result.spec_mismatch_count == 0:
             console.print("spec       the circuit matches the task's intended behaviour on every input")

@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxscd import progress
 from jaxscd.circuits.base import Circuit
+from jaxscd.describe import CountDescription, count_description
 from jaxscd.domain import Domain
 from jaxscd.dsl.batch import composition_family
 from jaxscd.dsl.programs import Program
@@ -77,6 +78,7 @@ class DistillResult:
     circuit_program_mismatches: int | None = None  # exhaustive C vs P cross-check of the final program
     spec_patterns: list = field(default_factory=list)  # readable groups of the spec mismatches
     near_misses: list = field(default_factory=list)  # NearMiss values when no program is exact
+    exact_description: CountDescription | None = None  # NO_PROGRAM: the decision as a table over token counts
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -191,6 +193,7 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
         with stage("near misses"):
             result.near_misses = nearest_misses(domain, problem.target, valid, _scored(problem, stage),
                                                 circuit.class_names)
+            result.exact_description = count_description(domain, problem.counts)
     return result
 
 

@@ -233,6 +233,8 @@ def _context(bundle: Path, cert: dict, circuit_target: str | None) -> dict:
         "spec": next((o for o in cert.get("obligations", []) if isinstance(o, dict)
                       and o.get("claim") == "circuit == spec"), None),
         "spec_label": rebuilt.spec_label, "run": run, "timings": _timings(run),
+        "exact_html": _highlight(str(run["exact_description"].get("source", "")))
+        if isinstance(run.get("exact_description"), dict) else "",
         "figures": {name: svg(figure) for name, figure in drawn.items()},
         "figure_captions": {"circuit": "The circuit: residual channels as wires; each column reads (●) and writes (▲) "
                                        "them, in layer order, ending at the readout." if rebuilt.graph is not None else

@@ -120,7 +120,15 @@ def run_record(result) -> dict:
             "near_misses": [{"program": render(m.program, result.domain.alphabet, result.class_names),
                              "agreement": m.agreement, "mismatches": m.mismatches, "patterns": list(m.patterns)}
                             for m in result.near_misses],
-            "refuted": [{"program": repr(p), "counterexample": result.domain.format(c)} for p, c in result.refuted]}
+            "refuted": [{"program": repr(p), "counterexample": result.domain.format(c)} for p, c in result.refuted],
+            "exact_description": _description(result)}
+
+
+def _description(result) -> dict | None:
+    described = getattr(result, "exact_description", None)
+    if described is None:
+        return None
+    return described.to_json() | {"source": described.source(result.domain, result.class_names)}
 
 
 def bundle_file_problem(name, digest) -> str | None:

@@ -62,8 +62,13 @@ def _check(point: SweepPoint) -> str | None:
         return (f"--alphabet-size {point.alphabet_size} is not in 1..{len(task.alphabet)}, the size of "
                 f"{point.task!r}'s alphabet")
     try:
-        check_budget(point_domain(point), None)
-    except (DomainError, ValueError) as err:  # e.g. a precondition that reads a token the smaller alphabet drops
+        domain = point_domain(point)
+    except ValueError as err:  # a precondition that reads a token the smaller alphabet drops
+        return (f"{point.key}: {point.task!r}'s domain does not fit --alphabet-size {point.alphabet_size} ({err}); use "
+                f"a larger size")
+    try:
+        check_budget(domain, None)
+    except DomainError as err:
         return f"{point.key}: {err}"
     return None
 

@@ -40,10 +40,10 @@ def grid(tasks: Sequence[str], lengths: Sequence[int], alphabet_sizes: Sequence[
          seeds: Sequence[int] = (0,)) -> list[SweepPoint]:
     """Every combination, in task, length, alphabet size, seed order; checked up front (``SweepError``)."""
     points = [SweepPoint(t, n, a, s) for t in tasks for n in lengths for a in alphabet_sizes for s in seeds]
-    problems = [problem for point in points if (problem := _check(point))]
+    problems = list(dict.fromkeys(problem for point in points if (problem := _check(point))))
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise SweepError("; ".join(dict.fromkeys(problems[:3])) + more)
+        raise SweepError("; ".join(problems[:3]) + more)
     return points
 
 
@@ -56,16 +56,16 @@ def _check(point: SweepPoint) -> str | None:
         return f"unknown task {point.task!r}; known tasks: {', '.join(task_names())}"
     task = get_task(point.task)
     if point.max_len > task.max_positions or point.max_len < task.min_len:
-        return (f"--max-len {point.max_len} is outside {point.task!r}'s lengths {task.min_len}.."
-                f"{task.max_positions}")
+        return (f"--max-len {point.max_len} is outside the lengths {task.min_len}..{task.max_positions} of "
+                f"{point.task!r}")
     if point.alphabet_size is not None and not 1 <= point.alphabet_size <= len(task.alphabet):
-        return (f"--alphabet-size {point.alphabet_size} is not in 1..{len(task.alphabet)}, the size of "
-                f"{point.task!r}'s alphabet")
+        return (f"--alphabet-size {point.alphabet_size} is not in 1..{len(task.alphabet)}, the size of the alphabet "
+                f"of {point.task!r}")
     try:
         domain = point_domain(point)
     except ValueError as err:  # a precondition that reads a token the smaller alphabet drops
-        return (f"{point.key}: {point.task!r}'s domain does not fit --alphabet-size {point.alphabet_size} ({err}); use "
-                f"a larger size")
+        return (f"the domain of {point.task!r} does not fit --alphabet-size {point.alphabet_size} ({err}); use a "
+                f"larger size")
     try:
         check_budget(domain, None)
     except DomainError as err:

@@ -25,9 +25,9 @@ def test_grid_order_and_keys():
 
 @pytest.mark.parametrize("tasks, lengths, sizes, match", [
     (["nope"], [4], [None], "unknown task 'nope'"),
-    (["quote_close"], [999], [None], "outside 'quote_close'"),
+    (["quote_close"], [999], [None], "outside the lengths 1..128 of 'quote_close'"),
     (["bracket_depth"], [4], [9], "--alphabet-size 9 is not in 1..3"),
-    (["quote_close"], [4], [3], "domain does not fit --alphabet-size 3"),
+    (["quote_close"], [4], [3], "does not fit --alphabet-size 3"),
     (["quote_close"], [30], [None], "above the exhaustive limit"),
 ])
 def test_grid_refuses_bad_points(tasks, lengths, sizes, match):

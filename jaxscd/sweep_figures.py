@@ -49,12 +49,12 @@ def _row_label(record: dict) -> str:
 def _stage_times(records: list[dict]):
     import matplotlib.pyplot as plt
 
-    tasks = sorted({r["task"] for r in records})
+    tasks = sorted({_row_label(r) for r in records})  # a panel per task and alphabet size
     stages = list(dict.fromkeys(s for r in records for s in r["timings"]))
     colors = dict(zip(stages, plt.get_cmap("tab10").colors))
     figure, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks) + 1, 3.8), squeeze=False, sharey=True)
     for ax, task in zip(axes[0], tasks):
-        runs = sorted((r for r in records if r["task"] == task), key=lambda r: r["domain"]["size"])
+        runs = sorted((r for r in records if _row_label(r) == task), key=lambda r: r["domain"]["size"])
         for stage in stages:
             points = defaultdict(list)  # size -> times (seeds averaged)
             for r in runs:
@@ -109,21 +109,25 @@ def _verdicts(records: list[dict]):
 def _candidates(records: list[dict]):
     import matplotlib.pyplot as plt
 
-    figure, ax = plt.subplots(figsize=(7.5, 4.2))
+    from matplotlib.colors import Normalize
+    from matplotlib.lines import Line2D
+
+    figure, ax = plt.subplots(figsize=(8, 4.2))
     cmap = plt.get_cmap("viridis")
-    runs = sorted(records, key=lambda r: (r["task"], r["domain"]["size"], r["seed"]))
-    tasks = sorted({r["task"] for r in runs})
-    markers = dict(zip(tasks, "osD^vP*X"))
-    top = max(r["max_len"] for r in runs)
+    runs = sorted(records, key=lambda r: (_row_label(r), r["domain"]["size"], r["seed"]))
+    rows = sorted({_row_label(r) for r in runs})
+    markers = dict(zip(rows, "osD^vP*Xhp<>"))
+    scale = Normalize(min(r["max_len"] for r in runs), max(r["max_len"] for r in runs) + 1e-9)
     for r in runs:
         counts = [r["candidates"].get(stage, 0) for stage in STAGES]
-        ax.plot(range(len(STAGES)), counts, marker=markers[r["task"]], color=cmap(r["max_len"] / (top + 1)),
-                alpha=0.8, markersize=4, label=f"{_row_label(r)}, len {r['max_len']}, seed {r['seed']}")
+        ax.plot(range(len(STAGES)), counts, marker=markers.get(_row_label(r), "o"), color=cmap(scale(r["max_len"])),
+                alpha=0.8, markersize=4)
     ax.set_yscale("symlog", linthresh=1)
     ax.set_xticks(range(len(STAGES)), ["generated", "exact on\nthe domain", "tried", "with a\nsurrogate", "proved"])
-    ax.set(ylabel="candidates left", title="candidates surviving each stage")
+    ax.set(ylabel="candidates left", title="candidates surviving each stage (one line per run)")
     ax.grid(True, axis="y", alpha=0.3)
-    if len(runs) <= 16:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(handles=[Line2D([], [], marker=markers[row], color="k", linestyle="", label=row) for row in rows],
+              fontsize=7, loc="upper right")
+    figure.colorbar(plt.cm.ScalarMappable(norm=scale, cmap=cmap), ax=ax, label="max_len")
     figure.tight_layout()
     return figure

@@ -26,7 +26,6 @@ from jaxscd.surrogate import SurrogateConfig, SurrogateError, fit
 from jaxscd.tasks import get_task
 from jaxscd.verify.encode import symbolic_sequence
 from jaxscd.verify.prove import Verdict, prove_equivalent
-from jaxscd.verify.tree import tree_stats
 
 
 def baseline_query(surrogate, program, domain) -> z3.Solver:
@@ -68,8 +67,9 @@ def cubes_fresh_vs_assumptions(surrogate, program, domain, timeout_s: float) -> 
     """Same cubes two ways, one process: a fresh solver per cube query (with phase fixing, as jaxscd does)
     against one incremental solver asked check(assumptions) per cube (push/pop-style reuse, no phase fixing)."""
     from jaxscd.surrogate import exhaustive_decisions
-    from jaxscd.verify.cubes import cube_phases, cube_query, initial_cubes, solve_text
-    from jaxscd.verify.prove import equivalence_query
+    from jaxscd.verify.cubes import cube_phases, cube_query, initial_cubes
+    from jaxscd.verify.encode import equivalence_query
+    from jaxscd.verify.solver import solve_text
 
     valid = precondition_mask(domain)
     _, active = exhaustive_decisions(surrogate, domain)
@@ -136,11 +136,11 @@ def main() -> None:
         base_answer, base_s = timed_baseline(unfolded, program, domain, args.baseline_timeout)
         proof = prove_equivalent(folded, program, domain, timeout_s=args.baseline_timeout)
         assert proof.verdict == Verdict.PROVED, proof
-        how = {"smt": "one query", "smt-cubes": f"{len(proof.cubes)} cubes", "smt-tree": "tree"}[proof.method]
+        how = proof.summary or "one query"
         tree = prove_equivalent(folded, program, domain, timeout_s=args.baseline_timeout, strategy="tree")
         tree_col = f"{tree.seconds:.3f} s" if tree.verdict == Verdict.PROVED else "over budget"
-        if tree.tree is not None:
-            tree_col += f" {tree_stats(tree.tree)['leaves']}L"
+        if tree.record.get("tree"):
+            tree_col += f" {tree.record['tree']['leaves']}L"
         single = prove_equivalent(folded, program, domain, timeout_s=args.baseline_timeout, strategy="single")
         base = f"{base_s:.3f} s" + ("" if base_answer == "unsat" else f" ({base_answer})")
         ratio = f"{base_s / proof.seconds:.1f}x" + (" (>=)" if base_answer != "unsat" else "")

@@ -29,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--surrogate-mutants", type=int, default=200, help="surrogate mutants per base")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
+    parser.add_argument("--strategy", choices=("auto", *STRATEGIES), default="auto",
                         help="proof strategy every mutant goes through")
     args = parser.parse_args()
     outcomes = run(args.surrogate_mutants, args.seed, strategy=args.strategy)

@@ -260,11 +260,7 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
     color = {"PROVED": "green", "NO_PROGRAM": "yellow"}.get(result.verdict.value, "red")
     proof = ""
     if result.proof:
-        how = f", {len(result.proof.cubes)} cubes" if result.proof.cubes else ""
-        if result.proof.tree is not None:
-            from jaxscd.verify.tree import tree_stats
-
-            how = f", tree of {tree_stats(result.proof.tree)['leaves']} leaves"
+        how = f", {result.proof.summary}" if result.proof.summary else ""
         proof = f" (z3 {result.proof.seconds:.2f} s{how})"
     console.print(f"verdict    [bold {color}]{result.verdict.value}[/]{proof}")
     if result.circuit_program_mismatches == 0:

@@ -317,7 +317,7 @@ def _extreme(signed: np.ndarray, length: np.ndarray, mask: np.ndarray, pick) -> 
 
 def _prove_by_cubes(result: LongResult, tables, candidates: list, circuit, timeout_s: float,
                     deadline: float) -> None:
-    from jaxscd.verify.cubes import solve_text
+    from jaxscd.verify.solver import solve_text
     from jaxscd.verify.tree import TREE_LOGIC, tree_query, tree_stats
 
     domain = result.domain

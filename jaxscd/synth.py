@@ -36,7 +36,7 @@ from jaxscd.domain import Domain
 from jaxscd.dsl.programs import StateMachine
 from jaxscd.dsl.reference import run
 from jaxscd.kernels.enumerate import all_tokens
-from jaxscd.verify.prove import checked
+from jaxscd.verify.solver import checked
 
 INITIAL_SHORTEST = 64  # the shortest valid words start the sample: they pin down the first transitions
 INITIAL_RANDOM = 32  # plus a few random ones, so long words constrain the first solution too

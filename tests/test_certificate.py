@@ -2,6 +2,8 @@
 
 import io
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +177,30 @@ def test_emptied_domain_fails_even_with_a_consistent_hash(bundle, tmp_path):
     cert["domain"]["sha256"] = canonical_sha256(domain_json(domain_from_json(cert["domain"])))
     (b / "certificate.json").write_text(json.dumps(cert))
     assert "domain has the recorded number of valid inputs" in failed_checks(recheck(b))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Proof strategies: one protocol, one registry; bundles written before it keep verifying
+
+OLD_BUNDLES = Path(__file__).parent / "data" / "bundles_v1"  # written by jaxscd before the strategy protocol
+OLD_METHODS = {"single": "smt", "cubes": "smt-cubes", "tree": "smt-tree", "long_quote_close": "cube bounds + smt-tree",
+               "long_bracket_depth": "orbit bounds"}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_METHODS))
+def test_bundles_written_before_the_strategy_protocol_verify(name, tmp_path):
+    bundle = shutil.copytree(OLD_BUNDLES / name, tmp_path / name)
+    methods = {o["method"] for o in json.loads((bundle / "certificate.json").read_text())["obligations"]}
+    assert OLD_METHODS[name] in methods
+    report = recheck(bundle)
+    assert report.verified, failed_checks(report)
+
+
+def test_each_strategy_has_one_name_and_one_certificate_method():
+    from jaxscd.verify.prove import STRATEGIES, by_method
+
+    distill_proof = next(p for p in main.commands["distill"].params if p.name == "proof_strategy")
+    assert list(distill_proof.type.choices) == ["auto", *STRATEGIES]
+    assert {s.method for s in STRATEGIES.values()} == {"smt", "smt-cubes", "smt-tree"}
+    assert all(by_method(s.method) is s and STRATEGIES[s.name] is s for s in STRATEGIES.values())
+    assert by_method("oracle") is None and by_method(["smt"]) is None

@@ -118,7 +118,7 @@ def test_tree_query_is_satisfiable_when_a_void_leaf_holds_valid_inputs():
     domain = Domain(("a", "b"), 1, 2, CountThreshold({0}, set(), 1), "an a")
     program = CountThreshold({0}, set(), 1)
     # claim "no valid input" for all of length 2, which holds "aa": the query must find it
-    from jaxscd.verify.cubes import solve_text
+    from jaxscd.verify.solver import solve_text
     from jaxscd.verify.tree import TREE_LOGIC
 
     answer, tokens, _ = solve_text(tree_query({1: [0, [0], 1, VOID], 2: VOID}, program, domain), 10, TREE_LOGIC)
@@ -230,7 +230,7 @@ def test_tree_query_with_no_valid_input_is_decided():
     # QF_FD declines contradictory length bounds; the general solver then decides the query
     from jaxscd.dsl.programs import Constant, LengthThreshold
 
-    from jaxscd.verify.cubes import solve_text
+    from jaxscd.verify.solver import solve_text
     from jaxscd.verify.tree import TREE_LOGIC
 
     domain = Domain(("a", "b", "c"), 1, 1, LengthThreshold(2), "longer than any length")

@@ -17,7 +17,7 @@ from jaxscd import __version__
 from jaxscd.circuits.base import sha256_bytes, sha256_text
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import from_json, to_json
-from jaxscd.verify.prove import solver_name
+from jaxscd.verify.solver import solver_name
 
 SCHEMA_VERSION = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -41,12 +41,6 @@ def domain_from_json(data: dict) -> Domain:
                   exhaustive=data.get("exhaustive", True) is not False)
 
 
-def tree_text(tree: dict) -> str:
-    """tree.json: one line per length, so a tree of thousands of nodes stays diffable."""
-    lines = [f"  {json.dumps(n)}: {json.dumps(node, separators=(',', ':'))}" for n, node in tree.items()]
-    return "{\n" + ",\n".join(lines) + "\n}\n"
-
-
 def canonical_sha256(data) -> str:
     return sha256_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
 
@@ -63,20 +57,9 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
                             "verdict": "PROVED" if result.circuit_program_mismatches == 0 else "REFUTED",
                             "mismatches": result.circuit_program_mismatches})
     if proof is not None:
-        smt = {"claim": "surrogate == program", "method": proof.method, "solver": solver_name(),
-               "verdict": proof.verdict.value, "seconds": round(proof.seconds, 3), "expect": "unsat",
-               "reason": proof.reason or None}
-        if proof.method == "smt-cubes":  # query.smt2 is kept for other tools; the cube queries are the proof
-            smt["cubes"] = [dict(c, file=f"cubes/{c['file']}") for c in proof.cubes]
-        elif proof.method == "smt-tree":  # surrogate == tree by interval bounds, tree == program by the solver
-            from jaxscd.verify.tree import tree_stats
-
-            smt["tree"] = {"file": "tree.json", "bounds": "exact integer interval bounds per leaf"} | \
-                tree_stats(proof.tree)
-            smt["file"] = "tree_query.smt2"
-        else:
-            smt["file"] = "query.smt2"
-        obligations.append(smt)
+        obligations.append({"claim": "surrogate == program", "method": proof.method, "solver": solver_name(),
+                            "verdict": proof.verdict.value, "seconds": round(proof.seconds, 3), "expect": "unsat",
+                            "reason": proof.reason or None} | proof.record)  # the files its strategy rests on
     if result.spec_mismatches is not None:
         obligations.append({"claim": "circuit == spec", "method": "exhaustive", "inputs": result.n_valid,
                             "verdict": "PROVED" if result.spec_mismatch_count == 0 else "REFUTED",
@@ -86,12 +69,8 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
     if result.surrogate is not None:
         files["surrogate.npz"] = sha256_bytes(result.surrogate.to_bytes())
     if proof is not None:
-        files["query.smt2"] = sha256_text(proof.smt2)
-        for name, text in (proof.cube_queries or {}).items():
-            files[f"cubes/{name}"] = sha256_text(text)
-        if proof.tree is not None:
-            files["tree.json"] = sha256_text(tree_text(proof.tree))
-            files["tree_query.smt2"] = sha256_text(proof.tree_smt2)
+        for name, text in _proof_files(proof).items():
+            files[name] = sha256_text(text)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": f"jaxscd {__version__}",
@@ -105,6 +84,11 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
         "obligations": obligations,
         "run": run_record(result),
     }
+
+
+def _proof_files(proof) -> dict:
+    """Bundle path -> text: query.smt2 (the one query, for other tools), then what the proof's strategy adds."""
+    return {"query.smt2": proof.smt2} | proof.files
 
 
 def run_record(result) -> dict:
@@ -201,15 +185,9 @@ def write_bundle(result, out_dir: str | os.PathLike, circuit_ref: dict, circuit_
         (staging / "program.py").write_text(result.source or "", encoding="utf-8")
         if result.surrogate is not None:
             (staging / "surrogate.npz").write_bytes(result.surrogate.to_bytes())
-        if result.proof is not None:
-            (staging / "query.smt2").write_text(result.proof.smt2, encoding="utf-8")
-            if result.proof.tree is not None:
-                (staging / "tree.json").write_text(tree_text(result.proof.tree), encoding="utf-8")
-                (staging / "tree_query.smt2").write_text(result.proof.tree_smt2, encoding="utf-8")
-            if result.proof.cube_queries:
-                (staging / "cubes").mkdir()
-                for name, text in result.proof.cube_queries.items():
-                    (staging / "cubes" / name).write_text(text, encoding="utf-8")
+        for name, text in (_proof_files(result.proof) if result.proof is not None else {}).items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_text(text, encoding="utf-8")
         cert = certificate(result, circuit_ref, circuit_fingerprint)
         (staging / "certificate.json").write_text(json.dumps(cert, indent=2) + "\n", encoding="utf-8")
         check_output_dir(out)  # again: the directory may have changed while the bundle was computed

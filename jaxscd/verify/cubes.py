@@ -1,4 +1,4 @@
-"""Cube-and-conquer proofs of surrogate == program.
+"""Cube-and-conquer proofs of surrogate == program (``--proof cubes``; "smt-cubes" in certificates).
 
 The domain is split into cubes (a length and a fixed token prefix: a contiguous range of domain indices).
 Inside a cube, every ReLU whose phase is constant on the cube's valid inputs (known exactly from the exhaustive
@@ -25,9 +25,11 @@ from jaxscd import progress
 from jaxscd.domain import Domain
 from jaxscd.dsl import smt
 from jaxscd.dsl.programs import Program
+from jaxscd.kernels.enumerate import precondition_mask
 from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
 from jaxscd.verify.encode import surrogate_score, symbolic_sequence
-from jaxscd.verify.prove import checked, smt2_text
+from jaxscd.verify.solver import cvc5_unsat, read_query, same_assertions, smt2_text, solve_text, z3_unsat
+from jaxscd.verify.strategy import ProofResult, ProofStrategy, solver_verdict
 
 
 @dataclass(frozen=True, order=True)
@@ -70,40 +72,6 @@ def cube_query(surrogate: IntegerSurrogate, program: Program, domain: Domain, cu
     differs = (score > 0) != smt.encode(program, seq.tokens, seq.length)
     solver.add(z3.Or([differs, *violations]))
     return smt2_text(solver)
-
-
-def solve_text(text: str, timeout_s: float, logic: str | None = None) -> tuple[str, tuple | None, float]:
-    """(sat | unsat | unknown, tokens of a model if sat, seconds) for one SMT-LIB2 query, in a fresh solver:
-    ``z3.SolverFor(logic)`` when given (when that solver declines the query other than by a timeout, z3's general
-    solver gets the rest of the time), else z3's general solver."""
-    solver = z3.SolverFor(logic) if logic else z3.Solver()
-    solver.set(timeout=max(1, int(timeout_s * 1000)))
-    solver.from_string(text)
-    start = time.perf_counter()
-    answer = checked(solver)
-    if logic and answer == z3.unknown and solver.reason_unknown() not in ("timeout", "canceled"):
-        solver = z3.Solver()
-        solver.set(timeout=max(1, int((timeout_s - (time.perf_counter() - start)) * 1000)))
-        solver.from_string(text)
-        answer = checked(solver)
-    seconds = time.perf_counter() - start
-    if answer != z3.sat:
-        return str(answer), None, seconds
-    return "sat", model_tokens(solver.model()), seconds
-
-
-def model_tokens(model: z3.ModelRef) -> tuple:
-    """The token sequence of a model of either query encoding: Int tokens ``t{i}``, or Boolean indicators
-    ``b{i}_{v}`` (no indicator set reads as token 0, as padding does), with the Int length ``len``."""
-    ints, chosen = {}, {}
-    for decl in model.decls():
-        value, name = model[decl], decl.name()
-        if z3.is_int_value(value):
-            ints[name] = value.as_long()
-        elif z3.is_true(value) and name.startswith("b") and "_" in name:
-            position, token = name[1:].split("_", 1)
-            chosen[int(position)] = int(token)
-    return tuple(ints.get(f"t{i}", chosen.get(i, 0)) for i in range(ints.get("len", 0)))
 
 
 @dataclass
@@ -202,3 +170,53 @@ def covers_domain(domain: Domain, cubes: list[dict]) -> bool:
             return False
         position = stop
     return position == domain.size
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The strategy: prove, the files it adds, recheck
+
+
+def prove(surrogate, program, domain, timeout_s: float, valid=None) -> ProofResult:
+    run = prove_by_cubes(surrogate, program, domain, precondition_mask(domain) if valid is None else valid,
+                         timeout_s=timeout_s)
+    return solver_verdict(run.answer, run.counterexample, run.seconds, surrogate, program, domain, run.reason,
+                          "a cube's fixed ReLU phase does not hold on this input (the exhaustive pass and the "
+                          "solver disagree)", method=STRATEGY.method,
+                          record={"cubes": [dict(c, file=f"cubes/{c['file']}") for c in run.cubes]},
+                          files={f"cubes/{name}": text for name, text in run.queries.items()},
+                          summary=f"{len(run.cubes)} cubes" if run.cubes else "")
+
+
+def files(obligation: dict) -> list:
+    return [entry["file"] for entry in obligation["cubes"]]
+
+
+def recheck(report, bundle, obligation, surrogate, program, domain, valid, timeout_s: float) -> None:
+    """The cubes partition the domain, each file is the query of its cube, and each is unsat."""
+    cubes = obligation["cubes"]
+    report.add("cubes partition the domain", covers_domain(domain, cubes), f"{len(cubes)} cubes")
+    _, active = exhaustive_decisions(surrogate, domain)
+    mismatched, not_unsat, cvc5_bad, cvc5_skipped = [], [], [], 0
+    for entry in cubes:
+        cube = Cube(entry["length"], tuple(entry["prefix"]))
+        text = read_query(report, bundle, entry["file"])
+        if text is None:
+            mismatched.append(entry["file"])
+            continue
+        phases = cube_phases(active, valid, *cube.index_range(domain))
+        if not same_assertions(text, cube_query(surrogate, program, domain, cube, phases)):
+            mismatched.append(entry["file"])
+        unsat, _ = z3_unsat(text, timeout_s)
+        if unsat is not True:
+            not_unsat.append(entry["file"])
+        ok, _ = cvc5_unsat(text, timeout_s)
+        cvc5_skipped += ok is None
+        if ok is False:
+            cvc5_bad.append(entry["file"])
+    report.add("each cube file is the query of its cube", not mismatched, ", ".join(mismatched[:3]))
+    report.add("z3: every cube query is unsat", not not_unsat and not mismatched, ", ".join(not_unsat[:3]))
+    report.add("cvc5: every cube query is unsat", None if cvc5_skipped else not cvc5_bad,
+               f"{cvc5_skipped} not decided by cvc5" if cvc5_skipped else ", ".join(cvc5_bad[:3]))
+
+
+STRATEGY = ProofStrategy("cubes", "smt-cubes", prove, files, recheck)

@@ -9,7 +9,9 @@ import z3
 
 from jaxscd.domain import Domain
 from jaxscd.dsl import smt
+from jaxscd.dsl.programs import Program
 from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.verify.solver import smt2_text
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,3 +120,17 @@ def surrogate_score(surrogate: IntegerSurrogate, seq: SymbolicSequence, phases: 
 def surrogate_decision(surrogate: IntegerSurrogate, seq: SymbolicSequence) -> z3.BoolRef:
     """True exactly when the surrogate outputs class 1 (score > 0)."""
     return surrogate_score(surrogate, seq)[0] > 0
+
+
+def equivalence_query(surrogate: IntegerSurrogate, program: Program, domain: Domain):
+    """(solver, symbolic sequence): satisfiable iff some domain input separates program and surrogate."""
+    seq = symbolic_sequence(domain)
+    solver = z3.Solver()
+    solver.add(*seq.constraints)
+    solver.add(surrogate_decision(surrogate, seq) != smt.encode(program, seq.tokens, seq.length))
+    return solver, seq
+
+
+def one_query_text(surrogate: IntegerSurrogate, program: Program, domain: Domain) -> str:
+    """The one query of surrogate != program as SMT-LIB2 (query.smt2 of every bundle, for other tools)."""
+    return smt2_text(equivalence_query(surrogate, program, domain)[0])

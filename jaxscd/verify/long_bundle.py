@@ -21,9 +21,11 @@ from jaxscd.domain import Domain
 from jaxscd.dsl import reference as dsl
 from jaxscd.dsl.programs import from_json, to_json
 from jaxscd.symmetry import COUNTS_AND_LAST, orbit_invariant
-from jaxscd.verify.certificate import SCHEMA_VERSION, canonical_sha256, check_output_dir, domain_json, tree_text
+from jaxscd.verify.certificate import SCHEMA_VERSION, canonical_sha256, check_output_dir, domain_json
+from jaxscd.verify.solver import recheck_query
+from jaxscd.verify.tree import TREE_LOGIC, check_partition, read_trees, tree_query, tree_text
 
-VOID = None
+METHODS = {"orbits": "orbit bounds", "circuit-bounds": "cube bounds + smt-tree"}  # strategy -> obligation method
 
 
 def long_domain_json(domain: Domain) -> dict:
@@ -32,7 +34,6 @@ def long_domain_json(domain: Domain) -> dict:
 
 def long_certificate(result, circuit_ref: dict, fingerprint: str) -> dict:
     domain = long_domain_json(result.domain)
-    method = "orbit bounds" if result.strategy == "orbits" else "cube bounds + smt-tree"
     from jaxscd import __version__
 
     return {
@@ -43,7 +44,8 @@ def long_certificate(result, circuit_ref: dict, fingerprint: str) -> dict:
         "long_context": {"strategy": result.strategy,
                          "symmetry": result.symmetry.claim() if result.symmetry else None,
                          "float_margin": result.margin, "orbits": result.orbits, "cubes": result.cubes},
-        "obligations": [{"claim": "circuit == program", "method": method, "verdict": result.verdict.value,
+        "obligations": [{"claim": "circuit == program", "method": METHODS[result.strategy],
+                         "verdict": result.verdict.value,
                          "float_error_bound": result.margin}],
         "counterexample": result.counterexample,
         # informational (verify ignores it; the report page reads it)
@@ -61,8 +63,7 @@ def write_long_bundle(result, out_dir, circuit_ref: dict, fingerprint: str) -> P
     try:
         (staging / "program.py").write_text(result.source or "", encoding="utf-8")
         if result.trees is not None and result.query is not None:
-            (staging / "tree.json").write_text(tree_text({str(n): t for n, t in result.trees.items()}),
-                                               encoding="utf-8")
+            (staging / "tree.json").write_text(tree_text(result.trees), encoding="utf-8")
             (staging / "tree_query.smt2").write_text(result.query, encoding="utf-8")
         cert = long_certificate(result, circuit_ref, fingerprint)
         cert["files"] = {p.name: sha256_bytes(p.read_bytes()) for p in sorted(staging.iterdir())}
@@ -148,53 +149,17 @@ def _recheck_orbits(report, exact, model, block, domain, program, margin) -> Non
 
 
 def _recheck_cubes(report, bundle, exact, domain, program, margin, timeout_s) -> None:
-    from jaxscd.verify.tree import TREE_LOGIC, tree_query
-
+    """The cube tree partitions the domain, exact bounds on the circuit re-derive every leaf's class, and
+    tree_query.smt2 is the tree == program query, unsat."""
     try:
-        trees = {int(n): node for n, node in json.loads((bundle / "tree.json").read_text()).items()}
+        trees = read_trees(bundle / "tree.json")
     except (OSError, ValueError, AttributeError) as err:
         report.add("tree.json and tree_query.smt2", False, str(err))
         return
-    problems, unproved = [], []
-    if sorted(trees) != list(domain.lengths):
-        problems.append(f"tree lengths {sorted(trees)[:5]}... != domain lengths {domain.min_len}..{domain.max_len}")
-    everything = set(range(domain.n_tokens))
-
-    def walk(node, n, allowed, path):
-        if isinstance(node, list):
-            ok = len(node) == 4 and isinstance(node[0], int) and isinstance(node[1], list) and \
-                all(isinstance(t, int) for t in node[1])
-            group = set(node[1]) if ok else set()
-            if not (ok and 0 <= node[0] < n and group and group < allowed[node[0]]):
-                problems.append(f"len={n} {path}: not a proper split of the cube")
-                return
-            i = node[0]
-            walk(node[2], n, allowed[:i] + [group] + allowed[i + 1:], path + "T")
-            walk(node[3], n, allowed[:i] + [allowed[i] - group] + allowed[i + 1:], path + "F")
-        elif node is VOID:
-            return  # the tree query checks that no valid input lies here
-        elif node in (0, 1) and not isinstance(node, bool):
-            if exact.cube_class(n, allowed, margin) != node:
-                unproved.append(f"len={n} leaf {path or 'root'}")
-        else:
-            problems.append(f"len={n} {path}: unknown leaf {node!r}")
-
-    if not problems:
-        for n, root in trees.items():
-            walk(root, n, [set(everything) for _ in range(n)], "")
+    problems, unproved = check_partition(trees, domain, lambda n, allowed: exact.cube_class(n, allowed, margin))
     report.add("tree partitions the domain", not problems, "; ".join(problems[:3]))
     report.add("every leaf's class re-derived by exact bounds", not problems and not unproved,
                f"{len(unproved)} leaves not proved, e.g. {unproved[0]}" if unproved else "")
-    if problems:
-        return
-    from jaxscd.verify.recheck import _cvc5_unsat, _query_text, _same_assertions, _z3_unsat
-
-    text = _query_text(report, bundle, "tree_query.smt2")  # plain SMT commands only, or a FAILED line
-    if text is None:
-        return
-    same = _same_assertions(text, tree_query(trees, program, domain))
-    report.add("tree_query.smt2 encodes tree != program on the domain", same)
-    unsat, answer = _z3_unsat(text, timeout_s, TREE_LOGIC)
-    report.add("z3: tree_query.smt2 is unsat", unsat is True, f"z3 answered {answer}")
-    ok, answer = _cvc5_unsat(text, timeout_s)
-    report.add("cvc5: tree_query.smt2 is unsat", ok, answer)
+    if not problems:
+        recheck_query(report, bundle, "tree_query.smt2", tree_query(trees, program, domain), "tree", timeout_s,
+                      TREE_LOGIC)

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import z3
 
 from jaxscd.circuits.base import Circuit, CircuitError, sha256_bytes
 from jaxscd.domain import DomainError
@@ -36,7 +34,7 @@ from jaxscd.verify.certificate import (
     domain_from_json,
     domain_json,
 )
-from jaxscd.verify.prove import equivalence_query, smt2_text
+from jaxscd.verify.prove import by_method
 
 
 class BundleError(Exception):
@@ -50,10 +48,6 @@ class BundleError(Exception):
 EXIT_BAD_INPUT, EXIT_CORRUPT, EXIT_MISSING, EXIT_SCHEMA = 2, 7, 8, 9
 CIRCUIT_CLAIMS = ("circuit == surrogate", "circuit == program", "circuit == spec")  # need the circuit re-run
 REQUIRED_CLAIMS = ("circuit == surrogate", "circuit == program", "surrogate == program")  # behind a PROVED
-SMT_METHODS = ("smt", "smt-cubes", "smt-tree")
-SMT_COMMANDS = {"set-logic", "set-info", "declare-fun", "declare-const", "define-fun", "assert", "check-sat",
-                "get-model", "exit"}  # what jaxscd writes; set-option and the rest are never run
-_SMT_TOKEN = re.compile(r'\s+|;[^\n]*|"(?:[^"]|"")*"|\|[^|]*\||[()]|[^\s()";|]+')
 
 
 @dataclass
@@ -173,170 +167,6 @@ def _check_names(report: Report, loaded: _Circuit, domain, classes) -> None:
     same = list(classes) == list(loaded.circuit.class_names)
     report.add("class names are the circuit's", same, "" if same else
                f"certificate {list(classes)}, circuit {list(loaded.circuit.class_names)}")
-
-
-def _smt_commands(text: str) -> list | None:
-    """The head of every top-level command of an SMT-LIB2 text, or None when it does not tokenize."""
-    heads, depth, position, expect_head = [], 0, 0, False
-    for match in _SMT_TOKEN.finditer(text):
-        if match.start() != position:
-            return None
-        position, token = match.end(), match.group()
-        if token[0].isspace() or token[0] == ";":
-            continue
-        if expect_head:
-            heads.append(token)
-            expect_head = False
-        if token == "(":
-            expect_head, depth = depth == 0, depth + 1
-        elif token == ")":
-            depth -= 1
-            if depth < 0:
-                return None
-        elif depth == 0:
-            return None
-    return heads if position == len(text) and depth == 0 else None
-
-
-def _query_text(report: Report, bundle: Path, name: str) -> str | None:
-    """The text of a bundle's SMT file when it is plain SMT-LIB2 jaxscd could have written, else None and a
-    FAILED line (solvers obey commands such as set-option :regular-output-channel, which writes a file)."""
-    try:
-        text = (bundle / name).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        report.add(f"{name} is plain SMT-LIB2", False, "not UTF-8 text")
-        return None
-    heads = _smt_commands(text)
-    unexpected = sorted(set(heads) - SMT_COMMANDS) if heads is not None else None
-    if heads is None or unexpected:
-        report.add(f"{name} is plain SMT-LIB2", False, "unbalanced parentheses or an unterminated string"
-                   if heads is None else f"commands {unexpected} are not run; only {sorted(SMT_COMMANDS)}")
-        return None
-    return text
-
-
-def _same_assertions(text: str, expected: str) -> bool:
-    """Both texts parse to structurally identical assertions (let-names and layout may differ)."""
-    try:
-        got, want = z3.parse_smt2_string(text), z3.parse_smt2_string(expected)
-    except z3.Z3Exception:
-        return False
-    return len(got) == len(want) and all(a.eq(b) for a, b in zip(got, want))
-
-
-def _z3_unsat(text: str, timeout_s: float, logic: str | None = None) -> tuple[bool | None, str]:
-    from jaxscd.verify.cubes import solve_text
-
-    try:
-        answer, _, _ = solve_text(text, timeout_s, logic)
-    except z3.Z3Exception as err:
-        return False, f"unparseable query: {err}"
-    return (True if answer == "unsat" else None if answer == "unknown" else False), answer
-
-
-def _cvc5_unsat(text: str, timeout_s: float) -> tuple[bool | None, str]:
-    """The same SMT-LIB2 text through cvc5, an independent second solver (optional extra ``jaxscd[cvc5]``)."""
-    try:
-        import cvc5
-    except ImportError:
-        return None, "cvc5 not installed (pip install jaxscd[cvc5])"
-    solver = cvc5.Solver(cvc5.TermManager())
-    solver.setOption("tlimit-per", str(int(timeout_s * 1000)))
-    parser = cvc5.InputParser(solver)
-    parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, "query.smt2")
-    answer = ""
-    try:
-        while not (command := parser.nextCommand()).isNull():
-            answer = command.invoke(solver, parser.getSymbolManager()).strip() or answer
-    except Exception as err:  # cvc5 reports unreadable input as RuntimeError or its own API exception
-        return False, f"cvc5 could not read it: {(str(err).strip().splitlines() or [type(err).__name__])[0]}"
-    return (True if answer == "unsat" else None if answer in ("unknown", "") else False), f"cvc5 answered {answer}"
-
-
-def _recheck_cubes(report, bundle, cubes, surrogate, program, domain, valid, timeout_s) -> None:
-    """Cube proofs: the cubes partition the domain, each file is the query of its cube, and each is unsat."""
-    from jaxscd.verify.cubes import Cube, covers_domain, cube_phases, cube_query
-
-    report.add("cubes partition the domain", covers_domain(domain, cubes), f"{len(cubes)} cubes")
-    _, active = exhaustive_decisions(surrogate, domain)
-    mismatched, not_unsat, cvc5_bad, cvc5_skipped = [], [], [], 0
-    for entry in cubes:
-        cube = Cube(entry["length"], tuple(entry["prefix"]))
-        text = _query_text(report, bundle, entry["file"])
-        if text is None:
-            mismatched.append(entry["file"])
-            continue
-        phases = cube_phases(active, valid, *cube.index_range(domain))
-        if not _same_assertions(text, cube_query(surrogate, program, domain, cube, phases)):
-            mismatched.append(entry["file"])
-        unsat, _ = _z3_unsat(text, timeout_s)
-        if unsat is not True:
-            not_unsat.append(entry["file"])
-        ok, _ = _cvc5_unsat(text, timeout_s)
-        cvc5_skipped += ok is None
-        if ok is False:
-            cvc5_bad.append(entry["file"])
-    report.add("each cube file is the query of its cube", not mismatched, ", ".join(mismatched[:3]))
-    report.add("z3: every cube query is unsat", not not_unsat and not mismatched, ", ".join(not_unsat[:3]))
-    report.add("cvc5: every cube query is unsat", None if cvc5_skipped else not cvc5_bad,
-               f"{cvc5_skipped} not decided by cvc5" if cvc5_skipped else ", ".join(cvc5_bad[:3]))
-
-
-def _check_one_query_form(report, bundle, surrogate, program, domain) -> str | None:
-    """query.smt2 is the one query of surrogate != program; its text when it is."""
-    query = _query_text(report, bundle, "query.smt2")
-    if query is None:
-        return None
-    same = _same_assertions(query, smt2_text(equivalence_query(surrogate, program, domain)[0]))
-    report.add("query.smt2 encodes surrogate != program on the domain", same,
-               "" if same else "query.smt2 is not the query of this surrogate, program and domain")
-    return query
-
-
-def _recheck_tree(report, bundle, entry, surrogate, program, domain, timeout_s) -> None:
-    """Tree proofs: the tree partitions the domain, plain-integer interval bounds prove every decided leaf, the
-    query file is the tree == program query, and z3 (and cvc5) find it unsat."""
-    from jaxscd.verify.tree import TREE_LOGIC, check_tree, tree_query, trees_from_json
-
-    raw = json.loads((bundle / entry["tree"]["file"]).read_text())
-    if not isinstance(raw, dict):
-        raise BundleError("tree.json is not a JSON object of trees by length", EXIT_CORRUPT)
-    trees = trees_from_json(raw)
-    problems, unproved = check_tree(trees, surrogate, domain)
-    report.add("tree partitions the domain", not problems, "; ".join(problems[:3]))
-    if problems:
-        return
-    report.add("interval bounds prove every decided leaf of the tree", not unproved,
-               f"{len(unproved)} leaves not proved, e.g. {', '.join(unproved[:3])}" if unproved else "")
-    text = _query_text(report, bundle, entry["file"])
-    if text is None:
-        return
-    same = _same_assertions(text, tree_query(trees, program, domain))
-    report.add(f"{entry['file']} encodes tree != program on the domain", same,
-               "" if same else f"{entry['file']} is not the query of this tree, program and domain")
-    unsat, answer = _z3_unsat(text, timeout_s, TREE_LOGIC)
-    report.add(f"z3: {entry['file']} is unsat", unsat is True, f"z3 answered {answer}")
-    ok, answer = _cvc5_unsat(text, timeout_s)
-    report.add(f"cvc5: {entry['file']} is unsat", ok, answer)
-
-
-def _recheck_single(report, bundle, surrogate, program, domain, timeout_s) -> None:
-    query = _check_one_query_form(report, bundle, surrogate, program, domain)
-    if query is None:
-        return
-    unsat, answer = _z3_unsat(query, timeout_s)
-    report.add("z3: query.smt2 is unsat", unsat is True, f"z3 answered {answer}")
-    ok, answer = _cvc5_unsat(query, timeout_s)
-    report.add("cvc5: query.smt2 is unsat", ok, answer)
-
-
-def _smt_files(smt: dict) -> list:
-    """The bundle files a surrogate == program obligation rests on."""
-    if smt.get("method") == "smt-cubes":
-        return [entry["file"] for entry in smt["cubes"]]
-    if smt.get("method") == "smt-tree":
-        return [smt["tree"]["file"], smt["file"], "query.smt2"]
-    return ["query.smt2"]
 
 
 def recheck(bundle_dir, timeout_s: float = 120.0, circuit_target: str | None = None) -> Report:
@@ -469,20 +299,14 @@ def _recheck(bundle: Path, timeout_s: float, circuit_target: str | None) -> Repo
             rechecked.add("circuit == spec")
 
     smt = obligations.get("surrogate == program")
-    if surrogate is not None and smt is not None and smt.get("method") in SMT_METHODS:
-        unlisted = sorted(set(_smt_files(smt)) - set(files))
+    strategy = by_method(smt.get("method")) if smt is not None else None
+    if surrogate is not None and strategy is not None:
+        unlisted = sorted(set(strategy.files(smt)) - set(files))
         if unlisted:
             report.add("SMT files are listed with their sha256", False, f"{', '.join(unlisted)} not in the "
                        f"certificate's files")
-        elif smt["method"] == "smt-cubes":
-            _recheck_cubes(report, bundle, smt["cubes"], surrogate, program, domain, valid, timeout_s)
-            rechecked.add("surrogate == program")
-        elif smt["method"] == "smt-tree":
-            _recheck_tree(report, bundle, smt, surrogate, program, domain, timeout_s)
-            _check_one_query_form(report, bundle, surrogate, program, domain)
-            rechecked.add("surrogate == program")
         else:
-            _recheck_single(report, bundle, surrogate, program, domain, timeout_s)
+            strategy.recheck(report, bundle, smt, surrogate, program, domain, valid, timeout_s)
             rechecked.add("surrogate == program")
     for claim, obligation in obligations.items():
         if claim not in rechecked:
@@ -500,7 +324,7 @@ def _not_rechecked_reason(claim: str, obligation: dict, loaded, surrogate) -> st
         return "the circuit's source holds no spec to compare with"
     if surrogate is None:
         return "surrogate.npz is not in the certificate's files, or does not fit the domain"
-    if claim == "surrogate == program" and obligation.get("method") not in SMT_METHODS:
+    if claim == "surrogate == program" and by_method(obligation.get("method")) is None:
         return f"unknown method {obligation.get('method')!r}"
     return "its files are missing or unreadable (see above)"
 

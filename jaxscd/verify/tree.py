@@ -1,4 +1,5 @@
-"""Proofs of surrogate == program through a decision tree found by exact interval bounds.
+"""Proofs of surrogate == program through a decision tree found by exact interval bounds (``--proof tree``;
+"smt-tree" in certificates).
 
 One proof, two steps:
 
@@ -21,6 +22,9 @@ A tree that would exceed its node budget is abandoned (the caller falls back to 
 
 from __future__ import annotations
 
+import json
+import time
+
 import numpy as np
 import z3
 
@@ -29,9 +33,9 @@ from jaxscd.dsl import smt
 from jaxscd.dsl.abstract import outputs
 from jaxscd.dsl.programs import CountThreshold, DensityThreshold, Program
 from jaxscd.surrogate import IntegerSurrogate
-from jaxscd.verify.cubes import solve_text
-from jaxscd.verify.encode import boolean_sequence
-from jaxscd.verify.prove import smt2_text
+from jaxscd.verify.encode import boolean_sequence, one_query_text
+from jaxscd.verify.solver import query_encodes, recheck_query, smt2_text, solve_text
+from jaxscd.verify.strategy import ProofResult, ProofStrategy, Verdict, solver_verdict
 
 VOID = None  # leaf: the precondition excludes every sequence of the cube
 MAX_TREE_NODES = 20_000
@@ -305,33 +309,38 @@ def _add_scaled(low: int, high: int, weight: int, x_low: int, x_high: int) -> tu
 
 
 def check_tree(trees: dict, surrogate: IntegerSurrogate, domain: Domain) -> tuple[list[str], list[str]]:
-    """(structure problems, leaves whose class interval bounds do not prove). The tree must have one root per
-    domain length and split each cube's allowed tokens at a position into a proper non-empty group and the rest,
-    so its leaves partition the domain."""
+    """``check_partition`` with the surrogate's plain-integer leaf bounds (``leaf_class``)."""
+    return check_partition(trees, domain, lambda n, allowed: leaf_class(surrogate, n, allowed))
+
+
+def check_partition(trees: dict, domain: Domain, leaf_class_of) -> tuple[list[str], list[str]]:
+    """(structure problems, leaves whose class ``leaf_class_of(n, allowed)`` does not prove). The tree must have one
+    root per domain length and split each cube's allowed tokens at a position into a proper non-empty group and
+    the rest, so its leaves partition the domain. Also used for the circuit's cube trees (``long_bundle``)."""
     problems, unproved = [], []
     if sorted(trees) != list(domain.lengths):
-        problems.append(f"tree lengths {sorted(trees)} != domain lengths {list(domain.lengths)}")
+        problems.append(f"tree lengths {sorted(trees)[:8]} != domain lengths {domain.min_len}..{domain.max_len}")
         return problems, unproved
     everything = set(range(domain.n_tokens))
 
     def walk(node, n, allowed, path):
         if isinstance(node, list):
-            if len(node) != 4 or not isinstance(node[0], int) or not isinstance(node[1], list):
-                problems.append(f"{path}: malformed split {str(node)[:60]}")
+            ok = len(node) == 4 and isinstance(node[0], int) and isinstance(node[1], list) and \
+                all(isinstance(t, int) for t in node[1])
+            group = set(node[1]) if ok else set()
+            if not (ok and 0 <= node[0] < n and group and group < allowed[node[0]]):
+                problems.append(f"len={n} {path}: {str(node)[:60]} is not a proper split of the cube")
                 return
-            i, group = node[0], set(node[1])
-            if not (0 <= i < n and group and group < allowed[i] and all(isinstance(t, int) for t in node[1])):
-                problems.append(f"{path}: split at {i} on {sorted(group)} is not a proper part of the cube")
-                return
+            i = node[0]
             walk(node[2], n, allowed[:i] + [group] + allowed[i + 1:], path + "T")
             walk(node[3], n, allowed[:i] + [allowed[i] - group] + allowed[i + 1:], path + "F")
         elif node is VOID:
             return  # void leaves are claims the tree query checks
         elif node in (0, 1) and not isinstance(node, bool):
-            if leaf_class(surrogate, n, allowed) != node:
+            if leaf_class_of(n, allowed) != node:
                 unproved.append(f"len={n} leaf {path or 'root'}")
         else:
-            problems.append(f"{path}: unknown leaf {node!r}")
+            problems.append(f"len={n} {path}: unknown leaf {node!r}")
 
     for n, root in trees.items():
         walk(root, n, [set(everything) for _ in range(n)], "")
@@ -383,12 +392,61 @@ def trees_from_json(data: dict) -> dict:
     return {int(n): node for n, node in data.items()}
 
 
-def prove_by_tree(surrogate: IntegerSurrogate, program: Program, domain: Domain, timeout_s: float,
-                  max_nodes: int = MAX_TREE_NODES):
-    """(answer, counterexample tokens, trees, query text) or None when no tree fits ``max_nodes``."""
+def tree_text(tree: dict) -> str:
+    """tree.json: one line per length, so a tree of thousands of nodes stays diffable."""
+    lines = [f"  {json.dumps(str(n))}: {json.dumps(node, separators=(',', ':'))}" for n, node in tree.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def read_trees(path) -> dict:
+    """{length: node} from a bundle's tree.json (ValueError when it is not a JSON object of trees by length)."""
+    raw = json.loads(path.read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path.name} is not a JSON object of trees by length")
+    return trees_from_json(raw)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The strategy: prove, the files it adds, recheck
+
+
+def prove(surrogate: IntegerSurrogate, program: Program, domain: Domain, timeout_s: float, valid=None,
+          max_nodes: int = MAX_TREE_NODES) -> ProofResult:
+    """A tree of at most ``max_nodes`` nodes, then one tree == program query (UNKNOWN when no tree fits)."""
+    start = time.perf_counter()
     trees = build_tree(surrogate, domain, max_nodes)
     if trees is None:
-        return None
+        return ProofResult(Verdict.UNKNOWN, time.perf_counter() - start,
+                           reason="no interval-bounded tree within its node budget", method=STRATEGY.method)
     text = tree_query(trees, program, domain)
     answer, tokens, _ = solve_text(text, timeout_s, TREE_LOGIC)
-    return answer, tokens, trees, text
+    stats = tree_stats(trees)
+    return solver_verdict(answer, tokens, time.perf_counter() - start, surrogate, program, domain,
+                          f"tree query: solver gave up ({answer})",
+                          "the solver's input lies in a void leaf of the tree, or the tree's interval bounds do "
+                          "not hold on it", method=STRATEGY.method,
+                          record={"tree": {"file": "tree.json", "bounds": "exact integer interval bounds per leaf"}
+                                  | stats, "file": "tree_query.smt2"},
+                          files={"tree.json": tree_text(json_trees(trees)), "tree_query.smt2": text},
+                          summary=f"tree of {stats['leaves']} leaves")
+
+
+def files(obligation: dict) -> list:
+    return [obligation["tree"]["file"], obligation["file"], "query.smt2"]
+
+
+def recheck(report, bundle, obligation, surrogate, program, domain, valid, timeout_s: float) -> None:
+    """The tree partitions the domain, plain-integer interval bounds prove every decided leaf, the query file is
+    the tree == program query, and z3 (and cvc5) find it unsat; query.smt2 is the one query."""
+    trees = read_trees(bundle / obligation["tree"]["file"])
+    problems, unproved = check_tree(trees, surrogate, domain)
+    report.add("tree partitions the domain", not problems, "; ".join(problems[:3]))
+    if not problems:
+        report.add("interval bounds prove every decided leaf of the tree", not unproved,
+                   f"{len(unproved)} leaves not proved, e.g. {', '.join(unproved[:3])}" if unproved else "")
+        recheck_query(report, bundle, obligation["file"], tree_query(trees, program, domain), "tree", timeout_s,
+                      TREE_LOGIC)
+    query_encodes(report, bundle, "query.smt2", one_query_text(surrogate, program, domain), "surrogate")
+
+
+STRATEGY = ProofStrategy("tree", "smt-tree", prove, files, recheck)

@@ -17,11 +17,13 @@ from fractions import Fraction
 from pathlib import Path
 
 from jaxscd.circuits.base import sha256_bytes
+from jaxscd.circuits.reference import OneLayerCircuit
 from jaxscd.domain import Domain
 from jaxscd.dsl import reference as dsl
 from jaxscd.dsl.programs import from_json, to_json
 from jaxscd.symmetry import COUNTS_AND_LAST, orbit_invariant
 from jaxscd.verify.certificate import SCHEMA_VERSION, canonical_sha256, check_output_dir, domain_json
+from jaxscd.verify.circuit_recheck import MIN_MARGIN, ExactCircuit
 from jaxscd.verify.solver import recheck_query
 from jaxscd.verify.tree import TREE_LOGIC, check_partition, read_trees, tree_query, tree_text
 
@@ -87,9 +89,6 @@ def write_long_bundle(result, out_dir, circuit_ref: dict, fingerprint: str) -> P
 
 def recheck_long(report, bundle: Path, cert: dict, timeout_s: float) -> None:
     """Add the long-context checks to ``report`` (a recheck.Report); any claim not re-derived is FAILED."""
-    from jaxscd.circuits.reference import OneLayerCircuit
-    from jaxscd.verify.circuit_recheck import MIN_MARGIN, ExactCircuit
-
     block, data = cert["long_context"], cert["domain"]
     pre = data.get("precondition")
     domain = Domain(tuple(data["alphabet"]), int(data["min_len"]), int(data["max_len"]),

@@ -34,6 +34,7 @@ from jaxscd.verify.certificate import (
     domain_from_json,
     domain_json,
 )
+from jaxscd.verify.long_bundle import recheck_long
 from jaxscd.verify.prove import by_method
 
 
@@ -207,8 +208,6 @@ def _recheck(bundle: Path, timeout_s: float, circuit_target: str | None) -> Repo
     if not changed:
         report.add(f"sha256 of {len(files)} files", True)
     if cert.get("long_context") is not None:  # proved by bounds on the circuit (jaxscd.long_context)
-        from jaxscd.verify.long_bundle import recheck_long
-
         recheck_long(report, bundle, cert, timeout_s)
         return report
 

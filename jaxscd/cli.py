@@ -46,70 +46,21 @@ def tasks_command():
     Console(width=None if sys.stdout.isatty() else 200).print(table)  # no wrapping when piped
 
 
-def _resolve_graph(path, names, min_len, max_len):
-    from jaxscd.circuits.graph import read_graph
-    from jaxscd.domain import Domain
-
-    graph = read_graph(path)
-    if names is not None and names != graph.vocab:
-        raise ValueError(f"--alphabet {list(names)} differs from the graph's vocab {list(graph.vocab)}; drop it")
-    max_len = max_len or graph.max_len or 6
-    if graph.max_positions is not None and max_len > graph.max_positions:
-        raise ValueError(f"--max-len {max_len} exceeds the graph's {graph.max_positions} positions")
-    domain = Domain(graph.vocab, min_len or graph.min_len or 1, max_len, graph.precondition, graph.precondition_text)
-    return (graph.circuit(), domain, None, graph.description or graph.name,
-            {"kind": "graph", "path": str(Path(path).resolve())})
-
-
-def _resolve(task_name, circuit_target, sparse, alphabet, min_len, max_len, graph=None):
-    """(circuit, domain, spec, description, source) from a task name, a --circuit file or a circuit_sparsity
-    checkpoint (``sparse``: dict of model_dir, viz, means, template), with CLI overrides."""
-    from jaxscd.circuits.callable import load_callable
-    from jaxscd.domain import Domain
-    from jaxscd.tasks import get_task
-
+def _source_ref(task_name, circuit_target, sparse, graph) -> dict:
+    """The certificate's circuit.source for the options naming a circuit (paths made absolute): a task name, a
+    --circuit file, a --graph or a circuit_sparsity checkpoint (``sparse``: dict of model_dir, viz, means,
+    template)."""
     if sum(x is not None for x in (task_name, circuit_target, sparse, graph)) != 1:
         raise click.UsageError("give exactly one of TASK, --circuit path.py:fn, --graph FILE.json or "
                                "--circuit-sparsity MODEL_DIR")
-    names = tuple(a.strip() for a in alphabet.split(",")) if alphabet else None
-    if graph is not None:
-        return _resolve_graph(graph, names, min_len, max_len)
-    if sparse is not None:
-        if names is not None:
-            raise ValueError("--alphabet cannot be used with --circuit-sparsity: the template's alphabet maps "
-                             "names to model token ids")
-        from jaxscd.circuits.sparse_gpt import load_sparse_circuit
-
-        circuit, template = load_sparse_circuit(**sparse)
-        domain = Domain(template.alphabet, min_len or template.min_len, max_len or template.max_len)
-        return circuit, domain, None, f"circuit_sparsity checkpoint {sparse['model_dir']}", \
-            {"kind": "circuit_sparsity"} | {k: str(Path(v).resolve()) if v else None for k, v in sparse.items()}
     if task_name is not None:
-        task = get_task(task_name)
-        if names is not None and names != task.alphabet:
-            raise ValueError(f"task {task_name!r} has a fixed alphabet {list(task.alphabet)}; drop --alphabet")
-        if max_len is not None and max_len > task.max_positions:
-            raise ValueError(f"--max-len {max_len} exceeds the {task.max_positions} positions of "
-                             f"{task_name!r}'s circuit; use --max-len {task.max_positions} or less")
-        return (task.circuit, task.domain(min_len, max_len), task.spec, task.description,
-                {"kind": "task", "name": task_name})
-    source = load_callable(circuit_target)
-    if names is not None and source.alphabet is not None and names != source.alphabet[:len(names)]:
-        raise ValueError(f"--alphabet {','.join(names)} does not match the ALPHABET {list(source.alphabet)} of "
-                         f"{circuit_target!r} (token ids are positions in it); drop --alphabet, or give its first "
-                         f"tokens in order to restrict the domain to them")
-    names = names or source.alphabet
-    if names is None:
-        raise ValueError(f"{circuit_target!r} defines no ALPHABET; pass --alphabet a,b,c")
-    lengths = source.lengths or (1, 6)
-    domain = Domain(names, min_len or lengths[0], max_len or lengths[1])
-    doc = (getattr(source.circuit.forward, "__doc__", None) or "a Python callable").strip().splitlines()[0]
-    return source.circuit, domain, source.spec, doc, {"kind": "callable", "target": _absolute(circuit_target)}
-
-
-def _absolute(target: str) -> str:
-    path, _, name = target.rpartition(":")
-    return f"{Path(path).resolve()}:{name}"
+        return {"kind": "task", "name": task_name}
+    if graph is not None:
+        return {"kind": "graph", "path": str(Path(graph).resolve())}
+    if sparse is not None:
+        return {"kind": "circuit_sparsity"} | {k: str(Path(v).resolve()) if v else None for k, v in sparse.items()}
+    path, _, name = circuit_target.rpartition(":")
+    return {"kind": "callable", "target": f"{Path(path).resolve()}:{name}"}
 
 
 class _ProgressDisplay:
@@ -155,42 +106,31 @@ class _Eta(ProgressColumn):
         return Text("" if left is None or task.finished else f"ETA {left:.0f} s", style="cyan")
 
 
-def _write_plots(directory: str, result, circuit, spec, circuit_ref: dict) -> None:
+def _write_plots(directory: str, result, source) -> None:
     """--plots: the report's figures as PNG files (the circuit drawn from its graph when it has one)."""
     from jaxscd.report import result_figures, write_figures
 
-    graph = None
-    if circuit_ref["kind"] == "task":
-        from jaxscd.tasks import task_graph
-
-        graph = task_graph(circuit_ref["name"])
-    elif circuit_ref["kind"] == "graph":
-        from jaxscd.circuits.graph import read_graph
-
-        graph = read_graph(Path(circuit_ref["path"])).to_json()
-    write_figures(result_figures(result, circuit, spec, graph), directory)
+    write_figures(result_figures(result, source), directory)
 
 
-def _distill_long(task_name, alphabet, min_len, max_len, seed, timeout, synth_states, surrogate_methods, time_limit,
-                  out, as_json, plots=None) -> bool:
+def _distill_long(source, min_len, max_len, seed, timeout, synth_states, surrogate_methods, time_limit, out,
+                  as_json, plots=None) -> bool:
     """Beyond exhaustion (jaxscd.long_context): a built-in one-layer task on a domain too large to enumerate is
     proved by bounds on the circuit; exits with the verdict's status. False: the domain is for exhaustion."""
     from jaxscd import long_context
     from jaxscd.pipeline import DistillConfig
-    from jaxscd.tasks import get_task
 
-    task = get_task(task_name)
-    if alphabet or not long_context.supports(task.circuit) or \
-            not long_context.beyond_exhaustion(task, min_len, max_len, time_limit):
+    if not long_context.supports(source.circuit) or \
+            not long_context.beyond_exhaustion(source, min_len, max_len, time_limit):
         return False
-    domain = long_context.long_domain(task, min_len, max_len)
+    domain = long_context.long_domain(source, min_len, max_len)
     config = DistillConfig(seed=seed, proof_timeout_s=timeout, synth_states=synth_states,
                            surrogate_methods=tuple(m.strip() for m in surrogate_methods.split(",")))
-    result = long_context.distill_long(task, domain, config, deadline_s=time_limit or 300.0)
+    result = long_context.distill_long(source, domain, config, deadline_s=time_limit or 300.0)
     if out:
         from jaxscd.verify.long_bundle import write_long_bundle
 
-        write_long_bundle(result, out, {"kind": "task", "name": task_name}, task.circuit.fingerprint)
+        write_long_bundle(result, out, source.ref, source.circuit.fingerprint)
     if plots and result.departures is not None:
         from jaxscd.report import write_figures
         from jaxscd.report.draw import long_departure_figure
@@ -198,9 +138,9 @@ def _distill_long(task_name, alphabet, min_len, max_len, seed, timeout, synth_st
         span = f"lengths {domain.min_len}..{domain.max_len}"
         write_figures({"departures": long_departure_figure(result.departures, span)}, plots)
     if as_json:
-        click.echo(json.dumps(long_context.summary(result, task.description)))
+        click.echo(json.dumps(long_context.summary(result, source.description)))
     else:
-        click.echo(f"{task.name}: {task.description}")
+        click.echo(f"{source.name}: {source.description}")
         click.echo("\n".join(long_context.report_lines(result)))
     sys.exit(EXIT_CODES[result.verdict.value])
 
@@ -332,6 +272,7 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
     """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
     from jaxscd.budget import TimeLimitExceeded, check_budget, deadline
     from jaxscd.circuits.base import CircuitError
+    from jaxscd.circuits.sources import resolve
     from jaxscd.domain import DomainError
     from jaxscd.pipeline import DistillConfig, distill
     from jaxscd.verify.certificate import check_output_dir, write_bundle
@@ -343,11 +284,12 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
                                                   "template": template}
         if out:
             check_output_dir(out)  # refused before the work, not after
-        if task is not None and _distill_long(task, alphabet, min_len, max_len, seed, timeout, synth_states,
-                                              surrogate_methods, time_limit, out, as_json, plots):
+        source = resolve(_source_ref(task, circuit_target, sparse, graph), circuit_target)
+        if not alphabet and _distill_long(source, min_len, max_len, seed, timeout, synth_states, surrogate_methods,
+                                          time_limit, out, as_json, plots):
             return
-        circuit, domain, spec, description, circuit_ref = _resolve(task, circuit_target, sparse, alphabet, min_len,
-                                                                   max_len, graph)
+        circuit, spec = source.circuit, source.spec
+        domain = source.domain(min_len, max_len, tuple(a.strip() for a in alphabet.split(",")) if alphabet else None)
         config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates,
                                proof_strategy=proof_strategy, synth_states=synth_states,
                                surrogate_methods=tuple(m.strip() for m in surrogate_methods.split(",")))
@@ -359,9 +301,9 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
             else:
                 result = distill(circuit, domain, config, spec)
         if out:
-            write_bundle(result, out, circuit_ref, circuit.fingerprint)
+            write_bundle(result, out, source.ref, circuit.fingerprint)
         if plots:
-            _write_plots(plots, result, circuit, spec, circuit_ref)
+            _write_plots(plots, result, source)
     except (DomainError, CircuitError, KeyError, ValueError, OSError) as err:
         _fail(str(err.args[0]) if isinstance(err, KeyError) else getattr(err, "summary", str(err)))
     except KeyboardInterrupt:
@@ -369,7 +311,7 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
     except TimeLimitExceeded:
         _fail(f"the --time-limit of {time_limit:g} s ran out before a verdict: UNKNOWN, nothing was written",
               EXIT_CODES["UNKNOWN"])
-    summary = _summary(result, description)
+    summary = _summary(result, source.description)
     if as_json:
         click.echo(json.dumps(summary))
     else:

@@ -1,9 +1,9 @@
 """``jaxscd report``: one self-contained HTML page about a certificate bundle, and the same figures as PNG files.
 
-The bundle is read as data, under verify's rules (``jaxscd.verify.recheck``): a built-in task or a JSON graph is
-rebuilt from its data to draw the circuit and its truth table; a circuit written as Python is re-run only from the
-file passed as ``circuit_target`` once its sha256 matches the certificate; without it the truth table is the
-certified program's (which the certificate claims equals the circuit on every input). Nothing the bundle names is
+The bundle is read as data, under verify's rules (``jaxscd.circuits.sources``): a built-in task, a JSON graph or a
+checkpoint is rebuilt from its data to draw the circuit and its truth table; a circuit written as Python is re-run
+only from the file passed as ``circuit_target`` once its sha256 matches the certificate; without it the truth table
+is the certified program's (which the certificate claims equals the circuit on every input). Nothing the bundle names is
 imported, and every name it holds is escaped (jinja2 autoescape).
 """
 
@@ -41,43 +41,23 @@ class Rebuilt:
 
 def rebuild_circuit(cert: dict, circuit_target: str | None = None) -> Rebuilt:
     """The certified circuit, rebuilt as verify would (data only; a Python circuit only from ``circuit_target``)."""
-    source = cert["circuit"]["source"]
-    kind = source.get("kind")
+    from jaxscd.circuits.sources import CircuitOptionError, NotRerun, resolve_certified
+    from jaxscd.verify.recheck import EXIT_BAD_INPUT, BundleError
+
     try:
-        rebuilt = _rebuild(kind, source, cert, circuit_target)
+        source = resolve_certified(cert["circuit"], circuit_target)
+    except CircuitOptionError as err:
+        raise BundleError(str(err), EXIT_BAD_INPUT) from None
+    except NotRerun as err:
+        return Rebuilt(notes=[str(err)])
     except (CircuitError, KeyError, OSError) as err:
         return Rebuilt(notes=[f"the circuit could not be rebuilt: {err.args[0] if err.args else err}"])
-    if rebuilt.circuit is not None and rebuilt.circuit.fingerprint != cert["circuit"].get("sha256"):
+    rebuilt = Rebuilt(source.circuit, source.graph, source.spec, source.spec_label)
+    if source.circuit.fingerprint != cert["circuit"]["sha256"]:
         rebuilt.notes.append("the circuit's weights or source changed since the bundle was written; the truth table "
                              "shown is the certified program's")
         rebuilt.circuit = rebuilt.spec = None
     return rebuilt
-
-
-def _rebuild(kind, source: dict, cert: dict, circuit_target: str | None) -> Rebuilt:
-    if kind == "task":
-        from jaxscd.tasks import get_task, task_graph
-
-        task = get_task(source["name"])
-        return Rebuilt(task.circuit, task_graph(source["name"]), task.spec, "the task's intended behaviour")
-    if kind == "graph":
-        from jaxscd.circuits.graph import GraphError, read_graph
-
-        try:
-            graph = read_graph(Path(source["path"]))
-        except GraphError as err:
-            raise CircuitError(getattr(err, "summary", str(err))) from None
-        return Rebuilt(graph.circuit(), graph.to_json())
-    if kind == "callable":
-        from jaxscd.verify.recheck import Report, _load_user_circuit
-
-        checks = Report()
-        loaded = _load_user_circuit(checks, cert, source["target"], circuit_target)
-        if loaded is None:
-            return Rebuilt(notes=[detail for _, _, detail in checks.checks])
-        return Rebuilt(loaded.circuit, None, loaded.spec, "the circuit file's SPEC")
-    return Rebuilt(notes=[f"a {kind} circuit is not rebuilt for reports (its diagram and truth table need the "
-                          f"checkpoint); the truth table shown is the certified program's"])
 
 
 def figures(domain: Domain, class_names, decisions: np.ndarray | None, valid: np.ndarray, graph: dict | None,
@@ -98,23 +78,23 @@ def figures(domain: Domain, class_names, decisions: np.ndarray | None, valid: np
     return out
 
 
-def result_figures(result, circuit, spec=None, graph: dict | None = None) -> dict:
-    """The report's figures for a fresh distill result (``--plots``): the truth table is the program's when it equals
-    the circuit on every input (checked exhaustively by distill), else the circuit is run again."""
+def result_figures(result, source) -> dict:
+    """The report's figures for a fresh distill result of ``source`` (a CircuitSource; ``--plots``): the truth
+    table is the program's when it equals the circuit on every input (checked exhaustively by distill), else the
+    circuit is run again."""
     from jaxscd.kernels.enumerate import precondition_mask, program_decisions
     from jaxscd.kernels.evaluate import evaluate_circuit
     from jaxscd.pipeline import spec_decisions
 
-    domain = result.domain
+    domain, circuit, spec = result.domain, source.circuit, source.spec
     valid = precondition_mask(domain)
     if result.program is not None and result.circuit_program_mismatches == 0:
-        decisions, source = program_decisions(result.program, domain), "the circuit (equal to the program everywhere)"
+        decisions, shown = program_decisions(result.program, domain), "the circuit (equal to the program everywhere)"
     else:
-        decisions, source = evaluate_circuit(circuit, domain, valid).decisions, "the circuit, run on every input"
+        decisions, shown = evaluate_circuit(circuit, domain, valid).decisions, "the circuit, run on every input"
     intended = spec_decisions(spec, domain, valid) if spec is not None else None
-    label = "its spec" if spec is None else "the intended behaviour"
-    return figures(domain, result.class_names, decisions, valid, graph, circuit.name, source, intended, label,
-                   (getattr(spec, "program", None), result.program))
+    return figures(domain, result.class_names, decisions, valid, source.graph, circuit.name, shown, intended,
+                   source.spec_label, (getattr(spec, "program", None), result.program))
 
 
 def write_figures(named: dict, directory) -> list:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from jaxscd.circuits.base import sha256_bytes
 from jaxscd.circuits.reference import OneLayerCircuit
+from jaxscd.circuits.sources import resolve_certified
 from jaxscd.domain import Domain
 from jaxscd.dsl import reference as dsl
 from jaxscd.dsl.programs import from_json, to_json
@@ -100,9 +101,7 @@ def recheck_long(report, bundle: Path, cert: dict, timeout_s: float) -> None:
     if source.get("kind") != "task" or program is None:
         report.add("circuit with known structure", False, "long-context bundles name a built-in task and a program")
         return
-    from jaxscd.tasks import get_task
-
-    task = get_task(source["name"])
+    task = resolve_certified(cert["circuit"])
     model = task.circuit.forward
     same = isinstance(model, OneLayerCircuit) and task.circuit.fingerprint == cert["circuit"]["sha256"]
     report.add("circuit fingerprint", same, "" if same else "the task's circuit differs from the certified one")

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxscd.circuits.base import Circuit, CircuitError, sha256_bytes
+from jaxscd.circuits.base import CircuitError, sha256_bytes
+from jaxscd.circuits.sources import CircuitOptionError, CircuitSource, resolve_certified
 from jaxscd.domain import DomainError
 from jaxscd.dsl.programs import check_program, from_json
 from jaxscd.dsl.source import render
@@ -89,75 +90,7 @@ def _read_certificate(bundle: Path) -> dict:
     return cert
 
 
-@dataclass
-class _Circuit:
-    """A re-run circuit with what it says about its own alphabet (None: it names none), classes and spec."""
-
-    circuit: Circuit
-    alphabet: tuple | None
-    spec: object | None = None
-    prefix_alphabet: bool = False  # a callable's domain may use the first tokens of its ALPHABET
-
-
-def _load_circuit(report: Report, cert: dict, circuit_target: str | None) -> _Circuit | None:
-    """The circuit the certificate names, re-run from data; a callable only from ``circuit_target``, after its
-    sha256 matches (None, with a FAILED line, when it cannot be re-run)."""
-    source = cert["circuit"]["source"]
-    kind = source.get("kind")
-    if circuit_target is not None and kind != "callable":
-        raise BundleError(f"--circuit re-runs a Python circuit, but this bundle's circuit is a {kind} "
-                          f"({source.get('name') or source.get('path') or source.get('model_dir')!r}); drop --circuit",
-                          EXIT_BAD_INPUT)
-    if kind == "task":
-        from jaxscd.tasks import get_task
-
-        task = get_task(source["name"])
-        return _Circuit(task.circuit, task.alphabet, task.spec)
-    if kind == "graph":
-        from jaxscd.circuits.graph import GraphError, read_graph
-
-        try:
-            graph = read_graph(Path(source["path"]))
-        except GraphError as err:
-            raise CircuitError(getattr(err, "summary", str(err))) from None
-        return _Circuit(graph.circuit(), graph.vocab)
-    if kind == "circuit_sparsity":
-        from jaxscd.circuits.sparse_gpt import load_sparse_circuit
-
-        circuit, template = load_sparse_circuit(source["model_dir"], source["template"], source.get("viz"),
-                                                source.get("means"))
-        return _Circuit(circuit, template.alphabet)
-    if kind == "callable":
-        return _load_user_circuit(report, cert, source["target"], circuit_target)
-    raise CircuitError(f"unknown circuit source {source!r}")
-
-
-def _load_user_circuit(report: Report, cert: dict, recorded: str, target: str | None) -> _Circuit | None:
-    from jaxscd.circuits.callable import load_callable
-
-    if target is None:
-        report.add("circuit available", False, f"the circuit is Python code ({recorded}); verify never runs code a "
-                   f"bundle names: pass --circuit FILE.py:FN, the file it was distilled from, to re-run it")
-        return None
-    path, _, name = target.rpartition(":")
-    recorded_name = recorded.rpartition(":")[2]
-    if name != recorded_name:
-        report.add("circuit available", False, f"--circuit names function {name!r}, the certificate records "
-                   f"{recorded_name!r}")
-        return None
-    try:
-        digest = sha256_bytes(Path(path).read_bytes())
-    except OSError as err:
-        raise BundleError(f"--circuit {target!r}: cannot read {path!r} ({err.strerror}); check the path",
-                          EXIT_BAD_INPUT) from None
-    if digest != cert["circuit"]["sha256"]:
-        report.add("circuit fingerprint", False, f"sha256 of {path} differs from the certificate's; not imported")
-        return None
-    source = load_callable(target)  # hashed first, imported only now
-    return _Circuit(source.circuit, source.alphabet, source.spec, prefix_alphabet=True)
-
-
-def _check_names(report: Report, loaded: _Circuit, domain, classes) -> None:
+def _check_names(report: Report, loaded: CircuitSource, domain, classes) -> None:
     """The certificate's token names and class names, in order, are the circuit's own."""
     own = loaded.alphabet
     if own is not None:
@@ -265,10 +198,13 @@ def _recheck(bundle: Path, timeout_s: float, circuit_target: str | None) -> Repo
     program_dec = program_decisions(program, domain)
 
     table = None
-    try:
-        loaded = _load_circuit(report, cert, circuit_target)
+    try:  # data rebuilt; Python code only from circuit_target, once its sha256 matches
+        loaded = resolve_certified(cert["circuit"], circuit_target)
+    except CircuitOptionError as err:
+        raise BundleError(str(err), EXIT_BAD_INPUT) from None
     except (CircuitError, KeyError) as err:
-        report.add("circuit available", False, str(err.args[0]) if isinstance(err, KeyError) else str(err))
+        report.add(getattr(err, "check", "circuit available"), False,
+                   str(err.args[0]) if isinstance(err, KeyError) else str(err))
         loaded = None
     if loaded is not None:
         circuit = loaded.circuit

@@ -6,6 +6,8 @@ runs of consecutive lengths, each with a count and examples.
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,18 +101,25 @@ def nearest_misses(domain: Domain, target: np.ndarray, valid: np.ndarray, scored
             shortlist.append(family.program(int(p), int(k)))
     n_valid = int(valid.sum())
     misses, seen = [], set()
-    for program in shortlist:
+    for program in shortlist:  # one pass each; only a count and a digest are kept (memory flat in the domain)
         decisions = program_decisions(program, domain)
-        behaviour = (decisions * valid).tobytes()
+        behaviour = hashlib.sha256(np.where(valid, decisions, -1).astype(np.int8).tobytes()).digest()
         if behaviour in seen:  # observationally equivalent to a candidate already listed
             continue
         seen.add(behaviour)
-        wrong = np.flatnonzero(valid & (decisions != target))
-        misses.append((len(wrong), description_length(program), repr(program), program, wrong, decisions))
+        count = int((valid & (decisions != target)).sum())
+        misses.append((count, description_length(program), repr(program), program))
     misses.sort(key=lambda m: m[:3])  # fewest mismatches, then simplest
-    return [NearMiss(program, count, 1 - count / n_valid,
-                     tuple(disagreement_patterns(domain, wrong, target[wrong], decisions[wrong], class_names)))
-            for count, _, _, program, wrong, decisions in misses[:keep]]
+    return [_near_miss(domain, target, valid, program, count, n_valid, class_names)
+            for count, _, _, program in misses[:keep]]
+
+
+def _near_miss(domain: Domain, target: np.ndarray, valid: np.ndarray, program: Program, count: int, n_valid: int,
+               class_names: Sequence[str]) -> NearMiss:
+    decisions = program_decisions(program, domain)
+    wrong = np.flatnonzero(valid & (decisions != target))
+    return NearMiss(program, count, 1 - count / n_valid,
+                    tuple(disagreement_patterns(domain, wrong, target[wrong], decisions[wrong], class_names)))
 
 
 def one_sided_parts(scored: list[tuple], per_family: int = 2) -> list[Program]:

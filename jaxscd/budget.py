@@ -2,8 +2,10 @@
 
 The time goes to two places: per-input passes (circuit, truth table, surrogate checks: linear in the domain
 size) and the candidate filter (linear in the number of candidate heads, which grows like 3**tokens for signed
-counters). Rates measured on 2 shared CPU cores (a 2-token domain of 2.1M inputs distills in 17 s, 71M candidate
-heads of a 10-token domain filter in 63 s); an accelerator is faster, so the estimate errs long.
+counters). Rates measured on 2 CPU cores, worst cases (NO_PROGRAM: every family searched, near misses scored):
+2 tokens x lengths 1..25 (67M inputs) in 539 s, 7e-6 s an input; 12 tokens x lengths 1..5 (793M candidate heads,
+fused filter kernels) in 86 s, about 1e-7 s a head, counted double here. An accelerator is faster, so the
+estimate errs long.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from jaxscd.domain import Domain, DomainError
 DEFAULT_LIMIT_S = 300.0  # estimates above this are refused unless --time-limit allows more
 SECONDS_FIXED = 3.0  # start-up and compilation
 SECONDS_PER_INPUT = 7e-6
-SECONDS_PER_CANDIDATE_HEAD = 1e-6
+SECONDS_PER_CANDIDATE_HEAD = 2e-7
 BYTES_FIXED = 500 << 20
 BYTES_PER_INPUT_POSITION = 2  # the whole domain as int16 tokens [size, max_len]
 BYTES_PER_INPUT = 40  # decisions, margins, masks, probe and count bookkeeping

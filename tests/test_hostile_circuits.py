@@ -69,9 +69,9 @@ def f(tokens):
     "SPEC calls sys.exit(0)": ("import sys\ndef SPEC(tokens):\n    sys.exit(0)\n"
                                "def f(tokens):\n    return (tokens[:, 0] == 0).astype(int)\n", [], 2,
                                ["SPEC", "SystemExit"]),
-    "12 tokens x max_len 5 (271k inputs, 793M candidates)": (
-        "ALPHABET = tuple('abcdefghijkl')\nLENGTHS = (1, 5)\ndef f(tokens):\n    return tokens[:, 0] < 3\n",
-        [], 2, ["271,452 sequences", "would take about", "--time-limit"]),
+    "12 tokens x max_len 7 (39M inputs, 1.3G candidates)": (
+        "ALPHABET = tuple('abcdefghijkl')\nLENGTHS = (1, 7)\ndef f(tokens):\n    return tokens[:, 0] < 3\n",
+        [], 2, ["39,089,244 sequences", "would take about", "--time-limit"]),
     "2 tokens x max_len 25 (67M inputs)": ("LENGTHS = (1, 25)\ndef f(tokens):\n    return tokens[:, 0]\n", [], 2,
                                            ["67,108,862 sequences", "would take about", "--time-limit"]),
     "runs past --time-limit": ("import time\ndef f(tokens):\n    time.sleep(1)\n    return tokens[:, 0]\n",

@@ -31,16 +31,21 @@ class NearMiss:
 def disagreement_patterns(domain: Domain, indices: np.ndarray, expected: np.ndarray, got: np.ndarray,
                           class_names: Sequence[str], what: str = "program", examples: int = 3,
                           limit: int = 6) -> list[str]:
-    """Group disagreeing inputs (domain indices, with the circuit's and the other side's classes)."""
+    """Group disagreeing inputs (domain indices, with the circuit's and the other side's classes). Lengths come
+    from the indices alone; only the shown examples are decoded (millions of disagreements stay cheap)."""
     if len(indices) == 0:
         return []
-    tokens, lengths = (np.asarray(a) for a in decode_indices(domain, indices))
+    indices = np.asarray(indices)
+    lengths = domain.min_len + np.searchsorted(domain.starts, indices, side="right") - 1
+    pair = np.asarray(expected, dtype=np.int64) * 2 + np.asarray(got, dtype=np.int64)
     lines = []
-    for e, g in sorted({(int(a), int(b)) for a, b in zip(expected, got)}):
-        sel = np.flatnonzero((expected == e) & (got == g))
-        for low, high in _runs(sorted(set(lengths[sel].tolist()))):
+    for code in np.unique(pair).tolist():
+        e, g = divmod(code, 2)
+        sel = np.flatnonzero(pair == code)
+        for low, high in _runs(np.unique(lengths[sel]).tolist()):
             rows = sel[(lengths[sel] >= low) & (lengths[sel] <= high)]
-            shown = ", ".join(repr(domain.format(tokens[r, :lengths[r]])) for r in rows[:examples])
+            tokens, counts = (np.asarray(a) for a in decode_indices(domain, indices[rows[:examples]]))
+            shown = ", ".join(repr(domain.format(t[:n])) for t, n in zip(tokens, counts))
             span = f"length {low}" if low == high else f"lengths {low}-{high}"
             lines.append(f"circuit {class_names[e]!r}, {what} {class_names[g]!r}: {len(rows):,} inputs of {span}, "
                          f"e.g. {shown}")

@@ -59,14 +59,21 @@ class Units:
 
     def values(self, tokens: np.ndarray) -> np.ndarray:
         """int64 [N, H] unit outputs on padded tokens (numpy, exact)."""
-        positions = np.broadcast_to(np.arange(tokens.shape[1]), tokens.shape)
-        picked = self.hidden_w[positions, np.maximum(tokens, 0)]  # [N, L, H]
-        return np.maximum(self.hidden_b + np.where((tokens >= 0)[..., None], picked, 0).sum(axis=1), 0)
+        return np.maximum(self.hidden_b + _positional_sum(self.hidden_w, tokens), 0)
 
     def bound(self) -> int:
         """Largest value any unit reaches (Python int)."""
         top = self.hidden_b.astype(object) + self.hidden_w.astype(object).max(axis=1, initial=0).sum(axis=0)
         return int(sum(max(int(t), 0) for t in top))
+
+
+def _positional_sum(weights: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """sum over real positions i of weights[i, t_i] (weights [max_len, V, ...], tokens padded with -1), in numpy:
+    the LP's sample checks need no compiled kernel."""
+    positions = np.broadcast_to(np.arange(tokens.shape[1]), tokens.shape)
+    picked = weights[positions, np.maximum(tokens, 0)]  # [N, L, ...]
+    real = (tokens >= 0).reshape(tokens.shape + (1,) * (picked.ndim - 2))
+    return np.where(real, picked, 0).sum(axis=1)
 
 
 def count_units(domain: Domain) -> Units:
@@ -135,13 +142,10 @@ def _integer_network(solution: np.ndarray, domain: Domain, sample: np.ndarray, t
     safe = (domain.max_len + 1 + units.bound()) // 2 + 1
     scales = [s for s in (1, 2, 4, 8, 16, 32, 64) if s < safe] + [safe]
     tokens = np.asarray(decode_indices(domain, sample)[0])
-    real = tokens >= 0
-    positions = np.broadcast_to(np.arange(domain.max_len), tokens.shape)
     for scale in scales:
         candidate = _rounded(solution, scale, domain, units)  # scores by numpy on the sample: no compile per round
         hidden = Units(candidate.hidden_w, candidate.hidden_b).values(tokens)
-        scores = (candidate.out_b + hidden @ candidate.out_w +
-                  np.where(real, candidate.skip_w[positions, np.maximum(tokens, 0)], 0).sum(axis=1))
+        scores = candidate.out_b + hidden @ candidate.out_w + _positional_sum(candidate.skip_w, tokens)
         if np.array_equal(scores > 0, target[sample] == 1):
             return candidate
     raise AssertionError("rounding at the safe scale must keep every sampled decision")

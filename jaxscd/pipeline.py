@@ -126,6 +126,11 @@ class Problem:
     def families(self) -> list:
         return candidate_families(self.domain, self.config.max_states)
 
+    @cached_property
+    def scored(self) -> list:
+        """One-sided scores of every family, read by the compositions and by the near misses."""
+        return one_sided_scores(self.domain, self.target, self.valid, self.families, self.probe, self.counts)
+
 
 def spec_decisions(spec: Callable, domain: Domain, valid: np.ndarray) -> np.ndarray:
     """int8 [size]: the intended class of every valid input (0 elsewhere). A spec that carries a DSL ``program`` is
@@ -191,19 +196,10 @@ def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillCon
     if not result.survivors:
         result.verdict = Verdict.NO_PROGRAM
         with stage("near misses"):
-            result.near_misses = nearest_misses(domain, problem.target, valid, _scored(problem, stage),
+            result.near_misses = nearest_misses(domain, problem.target, valid, problem.scored,
                                                 circuit.class_names)
             result.exact_description = count_description(domain, problem.counts)
     return result
-
-
-def _scored(problem: Problem, stage: _Stages) -> list:
-    """One-sided scores of every family (read by compositions and by near misses), computed once."""
-    if "scored" not in problem.__dict__:
-        with stage("compose"):
-            problem.__dict__["scored"] = one_sided_scores(problem.domain, problem.target, problem.valid,
-                                                          problem.families, problem.probe, problem.counts)
-    return problem.__dict__["scored"]
 
 
 def _candidates(problem: Problem, result: DistillResult, stage: _Stages) -> Iterator[list]:
@@ -220,7 +216,8 @@ def _candidates(problem: Problem, result: DistillResult, stage: _Stages) -> Iter
         families = found.skipped
         yield found.survivors
     if not result.survivors:
-        parts = one_sided_parts(_scored(problem, stage))
+        with stage("compose"):  # scores every family once; the near misses read them again
+            parts = one_sided_parts(problem.scored)
         if len(parts) >= 2:
             yield _search(problem, result, stage, [composition_family(parts, problem.domain.n_tokens)]).survivors
     if not result.survivors and problem.config.synth_states:

@@ -40,7 +40,7 @@ class Witness:
 
 @dataclass
 class Witnesses:
-    """Finds exact surrogates for programs; program-independent results (lp, trained) are found once."""
+    """Finds exact surrogates for programs; program-independent results (lp, features, trained) are found once."""
 
     domain: Domain
     target: np.ndarray

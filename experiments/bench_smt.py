@@ -22,7 +22,8 @@ from jaxscd.dsl import smt
 from jaxscd.kernels.enumerate import precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
 from jaxscd.pipeline import distill
-from jaxscd.surrogate import SurrogateConfig, SurrogateError, fit
+from jaxscd.surrogates import SurrogateConfig
+from jaxscd.surrogates.trained import SurrogateError, train
 from jaxscd.tasks import get_task
 from jaxscd.verify.encode import symbolic_sequence
 from jaxscd.verify.prove import Verdict, prove_equivalent
@@ -66,7 +67,7 @@ def timed_baseline(surrogate, program, domain, timeout_s: float) -> tuple[str, f
 def cubes_fresh_vs_assumptions(surrogate, program, domain, timeout_s: float) -> tuple[float, float, int]:
     """Same cubes two ways, one process: a fresh solver per cube query (with phase fixing, as jaxscd does)
     against one incremental solver asked check(assumptions) per cube (push/pop-style reuse, no phase fixing)."""
-    from jaxscd.surrogate import exhaustive_decisions
+    from jaxscd.surrogates import exhaustive_decisions
     from jaxscd.verify.cubes import cube_phases, cube_query, initial_cubes
     from jaxscd.verify.encode import equivalence_query
     from jaxscd.verify.solver import solve_text
@@ -97,7 +98,7 @@ def case_seed_task(name: str, max_len: int):
     result = distill(task.circuit, domain)
     valid = precondition_mask(domain)
     table = evaluate_circuit(task.circuit, domain, valid)
-    fitted = fit(domain, table.decisions, valid)
+    fitted = train(domain, table.decisions, valid)
     return f"{name} L<={max_len}", domain, result.program, fitted.surrogate, fitted.unfolded
 
 
@@ -107,7 +108,7 @@ def case_wide(max_len: int, width: int):
     domain = task.domain(max_len=max_len)
     valid = precondition_mask(domain)
     table = evaluate_circuit(task.circuit, domain, valid)
-    fitted = fit(domain, table.decisions, valid, SurrogateConfig(widths=(width,), l1=0.0))
+    fitted = train(domain, table.decisions, valid, SurrogateConfig(widths=(width,), l1=0.0))
     from jaxscd.dsl import MostRecent
 
     return f"quote_close L<={max_len} width {width}", domain, MostRecent({2}, {3}, 0), fitted.surrogate, fitted.unfolded

@@ -5,9 +5,11 @@ For every built-in task (default domain) and every example circuit of ``jaxscd.c
 is computed once, `distill` runs once (its program is the one the compiler compiles; its timings give the share),
 then each method is timed alone on the same truth table:
 
-- lp: ``jaxscd.lp.fit_linear`` (HiGHS, cutting planes, exhaustive integer check included);
-- compiled: ``jaxscd.compiler.compile_program`` of distill's program plus the exhaustive integer check;
-- trained: ``jaxscd.surrogate.fit`` (flax nnx + optax, quantized, exhaustive check), the baseline.
+- lp: ``jaxscd.surrogates.lp`` (HiGHS, cutting planes);
+- compiled: ``jaxscd.surrogates.compiled`` on distill's program;
+- trained: ``jaxscd.surrogates.trained`` (flax nnx + optax, quantized), the baseline.
+
+Each is the registry's ``fit``, exhaustive integer check included.
 
 A failed method shows "-" with its time to give up in brackets. "speed-up" is trained time over the fastest exact
 method's time (a lower bound when the trainer failed).
@@ -19,15 +21,11 @@ method's time (a lower bound when the trainer failed).
 import argparse
 import time
 
-
-
 from jaxscd.circuits.examples import EXAMPLES, example
-from jaxscd.compiler import CompileError, compile_program
 from jaxscd.kernels.enumerate import precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
-from jaxscd.lp import fit_linear, wrong_inputs
 from jaxscd.pipeline import DistillConfig, distill
-from jaxscd.surrogate import SurrogateConfig, SurrogateError, fit
+from jaxscd.surrogates import METHODS, SurrogateConfig, Witnesses
 from jaxscd.tasks import get_task, task_names
 
 
@@ -47,19 +45,9 @@ def _timed(fn):
     return found, time.perf_counter() - start
 
 
-def _compiled(program, domain, target, valid):
-    try:
-        surrogate = compile_program(program, domain)
-    except CompileError:
-        return None
-    return surrogate if wrong_inputs(surrogate, domain, target, valid)[0] == 0 else None
-
-
-def _trained(domain, target, valid, widths):
-    try:
-        return fit(domain, target, valid, SurrogateConfig(widths=widths)).surrogate
-    except SurrogateError:
-        return None
+def _fitted(method: str, problem: Witnesses, program):
+    """(surrogate or None, seconds) of one method alone."""
+    return _timed(lambda: METHODS[method].fit(problem, program)[0])
 
 
 def _cell(found, seconds) -> str:
@@ -80,10 +68,10 @@ def main() -> None:
         table = evaluate_circuit(circuit, domain, valid)
         target = table.decisions
         result, distill_s = _timed(lambda: distill(circuit, domain, DistillConfig()))
-        lp, lp_s = _timed(lambda: fit_linear(domain, target, valid).surrogate)
-        program = result.program
-        compiled, compiled_s = _timed(lambda: _compiled(program, domain, target, valid)) if program else (None, 0.0)
-        trained, trained_s = _timed(lambda: _trained(domain, target, valid, widths))
+        problem, program = Witnesses(domain, target, valid, training=SurrogateConfig(widths=widths)), result.program
+        lp, lp_s = _fitted("lp", problem, program)
+        compiled, compiled_s = _fitted("compiled", problem, program) if program else (None, 0.0)
+        trained, trained_s = _fitted("trained", problem, program)
         exact = [s for found, s in ((lp, lp_s), (compiled, compiled_s)) if found is not None]
         ratio = f"{trained_s / min(exact):8.1f}x" + ("" if trained is not None else "+") if exact else "      n/a"
         share = result.timings.get("surrogate", 0.0) / distill_s

@@ -8,10 +8,14 @@ disagrees).
 
 import argparse
 import collections
+import sys
 import time
+from pathlib import Path
 
-from jaxscd.verify.mutants import standard_bases
 from jaxscd.verify.prove import STRATEGIES
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the mutation generator is test code
+from mutants import standard_bases  # noqa: E402
 
 
 def run(surrogate_mutants: int, seed: int = 0, log=print, strategy: str = "auto") -> list:

@@ -31,13 +31,15 @@ __version__ = "0.1.0"
 # console script stay cheap). Name -> module that defines it.
 _API = {
     "distill": "jaxscd.pipeline", "DistillConfig": "jaxscd.pipeline", "DistillResult": "jaxscd.pipeline",
+    "JaxscdError": "jaxscd.errors", "InputError": "jaxscd.errors", "CircuitError": "jaxscd.errors",
+    "BundleError": "jaxscd.errors",
     "Domain": "jaxscd.domain", "DomainError": "jaxscd.domain",
     "Task": "jaxscd.tasks", "get_task": "jaxscd.tasks", "task_names": "jaxscd.tasks", "task_graph": "jaxscd.tasks",
-    "Circuit": "jaxscd.circuits.base", "CircuitError": "jaxscd.circuits.base",
+    "Circuit": "jaxscd.circuits.base",
     "load_callable": "jaxscd.circuits.callable", "load_graph": "jaxscd.circuits.graph",
     "read_graph": "jaxscd.circuits.graph", "export_graph": "jaxscd.circuits.graph",
     "Verdict": "jaxscd.verify.prove", "write_bundle": "jaxscd.verify.certificate",
-    "recheck": "jaxscd.verify.recheck", "BundleError": "jaxscd.verify.recheck",
+    "recheck": "jaxscd.verify.recheck",
     "render_report": "jaxscd.report", "write_figures": "jaxscd.report",
 }
 __all__ = ["__version__", *_API]

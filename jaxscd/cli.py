@@ -1,13 +1,17 @@
 """Command line: a thin layer over jaxscd.pipeline.
 
-Exit status: 0 PROVED / VERIFIED, 2 bad input, 3 NO_PROGRAM, 4 UNKNOWN, 5 REFUTED, 6 verify FAILED,
-7 corrupt bundle, 8 missing file, 9 unsupported certificate schema, 130 interrupted.
+Exit status, in one table (``EXIT_CODES``): 0 PROVED / VERIFIED, 2 bad input, 3 NO_PROGRAM, 4 UNKNOWN, 5 REFUTED,
+6 verify FAILED, 7 corrupt bundle, 8 missing file, 9 unsupported certificate schema, 70 internal error (a bug in
+jaxscd), 130 interrupted. Every command runs under ``_reported``, the one place where errors become exit statuses.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -16,15 +20,79 @@ from rich.progress import ProgressColumn
 from rich.table import Table
 from rich.text import Text
 
-EXIT_CODES = {"PROVED": 0, "NO_PROGRAM": 3, "UNKNOWN": 4, "REFUTED": 5}
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-EXIT_VERIFY_FAILED = 6
+from jaxscd.errors import BundleError, CircuitError, InputError, JaxscdError
+from jaxscd.surrogates import METHODS
+from jaxscd.verify.prove import SURROGATE_STRATEGIES
+
+EXIT_CODES = {
+    "PROVED": 0, "VERIFIED": 0, "NO_PROGRAM": 3, "UNKNOWN": 4, "REFUTED": 5, "FAILED": 6,  # distill / verify outcomes
+    "bad input": 2, "corrupt bundle": 7, "missing file": 8, "unsupported schema": 9,  # errors, by _outcome
+    "internal error": 70, "interrupted": 130,
+}
+_BUNDLE_OUTCOMES = {"missing": "missing file", "corrupt": "corrupt bundle", "schema": "unsupported schema",
+                    "input": "bad input"}  # BundleError.kind -> EXIT_CODES
+DEBUG_VARIABLE = "JAXSCD_DEBUG"  # set to 1: an internal error prints its traceback
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT):
+def _fail(message: str, outcome: str = "bad input"):
     click.echo(f"jaxscd: error: {message}", err=True)
-    sys.exit(code)
+    sys.exit(EXIT_CODES[outcome])
+
+
+def _outcome(err: Exception) -> str:
+    """The EXIT_CODES entry of an exception that ended a command. An OSError is bad input: every one a command meets
+    is about a path the user named or the machine (missing, unwritable, a directory, disk full), and raised from
+    dozens of file calls, so it is classified here rather than converted at each. A JaxscdError outside the three
+    families is a fallback the library should have caught, and any other exception a bug: internal errors."""
+    if isinstance(err, BundleError):
+        return _BUNDLE_OUTCOMES[err.kind]
+    if isinstance(err, (InputError, CircuitError, OSError)):
+        return "bad input"
+    return "internal error"
+
+
+def _message(err: Exception) -> str:
+    if isinstance(err, OSError) and not isinstance(err, JaxscdError):
+        where = f"{str(err.filename)!r}: " if err.filename is not None else ""
+        return f"cannot use {where}{err.strerror or err}; check the path, its permissions and the free disk space"
+    return getattr(err, "summary", None) or str(err)  # summary: one line for errors that collect many (GraphError)
+
+
+def _internal(err: Exception):
+    """A bug in jaxscd: one line and EXIT_CODES["internal error"]; with JAXSCD_DEBUG=1 the traceback first."""
+    from jaxscd.circuits.base import exception_line
+
+    if os.environ.get(DEBUG_VARIABLE, "").strip() not in ("", "0"):
+        click.echo("".join(traceback.format_exception(type(err), err, err.__traceback__)), err=True, nl=False)
+    click.echo(f"jaxscd: internal error ({exception_line(err)}); this is a bug in jaxscd: please report it with the "
+               f"command line that caused it (rerun with {DEBUG_VARIABLE}=1 for the traceback)", err=True)
+    sys.exit(EXIT_CODES["internal error"])
+
+
+def _reported(interrupted: str = "interrupted; nothing was written"):
+    """Run a command so that whatever ends it early ends it with one line on stderr and its exit status: an error by
+    ``_outcome``, Ctrl-C as "interrupted" with the line ``interrupted`` (formatted with the command's arguments).
+    click's own exits and usage errors pass through."""
+
+    def wrap(command):
+        @functools.wraps(command)
+        def run(**kwargs):
+            try:
+                return command(**kwargs)
+            except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+                raise
+            except KeyboardInterrupt:
+                _fail(interrupted.format(**kwargs), "interrupted")
+            except Exception as err:
+                outcome = _outcome(err)
+                if outcome == "internal error":
+                    _internal(err)
+                _fail(_message(err), outcome)
+
+        run.reported = True  # tests check that every command has it
+        return run
+
+    return wrap
 
 
 @click.group()
@@ -34,6 +102,7 @@ def main():
 
 
 @main.command("tasks")
+@_reported()
 def tasks_command():
     """List the built-in tasks."""
     from jaxscd.tasks import get_task, task_names
@@ -113,81 +182,54 @@ def _write_plots(directory: str, result, source) -> None:
     write_figures(result_figures(result, source), directory)
 
 
-def _distill_long(source, min_len, max_len, seed, timeout, synth_states, surrogate_methods, time_limit, out,
-                  as_json, plots=None) -> bool:
-    """Beyond exhaustion (jaxscd.long_context): a built-in one-layer task on a domain too large to enumerate is
-    proved by bounds on the circuit; exits with the verdict's status. False: the domain is for exhaustion."""
-    from jaxscd import long_context
-    from jaxscd.pipeline import DistillConfig
-
-    if not long_context.supports(source.circuit) or \
-            not long_context.beyond_exhaustion(source, min_len, max_len, time_limit):
-        return False
-    domain = long_context.long_domain(source, min_len, max_len)
-    config = DistillConfig(seed=seed, proof_timeout_s=timeout, synth_states=synth_states,
-                           surrogate_methods=tuple(m.strip() for m in surrogate_methods.split(",")))
-    result = long_context.distill_long(source, domain, config, deadline_s=time_limit or 300.0)
-    if out:
-        from jaxscd.verify.long_bundle import write_long_bundle
-
-        write_long_bundle(result, out, source.ref, source.circuit.fingerprint)
-    if plots and result.departures is not None:
-        from jaxscd.report import write_figures
-        from jaxscd.report.draw import long_departure_figure
-
-        span = f"lengths {domain.min_len}..{domain.max_len}"
-        write_figures({"departures": long_departure_figure(result.departures, span)}, plots)
-    if as_json:
-        click.echo(json.dumps(long_context.summary(result, source.description)))
-    else:
-        click.echo(f"{source.name}: {source.description}")
-        click.echo("\n".join(long_context.report_lines(result)))
-    sys.exit(EXIT_CODES[result.verdict.value])
-
-
-def _summary(result, description: str) -> dict:
-    from jaxscd.dsl.source import render
-
-    return {
-        "verdict": result.verdict.value,
-        "program": result.source,
-        "domain": {k: v for k, v in result.domain.describe().items() if k != "precondition"},
-        "valid": result.n_valid,
-        "candidates": {"generated": result.generated, "survivors": len(result.survivors),
-                       "per_family": {k: {"generated": g, "survivors": n} for k, (g, n) in result.per_family.items()},
-                       "skipped_families": result.skipped},
-        "timings": result.timings,
-        "margin": None if result.margin == float("inf") else result.margin,
-        "proof_seconds": round(result.proof.seconds, 3) if result.proof else None,
-        "surrogate_neurons": result.surrogate.n_neurons if result.surrogate is not None else None,
-        "surrogate_method": result.surrogate_method,
-        "surrogate_attempts": result.surrogate_attempts,
-        "circuit_program_mismatches": result.circuit_program_mismatches,
-        "spec_mismatches": result.spec_mismatch_count if result.spec_mismatches is not None else None,
-        "spec_patterns": result.spec_patterns,
-        "exact_description": result.exact_description.to_json() if result.exact_description else None,
-        "nearest_misses": [{"program": render(m.program, result.domain.alphabet, result.class_names),
-                            "agreement": round(m.agreement, 6), "mismatches": m.mismatches,
-                            "patterns": list(m.patterns)} for m in result.near_misses],
-        "notes": result.notes,
-        "description": description,
-        "devices": _devices(),
-    }
-
-
 def _devices() -> dict:
     from jaxscd import devices
 
     return devices.describe()
 
 
-def _print_report(console: Console, result, summary: dict, circuit_name: str) -> None:
+def _print_beyond(console: Console, result) -> None:
+    """The lines of a result proved beyond enumeration: strategy, candidates at length, spec departures."""
+    from jaxscd.beyond.departures import departure_lines
+
+    proof, short = result.proof, result.short
+    console.print(f"search     on the default domain: {short.verdict.value}, {len(short.survivors)} exact programs "
+                  f"of {short.generated:,} candidates")
+    if proof is not None:
+        symmetry = proof.record.get("symmetry")
+        console.print(f"strategy   {proof.method}: {proof.summary or proof.reason}; decisions trusted above margin "
+                      f"{result.margin_bound:g}", highlight=False)
+        if symmetry:
+            console.print(f"symmetry   {symmetry['reason']}", highlight=False)
+    for c in result.tried:
+        cex = f" on {c['counterexample']!r} (length {c['length']}; circuit class {c['circuit']}, margin " \
+              f"{c['circuit_margin']:.3g}, program {c['program_class']})" if "counterexample" in c else ""
+        console.print(f"candidate  {c['program']}: {c['outcome']}{cex}", highlight=False)
+    color = {"PROVED": "green", "NO_PROGRAM": "yellow"}.get(result.verdict.value, "red")
+    console.print(f"verdict    [bold {color}]{result.verdict.value}[/]")
+    if result.departures is not None:
+        for line in departure_lines(result.departures, result.class_names):
+            console.print(line, highlight=False)
+    for note in result.notes:
+        console.print(f"note       {note}", highlight=False)
+    if result.source:
+        console.print("\n" + result.source, highlight=False, markup=False)
+    console.print("timings    " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
+
+
+def _print_report(console: Console, result, description: str, circuit_name: str) -> None:
     d = result.domain
-    console.print(f"[bold]{circuit_name}[/]: {summary['description']}")
-    pre = f"; {result.n_valid:,} satisfy: {d.precondition_text}" if d.precondition is not None else ""
-    console.print(f"domain     alphabet {' '.join(d.alphabet)}, lengths {d.min_len}..{d.max_len}, "
-                  f"{d.size:,} sequences{pre}")
-    margin = "decisions only (no logits)" if summary["margin"] is None else f"{result.margin:.4g}"
+    console.print(f"[bold]{circuit_name}[/]: {description}")
+    pre = f"; {result.n_valid:,} satisfy: {d.precondition_text}" if d.precondition is not None and \
+        result.n_valid is not None else f"; precondition: {d.precondition_text}" if d.precondition_text else ""
+    size = f"{d.size:,} sequences" if d.exhaustive else f"{d.size:.3g} sequences (beyond enumeration)"
+    console.print(f"domain     alphabet {' '.join(d.alphabet)}, lengths {d.min_len}..{d.max_len}, {size}{pre}")
+    if result.restriction:
+        console.print("           the precondition restricts the circuit source's own")
+    if not d.exhaustive:
+        _print_beyond(console, result)
+        return
+    margin = "decisions only (no logits)" if result.margin == float("inf") else f"{result.margin:.4g}"
     console.print(f"circuit    min decision margin {margin} (float bound {result.margin_bound:g})")
     if result.surrogate is not None:
         console.print(f"surrogate  exact integer ReLU net ({result.surrogate_method}), {result.surrogate.n_neurons} "
@@ -248,33 +290,32 @@ def _print_report(console: Console, result, summary: dict, circuit_name: str) ->
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for surrogate training and probes.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="Seconds per solver query; a timeout is UNKNOWN.")
-@click.option("--proof", "proof_strategy", type=click.Choice(["auto", "tree", "single", "cubes"]), default="auto",
-              show_default=True, help="tree: interval-bounded decision tree + one tree == program query; single: one query; cubes: "
-              "cube-and-conquer; auto: the tree if it fits its node budget, else one short query, then cubes.")
+@click.option("--proof", "proof_strategy", type=click.Choice(["auto", *SURROGATE_STRATEGIES]), default="auto",
+              show_default=True, help="How z3 proves surrogate == program: " + "; ".join(
+                  f"{s.name}: {s.summary}" for s in SURROGATE_STRATEGIES.values()) + "; auto: the tree if it fits its "
+              "node budget, else one short query, then cubes. Beyond enumeration the circuit's structure decides.")
 @click.option("--out", type=click.Path(file_okay=False), help="Write the certificate bundle to this directory.")
 @click.option("--all-candidates", is_flag=True, help="Search every motif family, even those that cannot hold a "
               "simpler program than one already found (slower; reports every exact program).")
 @click.option("--synth-states", type=click.IntRange(min=0), default=8, show_default=True,
               help="When no DSL motif is exact, synthesize a DFA with up to this many states (0: off).")
-@click.option("--surrogate", "surrogate_methods", default="lp,features,compiled,trained", show_default=True,
-              help="Surrogate fitting methods, tried in order for each exact program: lp (a linear threshold by LP), "
-              "features (LP over ReLU units on token counts), compiled (a network compiled from the program), "
-              "trained (gradient-trained, quantized).")
+@click.option("--surrogate", "surrogate_methods", default=",".join(METHODS), show_default=True,
+              help="Surrogate fitting methods, tried in order for each exact program: "
+              + ", ".join(f"{m.name} ({m.summary})" for m in METHODS.values()) + ".")
 @click.option("--time-limit", type=click.FloatRange(min=0), help="Stop with UNKNOWN (exit 4) after this many "
               "seconds, nothing written. Without it, domains estimated to take over 5 minutes on a CPU are refused "
               "up front; 0: no limit.")
 @click.option("--plots", type=click.Path(file_okay=False), help="Write the report's figures (circuit, truth table, "
               "departures from the spec) as PNG files into this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@_reported()
 def distill_command(task, circuit_target, graph, sparse_dir, viz, means, template, alphabet, min_len, max_len,
                     seed, timeout, proof_strategy, out, all_candidates, synth_states, surrogate_methods, time_limit,
                     plots, as_json):
     """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
-    from jaxscd.budget import TimeLimitExceeded, check_budget, deadline
-    from jaxscd.circuits.base import CircuitError
+    from jaxscd.budget import TimeLimitExceeded, deadline
     from jaxscd.circuits.sources import resolve
-    from jaxscd.domain import DomainError
-    from jaxscd.pipeline import DistillConfig, distill
+    from jaxscd.pipeline import DistillConfig, choose_domain, distill
     from jaxscd.verify.certificate import check_output_dir, write_bundle
 
     interactive = sys.stdout.isatty() and not as_json
@@ -285,37 +326,28 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
         if out:
             check_output_dir(out)  # refused before the work, not after
         source = resolve(_source_ref(task, circuit_target, sparse, graph), circuit_target)
-        if not alphabet and _distill_long(source, min_len, max_len, seed, timeout, synth_states, surrogate_methods,
-                                          time_limit, out, as_json, plots):
-            return
-        circuit, spec = source.circuit, source.spec
-        domain = source.domain(min_len, max_len, tuple(a.strip() for a in alphabet.split(",")) if alphabet else None)
         config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates,
                                proof_strategy=proof_strategy, synth_states=synth_states,
-                               surrogate_methods=tuple(m.strip() for m in surrogate_methods.split(",")))
-        check_budget(domain, time_limit, config.max_states)
+                               surrogate_methods=tuple(m.strip() for m in surrogate_methods.split(",")),
+                               bounds_deadline_s=0.8 * time_limit if time_limit else 300.0)
+        names = tuple(a.strip() for a in alphabet.split(",")) if alphabet else None
+        domain = choose_domain(source, min_len, max_len, names, time_limit, config.max_states)
         with deadline(time_limit):
             if interactive:
                 with _ProgressDisplay(console) as display:
-                    result = distill(circuit, domain, config, spec, log=display.note)
+                    result = distill(source, domain, config, log=display.note)
             else:
-                result = distill(circuit, domain, config, spec)
+                result = distill(source, domain, config)
         if out:
-            write_bundle(result, out, source.ref, circuit.fingerprint)
+            write_bundle(result, out, source.ref, source.circuit.fingerprint)
         if plots:
             _write_plots(plots, result, source)
-    except (DomainError, CircuitError, KeyError, ValueError, OSError) as err:
-        _fail(str(err.args[0]) if isinstance(err, KeyError) else getattr(err, "summary", str(err)))
-    except KeyboardInterrupt:
-        _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
-    except TimeLimitExceeded:
-        _fail(f"the --time-limit of {time_limit:g} s ran out before a verdict: UNKNOWN, nothing was written",
-              EXIT_CODES["UNKNOWN"])
-    summary = _summary(result, source.description)
+    except TimeLimitExceeded:  # a verdict, not an error
+        _fail(f"the --time-limit of {time_limit:g} s ran out before a verdict: UNKNOWN, nothing was written", "UNKNOWN")
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(json.dumps(result.to_json() | {"description": source.description, "devices": _devices()}))
     else:
-        _print_report(console, result, summary, circuit.name)
+        _print_report(console, result, source.description, source.circuit.name)
         if out:
             files = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in Path(out).iterdir()))
             console.print(f"bundle     {out}/ ({files})")
@@ -325,14 +357,12 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
 @main.command("export-graph")
 @click.argument("task")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@_reported()
 def export_graph_command(task, output):
     """Print a built-in task's circuit as a JSON graph (see docs/circuit_graph.md)."""
     from jaxscd.tasks import task_graph
 
-    try:
-        text = json.dumps(task_graph(task), indent=1) + "\n"
-    except KeyError as err:
-        _fail(str(err.args[0]))
+    text = json.dumps(task_graph(task), indent=1) + "\n"
     if output:
         from jaxscd.circuits.base import atomic_write
 
@@ -348,17 +378,12 @@ def export_graph_command(task, output):
 @click.option("--means", type=click.Path(), help="means.pt: {location: [width]} mean activations.")
 @click.option("--tokens", required=True, type=click.Path(), help="int token array [batch, positions] (.npy).")
 @click.option("--out", required=True, type=click.Path(), help="Where to write float64 logits [batch, positions, vocab].")
+@_reported()
 def eval_command(model_dir, viz, means, tokens, out):
     """Run a circuit_sparsity model (or its circuit) on tokens and save the logits."""
-    from jaxscd.circuits.base import CircuitError
     from jaxscd.circuits.sparse_gpt import eval_logits
 
-    try:
-        logits = eval_logits(model_dir, tokens, out, viz=viz, means=means)
-    except (CircuitError, OSError) as err:
-        _fail(str(err))
-    except KeyboardInterrupt:
-        _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
+    logits = eval_logits(model_dir, tokens, out, viz=viz, means=means)
     click.echo(f"wrote {out}: float64 logits {list(logits.shape)}")
 
 
@@ -368,22 +393,20 @@ def eval_command(model_dir, viz, means, tokens, out):
               help="Seconds per solver run.")
 @click.option("--circuit", "circuit_target", help="Re-run a bundle's Python circuit from this file (path.py:fn); its "
               "sha256 must match the certificate before it is imported. Bundles never run code by themselves.")
+@_reported("interrupted")
 def verify_command(bundle, timeout, circuit_target):
     """Re-check a certificate bundle from scratch (hashes, exhaustive pass, SMT query)."""
-    from jaxscd.verify.recheck import BundleError, recheck
+    from jaxscd.verify.recheck import recheck
 
-    try:
-        report = recheck(bundle, timeout, circuit_target)
-    except BundleError as err:
-        _fail(str(err), err.code)
-    except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
+    report = recheck(bundle, timeout, circuit_target)
     console = Console(soft_wrap=True)
+    for line in report.domain:  # the domain that was verified, as the certificate states it and verify counted it
+        console.print(f"{'domain':>7}  {line}", highlight=False, markup=False)
     for name, status, detail in report.checks:
         color = {"ok": "green", "FAILED": "bold red"}.get(status, "yellow")
         console.print(f"[{color}]{status:>7}[/]  {name}" + (f"  ({detail})" if detail else ""), highlight=False)
     console.print("[bold green]VERIFIED[/]" if report.verified else "[bold red]FAILED[/]")
-    sys.exit(0 if report.verified else EXIT_VERIFY_FAILED)
+    sys.exit(EXIT_CODES["VERIFIED" if report.verified else "FAILED"])
 
 
 @main.command("report")
@@ -392,19 +415,12 @@ def verify_command(bundle, timeout, circuit_target):
               help="Where to write the HTML page (self-contained: styles and figures inline).")
 @click.option("--circuit", "circuit_target", help="Re-run a bundle's Python circuit from this file (path.py:fn) for "
               "its truth table; its sha256 must match the certificate first. Bundles never run code by themselves.")
+@_reported()
 def report_command(bundle, output, circuit_target):
     """Write one HTML page about a certificate bundle: verdict, claims, program, circuit, truth table, spec."""
     from jaxscd.report import write_report
-    from jaxscd.verify.recheck import BundleError
 
-    try:
-        write_report(bundle, output, circuit_target)
-    except BundleError as err:
-        _fail(str(err), err.code)
-    except OSError as err:
-        _fail(f"cannot write {output!r} ({err.strerror or err}); choose another -o path")
-    except KeyboardInterrupt:
-        _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
+    write_report(bundle, output, circuit_target)
     click.echo(f"wrote {output}")
 
 
@@ -412,9 +428,9 @@ def _int_list(text: str, option: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{option} {text!r} is not a comma-separated list of integers, e.g. {option} 6,8,10") from None
+        raise InputError(f"{option} {text!r} is not a comma-separated list of integers, e.g. {option} 6,8,10") from None
     if not values or min(values) < 0:
-        raise ValueError(f"{option} {text!r} needs at least one non-negative integer, e.g. {option} 6,8,10")
+        raise InputError(f"{option} {text!r} needs at least one non-negative integer, e.g. {option} 6,8,10")
     return values
 
 
@@ -431,24 +447,18 @@ def _int_list(text: str, option: str) -> list[int]:
               "jaxscd[cluster]; a local one unless --address).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Runs at a time.")
 @click.option("--address", help="Dask scheduler address (tcp://host:8786) for --engine dask.")
+@_reported("interrupted; finished runs are in {out}/results.jsonl (run again to resume)")
 def sweep_command(tasks, lengths, alphabet_sizes, seeds, out, engine, workers, address):
     """Distill a grid of tasks x lengths x alphabet sizes x seeds; one JSON record per run in OUT/results.jsonl."""
-    from jaxscd.sweep import SweepError, grid, pending, run_sweep
+    from jaxscd.sweep import grid, pending, run_sweep
 
-    try:
-        points = grid([t.strip() for t in tasks.split(",") if t.strip()], _int_list(lengths, "--max-len"),
-                      _int_list(alphabet_sizes, "--alphabet-size") if alphabet_sizes else [None],
-                      _int_list(seeds, "--seeds"))
-        todo = pending(points, out)
-        click.echo(f"sweep: {len(points)} runs, {len(points) - len(todo)} already in {out}/results.jsonl", err=True)
-        with _sweep_display(len(todo)) as shown:
-            records = run_sweep(todo, out, engine, workers, address, on_record=shown)
-    except (SweepError, ValueError, OSError) as err:
-        _fail(str(err))
-    except ImportError as err:
-        _fail(f"{err}; install the cluster extra: pip install 'jaxscd[cluster]'")
-    except KeyboardInterrupt:
-        _fail(f"interrupted; finished runs are in {out}/results.jsonl (run again to resume)", EXIT_INTERRUPTED)
+    points = grid([t.strip() for t in tasks.split(",") if t.strip()], _int_list(lengths, "--max-len"),
+                  _int_list(alphabet_sizes, "--alphabet-size") if alphabet_sizes else [None],
+                  _int_list(seeds, "--seeds"))
+    todo = pending(points, out)
+    click.echo(f"sweep: {len(points)} runs, {len(points) - len(todo)} already in {out}/results.jsonl", err=True)
+    with _sweep_display(len(todo)) as shown:
+        records = run_sweep(todo, out, engine, workers, address, on_record=shown)
     verdicts = ", ".join(f"{v} {sum(r['verdict'] == v for r in records)}"
                          for v in sorted({r["verdict"] for r in records}))
     click.echo(f"sweep: {len(records)} runs done ({verdicts or 'none'}); {out}/results.jsonl", err=True)
@@ -482,15 +492,12 @@ class _sweep_display:
 
 @main.command("plot")
 @click.argument("directory", type=click.Path(file_okay=False))
+@_reported()
 def plot_command(directory):
     """Figures of a sweep (PNG) from DIRECTORY/results.jsonl: stage times, verdict grid, candidates per stage."""
-    from jaxscd.sweep import SweepError
     from jaxscd.sweep_figures import write_sweep_figures
 
-    try:
-        paths = write_sweep_figures(directory)
-    except (SweepError, OSError) as err:
-        _fail(str(err))
+    paths = write_sweep_figures(directory)
     for path in paths:
         click.echo(f"wrote {path}")
 
@@ -501,18 +508,13 @@ def plot_command(directory):
               help="Model directory to write: beeg_config.json + final_model.pt (weights.npz without torch).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (default 2000).")
+@_reported("interrupted; the model directory may be incomplete")
 def train_command(task, model_dir, seed, steps):
     """Train a small weight-sparse GPT on TASK's token language plus filler (circuit_sparsity layout)."""
-    from jaxscd.learn import LearnError
     from jaxscd.learn.train import default_config, train
 
-    try:
-        config = default_config(task, seed=seed, **({} if steps is None else {"steps": steps}))
-        result = train(task, model_dir, config)
-    except (LearnError, OSError) as err:
-        _fail(str(err))
-    except KeyboardInterrupt:
-        _fail("interrupted; the model directory may be incomplete", EXIT_INTERRUPTED)
+    config = default_config(task, seed=seed, **({} if steps is None else {"steps": steps}))
+    result = train(task, model_dir, config)
     click.echo(f"wrote {result.weights_file}: {task} accuracy {result.accuracy:.2%} on its {result.domain_size:,}-"
                f"sequence domain, weight density {result.density:.2f}, {result.seconds:.0f} s")
 
@@ -523,18 +525,12 @@ def train_command(task, model_dir, seed, steps):
 @click.option("--out", "circuit_dir", required=True, type=click.Path(file_okay=False),
               help="Circuit directory to write: viz_data.pt, means.pt, template.json.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@_reported("interrupted; the circuit directory may be incomplete")
 def prune_command(model_dir, task, circuit_dir, seed):
     """Prune a `jaxscd train` model to TASK's node circuit (learned masks, mean ablation, bisection)."""
-    from jaxscd.circuits.base import CircuitError
-    from jaxscd.learn import LearnError
     from jaxscd.learn.prune import PruneConfig, prune
 
-    try:
-        result = prune(model_dir, task, circuit_dir, PruneConfig(seed=seed))
-    except (LearnError, CircuitError, OSError) as err:
-        _fail(str(err))
-    except KeyboardInterrupt:
-        _fail("interrupted; the circuit directory may be incomplete", EXIT_INTERRUPTED)
+    result = prune(model_dir, task, circuit_dir, PruneConfig(seed=seed))
     click.echo(f"kept {result.nodes_kept}/{result.nodes_total} nodes, {result.edges_kept}/{result.edges_total} edges; "
                f"task loss {result.task_loss:.4f} (model {result.model_loss:.4f}); circuit agrees with the model on "
                f"{result.agreement:.2%} of {result.domain_size:,} inputs (accuracy {result.circuit_accuracy:.2%}, "

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
+from jaxscd.errors import InputError
+
 
 def dask_runs(run: Callable, todo: Sequence, overrides: dict | None, workers: int,
               address: str | None = None) -> Iterator[dict]:
     """``run(point, overrides)`` for every point on a Dask cluster (a local one of ``workers`` processes unless
     ``address`` names a scheduler); results in completion order."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as err:
+        raise InputError(f"--engine dask needs Dask ({err}); install the cluster extra: pip install 'jaxscd[cluster]'") \
+            from None
 
     if not todo:
         return

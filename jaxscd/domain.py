@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from jaxscd.dsl.programs import Program, check_program
+from jaxscd.errors import InputError
 
 MAX_DOMAIN_SIZE = 1 << 26  # exhaustive passes above this take too long for interactive use
 MAX_TOKENS = 12  # candidate grids grow as 3**tokens (signed counters); more tokens need a coarser DSL grid
 
 
-class DomainError(ValueError):
+class DomainError(InputError):
     """A domain description that cannot be used (bad alphabet, lengths, or too large)."""
 
 

@@ -1,8 +1,15 @@
-"""distill(): circuit -> truth table -> DSL search -> surrogate for the survivors -> z3 proof, stage by stage.
+"""distill(): the one entry, for the CLI and the library, stage by stage.
+
+    source ──► domain: enumerable, or beyond enumeration by one rule (``jaxscd.beyond.needs_bounds``)
+    enumerable: circuit ──► Problem (truth table) ──► search ──► surrogate per survivor ──► proof (surrogate ==
+                program) ──► the exhaustive C == P cross-check
+    beyond:     the enumerable run on the source's default domain gives the candidates ──► the circuit analysed at
+                length (``AtLength``) ──► each candidate proved (circuit == program: orbits or circuit-bounds)
 
 The search needs only the truth table, so it runs first; a surrogate is fitted for the programs that survive (the
-cheapest exact method first, see ``jaxscd.witness``). A program that matches the circuit on every input is reported
-even when no surrogate is found: the verdict is then UNKNOWN (z3 certified nothing), with the reason.
+cheapest exact method first, see ``jaxscd.surrogates``). A program that matches the circuit on every input is
+reported even when no surrogate is found: the verdict is then UNKNOWN (z3 certified nothing), with the reason.
+Every stage returns its values into ``_Run``; the frozen ``DistillResult`` is built once, with the verdict.
 """
 
 from __future__ import annotations
@@ -11,26 +18,25 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 
 from jaxscd import progress
-from jaxscd.circuits.base import Circuit
 from jaxscd.describe import CountDescription, count_description
-from jaxscd.domain import Domain
+from jaxscd.domain import Domain, DomainError
 from jaxscd.dsl.batch import composition_family
-from jaxscd.dsl.programs import Program
+from jaxscd.dsl.programs import Program, rank_key
 from jaxscd.dsl.source import render
-from jaxscd.kernels.enumerate import chunks, decode_indices, precondition_mask, program_decisions
-from jaxscd.kernels.evaluate import TruthTable, evaluate_circuit
-from jaxscd.kernels.filter import CountTable, count_table
-from jaxscd.nearmiss import disagreement_patterns, nearest_misses, one_sided_parts, one_sided_scores
-from jaxscd.search import candidate_families, probe_indices, search
-from jaxscd.surrogate import IntegerSurrogate, SurrogateConfig
+from jaxscd.errors import InputError
+from jaxscd.kernels.enumerate import precondition_mask, program_decisions
+from jaxscd.kernels.evaluate import evaluate_circuit
+from jaxscd.nearmiss import nearest_misses, one_sided_parts
+from jaxscd.problem import Problem, compare_with_spec
+from jaxscd.search import search
+from jaxscd.surrogates import METHODS, IntegerSurrogate, SurrogateConfig, Witness, Witnesses
 from jaxscd.synth import synthesize
-from jaxscd.verify.prove import ProofResult, Verdict, prove_equivalent
-from jaxscd.witness import METHODS, Witness, Witnesses
+from jaxscd.verify.prove import SURROGATE_STRATEGIES, ProofResult, Verdict, prove_equivalent
+from jaxscd.verify.strategy import Goal
 
 
 @dataclass(frozen=True)
@@ -40,47 +46,138 @@ class DistillConfig:
     max_states: int = 3
     probe_size: int = 512
     proof_timeout_s: float = 60.0
-    proof_strategy: str = "auto"  # auto | tree | single | cubes (see jaxscd.verify.prove.prove_equivalent)
+    proof_strategy: str = "auto"  # "auto" or a name in jaxscd.verify.prove.SURROGATE_STRATEGIES
     max_proof_attempts: int = 5
     prune: bool = True  # skip families that cannot hold a simpler program than one already found
     synth_states: int = 8  # when no DSL candidate is exact, synthesize a DFA with up to this many states (0: off)
     synth_timeout_s: float = 60.0
-    surrogate_methods: tuple = METHODS  # tried in order for each program (see jaxscd.witness)
+    surrogate_methods: tuple = tuple(METHODS)  # names in jaxscd.surrogates.METHODS, tried in order per program
+    bounds_deadline_s: float = 300.0  # beyond enumeration: seconds the cube tree may grow
 
     def __post_init__(self):
         unknown = [m for m in self.surrogate_methods if m not in METHODS]
         if unknown or not self.surrogate_methods:
-            raise ValueError(f"unknown surrogate methods {unknown or list(self.surrogate_methods)}; use some of "
+            raise InputError(f"unknown surrogate methods {unknown or list(self.surrogate_methods)}; use some of "
                              f"{','.join(METHODS)}, e.g. --surrogate lp,compiled")
+        if self.proof_strategy != "auto" and self.proof_strategy not in SURROGATE_STRATEGIES:
+            raise InputError(f"unknown proof strategy {self.proof_strategy!r}; use one of auto, "
+                             f"{', '.join(SURROGATE_STRATEGIES)}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DistillResult:
+    """What a distill run found, built once. Beyond enumeration (``domain.exhaustive`` False) ``n_valid`` and
+    ``margin`` are None (the proof's record counts orbits or cubes; ``margin_bound`` is the float margin the bounds
+    trust), ``tried`` holds each candidate's outcome at length and ``short`` the run on the default domain."""
+
     verdict: Verdict
     domain: Domain
     class_names: tuple
-    n_valid: int
-    margin: float
+    n_valid: int | None
+    margin: float | None
     margin_bound: float
     generated: int = 0
-    survivors: list = field(default_factory=list)
+    survivors: tuple = ()
     per_family: dict = field(default_factory=dict)
-    skipped: list = field(default_factory=list)  # families not searched: they hold no simpler program
+    skipped: tuple = ()  # families not searched: they hold no simpler program
     program: Program | None = None
     source: str | None = None
     surrogate: IntegerSurrogate | None = None
-    surrogate_method: str | None = None  # how the surrogate was obtained: lp | features | compiled | trained
-    surrogate_attempts: list = field(default_factory=list)  # every fitting attempt: method, seconds, found, reason
+    surrogate_method: str | None = None  # how the surrogate was obtained (a name in jaxscd.surrogates.METHODS)
+    surrogate_attempts: tuple = ()  # every fitting attempt: method, seconds, found, reason
     proof: ProofResult | None = None
-    refuted: list = field(default_factory=list)  # (program, counterexample) pairs ruled out by the solver
-    spec_mismatches: list | None = None  # domain inputs (token ids) where the circuit differs from the spec
+    refuted: tuple = ()  # (program, counterexample) pairs ruled out by a proof
+    spec_mismatches: tuple | None = None  # domain inputs (token ids) where the circuit differs from the spec
     spec_mismatch_count: int = 0
     circuit_program_mismatches: int | None = None  # exhaustive C vs P cross-check of the final program
-    spec_patterns: list = field(default_factory=list)  # readable groups of the spec mismatches
-    near_misses: list = field(default_factory=list)  # NearMiss values when no program is exact
+    spec_patterns: tuple = ()  # readable groups of the spec mismatches
+    near_misses: tuple = ()  # NearMiss values when no program is exact
     exact_description: CountDescription | None = None  # NO_PROGRAM: the decision as a table over token counts
+    tried: tuple = ()  # beyond enumeration: {"program", "outcome", ...} per candidate
+    departures: dict | None = None  # beyond enumeration: where the circuit departs from a counting spec
+    short: DistillResult | None = None  # beyond enumeration: the run on the source's default domain
+    restriction: bool = False  # the domain's precondition narrows the circuit source's own
     timings: dict = field(default_factory=dict)
+    notes: tuple = ()
+
+    def to_json(self) -> dict:
+        """The one JSON view of a result: ``--json``, sweep records and the bundle's run block."""
+        d, proof = self.domain, self.proof
+        funnel = {"tried": len(self.refuted) + (self.program is not None), "with_surrogate":
+                  int(self.surrogate is not None), "proved": int(self.verdict == Verdict.PROVED)}
+        return {
+            "verdict": self.verdict.value,
+            "program": self.source,
+            "domain": {"alphabet": list(d.alphabet), "min_len": d.min_len, "max_len": d.max_len, "size": d.size,
+                       "precondition": d.precondition_text or (repr(d.precondition) if d.precondition else None),
+                       "exhaustive": d.exhaustive, "valid": self.n_valid, "restriction": self.restriction},
+            "candidates": {"generated": self.generated, "survivors": len(self.survivors)} | funnel |
+                          {"per_family": {k: {"generated": g, "survivors": n} for k, (g, n) in self.per_family.items()},
+                           "skipped_families": list(self.skipped)},
+            "refuted": [{"program": repr(p), "counterexample": d.format(c)} for p, c in self.refuted],
+            "tried": list(self.tried),
+            "margin": None if self.margin is None or self.margin == float("inf") else self.margin,
+            "margin_bound": self.margin_bound,
+            "proof": None if proof is None else {"method": proof.method, "verdict": proof.verdict.value,
+                                                 "seconds": round(proof.seconds, 3), "summary": proof.summary,
+                                                 "reason": proof.reason or None} | proof.record,
+            "surrogate_method": self.surrogate_method,
+            "surrogate_neurons": self.surrogate.n_neurons if self.surrogate is not None else None,
+            "surrogate_attempts": list(self.surrogate_attempts),
+            "circuit_program_mismatches": self.circuit_program_mismatches,
+            "spec_mismatches": self.spec_mismatch_count if self.spec_mismatches is not None else None,
+            "spec_patterns": list(self.spec_patterns),
+            "spec_departures": self.departures,
+            "exact_description": None if self.exact_description is None else self.exact_description.to_json() | {
+                "source": self.exact_description.source(d, self.class_names)},
+            "near_misses": [{"program": render(m.program, d.alphabet, self.class_names),
+                             "agreement": round(m.agreement, 6), "mismatches": m.mismatches,
+                             "patterns": list(m.patterns)} for m in self.near_misses],
+            "short_domain": None if self.short is None else {"verdict": self.short.verdict.value,
+                                                             "program": self.short.source},
+            "timings": dict(self.timings),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class _Run:
+    """What the stages have returned so far; ``result`` builds the DistillResult once, deciding the verdict."""
+
+    domain: Domain
+    class_names: tuple
+    generated: int = 0
+    survivors: list = field(default_factory=list)
+    per_family: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    refuted: list = field(default_factory=list)
+    kept: tuple | None = None  # (program, witness or None, proof or None): the answer so far
     notes: list = field(default_factory=list)
+
+    def keep(self, program: Program, witness: Witness | None, proof: ProofResult | None) -> bool:
+        """Keep ``program`` as the answer if it is the first one kept or the first PROVED; True once PROVED."""
+        proved = proof is not None and proof.verdict == Verdict.PROVED
+        if self.kept is None or proved:
+            self.kept = (program, witness, proof)
+        return proved
+
+    def verdict(self, exhaustive_mismatches: int | None = None) -> Verdict:
+        if self.kept is not None:
+            proof = self.kept[2]
+            return proof.verdict if proof is not None and not exhaustive_mismatches else Verdict.UNKNOWN
+        return Verdict.REFUTED if self.refuted else Verdict.NO_PROGRAM if not self.survivors else Verdict.UNKNOWN
+
+    def result(self, verdict: Verdict | None = None, **fields) -> DistillResult:
+        """The result; ``verdict`` overrides the one the stages' values decide (an untrusted truth table)."""
+        program, witness, proof = self.kept or (None, None, None)
+        mismatches = fields.get("circuit_program_mismatches")
+        return DistillResult(
+            verdict or self.verdict(mismatches), self.domain, self.class_names, generated=self.generated,
+            survivors=tuple(self.survivors), per_family=dict(self.per_family), skipped=tuple(self.skipped),
+            program=program, source=None if program is None else render(program, self.domain.alphabet,
+                                                                          self.class_names),
+            surrogate=witness.surrogate if witness else None, surrogate_method=witness.method if witness else None,
+            proof=proof, refuted=tuple(self.refuted), notes=tuple(self.notes), **fields)
 
 
 class _Stages:
@@ -97,112 +194,99 @@ class _Stages:
         self.log(f"{name}: {self.timings[name]:.2f} s")
 
 
-@dataclass(eq=False)
-class Problem:
-    """The circuit's truth table on its domain, with what the search reads from it: every stage after the circuit
-    takes this one value. Nothing of size |domain| x max_len is kept; token arrays are decoded chunk by chunk."""
-
-    domain: Domain
-    table: TruthTable
-    config: DistillConfig
-
-    @property
-    def target(self) -> np.ndarray:
-        return self.table.decisions
-
-    @property
-    def valid(self) -> np.ndarray:
-        return self.table.valid
-
-    @cached_property
-    def probe(self) -> np.ndarray:
-        return probe_indices(self.valid, self.config.probe_size, self.config.seed)
-
-    @cached_property
-    def counts(self) -> CountTable:
-        return count_table(self.domain, self.target, self.valid)
-
-    @cached_property
-    def families(self) -> list:
-        return candidate_families(self.domain, self.config.max_states)
-
-    @cached_property
-    def scored(self) -> list:
-        """One-sided scores of every family, read by the compositions and by the near misses."""
-        return one_sided_scores(self.domain, self.target, self.valid, self.families, self.probe, self.counts)
+# ------------------------------------------------------------------------------------------------------------
+# The entry
 
 
-def spec_decisions(spec: Callable, domain: Domain, valid: np.ndarray) -> np.ndarray:
-    """int8 [size]: the intended class of every valid input (0 elsewhere). A spec that carries a DSL ``program`` is
-    evaluated in batches; any other callable is called on one sequence at a time, chunk by chunk."""
-    program = getattr(spec, "program", None)
-    if program is not None:
-        return program_decisions(program, domain)
-    intended = np.zeros(domain.size, dtype=np.int8)
-    for first, tokens, lengths, real in chunks(domain, 1 << 14):
-        tokens, lengths = np.asarray(tokens), np.asarray(lengths)
-        intended[first:first + real] = [int(spec(tokens[i, :lengths[i]].tolist())) if valid[first + i] else 0
-                                        for i in range(real)]
-    return intended
+def distill(source, domain: Domain | None = None, config: DistillConfig = DistillConfig(),
+            spec: Callable | None = None, log: Callable[[str], None] = lambda _: None, *, min_len: int | None = None,
+            max_len: int | None = None, alphabet: tuple | None = None,
+            time_limit_s: float | None = None) -> DistillResult:
+    """Distill ``source`` (a task, a ``CircuitSource`` or a bare ``Circuit``) on ``domain``, or on the source's
+    domain with the given lengths and alphabet (see ``choose_domain``). ``spec``: the intended behaviour (default:
+    the source's own). A domain that is not ``exhaustive`` is proved beyond enumeration.
 
-
-def compare_with_spec(spec: Callable, problem: Problem, class_names) -> tuple[int, list, list]:
-    """(count, up to 5 examples, readable patterns) of valid inputs where the circuit differs from ``spec``.
-
-    Exhaustive: every valid input is compared, so the count is exact on the domain (see ``spec_decisions``).
+    >>> import jaxscd
+    >>> jaxscd.distill(jaxscd.get_task("bracket_depth"), max_len=32).verdict.value  # doctest: +SKIP
+    'PROVED'
     """
-    domain, decisions, valid = problem.domain, problem.target, problem.valid
-    intended = spec_decisions(spec, domain, valid)
-    wrong = np.flatnonzero(valid & (intended != decisions))
-    tokens, lengths = (np.asarray(a) for a in decode_indices(domain, wrong[:5]))
-    examples = [tokens[i, :lengths[i]].tolist() for i in range(len(tokens))]
-    patterns = disagreement_patterns(domain, wrong, decisions[wrong], intended[wrong], class_names, what="spec")
-    return len(wrong), examples, patterns
+    from jaxscd.circuits.sources import as_source
+
+    source = as_source(source)
+    if domain is None:
+        domain = choose_domain(source, min_len, max_len, alphabet, time_limit_s, config.max_states)
+    spec = source.spec if spec is None else spec
+    # a bare Circuit declares no precondition of its own, so a domain cannot restrict it
+    restriction = source.ref.get("kind") != "circuit" and domain.precondition != source.precondition
+    if not domain.exhaustive:
+        return _beyond(source, domain, config, spec, log, restriction)
+    return _exhaustive(source.circuit, domain, config, spec, log, restriction)
 
 
-def distill(circuit: Circuit, domain: Domain, config: DistillConfig = DistillConfig(), spec: Callable | None = None,
-            log: Callable[[str], None] = lambda _: None) -> DistillResult:
+def choose_domain(source, min_len: int | None, max_len: int | None, alphabet: tuple | None,
+                  time_limit_s: float | None, max_states: int = 3) -> Domain:
+    """The source's domain with the user's lengths and alphabet: beyond enumeration when the circuit's structure is
+    known to the bounds, the whole alphabet is used, and the domain is above the size cap or the time and memory
+    estimate (``jaxscd.beyond.needs_bounds``); else enumerable, refused with the estimate when too large."""
+    from jaxscd.beyond import model_of, needs_bounds
+    from jaxscd.budget import check_budget
+
+    wide = source.domain(min_len, max_len, alphabet, exhaustive=False)
+    if alphabet is None and model_of(source.circuit) is not None and needs_bounds(wide, time_limit_s, max_states):
+        return wide
+    domain = source.domain(min_len, max_len, alphabet)
+    check_budget(domain, time_limit_s, max_states)
+    return domain
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Enumerable domains
+
+
+def _exhaustive(circuit, domain: Domain, config: DistillConfig, spec: Callable | None, log: Callable[[str], None],
+                restriction: bool = False) -> DistillResult:
     """Truth table, then the loop: search -> surrogate for each survivor -> prove (counterexamples back into
     the search), then the exhaustive C == P cross-check of the answer."""
     stage = _Stages(log)
     with stage("domain"):
         valid = precondition_mask(domain)
     if not valid.any():
-        raise ValueError(f"no sequence of the domain satisfies the precondition {domain.precondition_text!r}")
+        raise DomainError(f"no sequence of the domain satisfies the precondition {domain.precondition_text!r}")
     with stage("circuit"):
-        problem = Problem(domain, evaluate_circuit(circuit, domain, valid), config)
+        problem = Problem(domain, evaluate_circuit(circuit, domain, valid), config.seed, config.probe_size,
+                          config.max_states)
+    run = _Run(domain, circuit.class_names)
     table = problem.table
-    result = DistillResult(Verdict.UNKNOWN, domain, circuit.class_names, int(valid.sum()), table.min_margin(),
-                           table.margin_bound, timings=stage.timings)
+    fields = {"n_valid": problem.n_valid, "margin": table.min_margin(), "margin_bound": table.margin_bound,
+              "timings": stage.timings, "restriction": restriction}
     if spec is not None:
         with stage("spec"):
-            result.spec_mismatch_count, result.spec_mismatches, result.spec_patterns = compare_with_spec(
-                spec, problem, circuit.class_names)
-    if result.margin <= result.margin_bound:
-        result.notes.append(f"circuit decision margin {result.margin:.3g} is not above the float bound "
-                            f"{result.margin_bound:g}: its truth table is not trusted")
-        return result
-    witnesses = Witnesses(domain, problem.target, valid, config.surrogate_methods, config.surrogate, config.seed, log)
-    for survivors in _candidates(problem, result, stage):  # simplest first, batch by batch
-        if _prove_survivors(result, survivors, witnesses, stage, config):
+            count, examples, patterns = compare_with_spec(spec, problem, circuit.class_names)
+        fields |= {"spec_mismatch_count": count, "spec_mismatches": tuple(examples), "spec_patterns": tuple(patterns)}
+    if fields["margin"] <= fields["margin_bound"]:
+        run.notes.append(f"circuit decision margin {fields['margin']:.3g} is not above the float bound "
+                         f"{fields['margin_bound']:g}: its truth table is not trusted")
+        return run.result(Verdict.UNKNOWN, **fields)
+    witnesses = Witnesses(domain, problem.decisions, valid, config.surrogate_methods, config.surrogate, config.seed,
+                          log)
+    for survivors in _candidates(problem, run, stage, config):  # simplest first, batch by batch
+        if _prove_survivors(problem, run, survivors, witnesses, stage, config):
             break
-    result.surrogate_attempts = witnesses.attempts
-    if result.program is not None:  # the direct cross-check C == P on every input (independent of S and z3)
-        differs = int((valid & (program_decisions(result.program, domain) != problem.target)).sum())
-        result.circuit_program_mismatches = differs
+    fields["surrogate_attempts"] = tuple(witnesses.attempts)
+    if run.kept is not None:  # the direct cross-check C == P on every input (independent of S and z3)
+        differs = int((valid & (program_decisions(run.kept[0], domain) != problem.decisions)).sum())
+        fields["circuit_program_mismatches"] = differs
         if differs:
-            result.notes.append(f"the program differs from the circuit on {differs} inputs: not proved")
-            result.verdict = Verdict.UNKNOWN
-    if not result.survivors:
-        result.verdict = Verdict.NO_PROGRAM
+            run.notes.append(f"the program differs from the circuit on {differs} inputs: not proved")
+    if not run.survivors:
         with stage("near misses"):
-            result.near_misses = nearest_misses(domain, problem.target, valid, problem.scored,
-                                                circuit.class_names)
-            result.exact_description = count_description(domain, problem.counts)
-    return result
+            fields["near_misses"] = tuple(nearest_misses(domain, problem.decisions, valid, problem.scored,
+                                                         circuit.class_names))
+            fields["exact_description"] = count_description(domain, problem.counts)
+    return run.result(**fields)
 
 
-def _candidates(problem: Problem, result: DistillResult, stage: _Stages) -> Iterator[list]:
+def _candidates(problem: Problem, run: _Run, stage: _Stages, config: DistillConfig) -> Iterator[list]:
     """Batches of exact programs, simplest first: the DSL families (those the MDL bound skips only while nothing
     is proved), then AND / OR / XOR compositions of one-sided near misses, then the smallest DFA (SAT).
 
@@ -212,41 +296,42 @@ def _candidates(problem: Problem, result: DistillResult, stage: _Stages) -> Iter
     """
     families = problem.families
     while families:
-        found = _search(problem, result, stage, families)
+        found = _search(problem, run, stage, families, config.prune)
         families = found.skipped
         yield found.survivors
-    if not result.survivors:
+    if not run.survivors:
         with stage("compose"):  # scores every family once; the near misses read them again
             parts = one_sided_parts(problem.scored)
         if len(parts) >= 2:
-            yield _search(problem, result, stage, [composition_family(parts, problem.domain.n_tokens)]).survivors
-    if not result.survivors and problem.config.synth_states:
+            yield _search(problem, run, stage, [composition_family(parts, problem.domain.n_tokens)],
+                          config.prune).survivors
+    if not run.survivors and config.synth_states:
         with stage("synthesis"):
-            synthesis = synthesize(problem.domain, problem.target, problem.valid, problem.config.synth_states,
-                                   problem.config.synth_timeout_s, seed=problem.config.seed)
+            synthesis = synthesize(problem.domain, problem.decisions, problem.valid, config.synth_states,
+                                   config.synth_timeout_s, seed=config.seed)
         if synthesis.machine is None:
-            result.notes.append(f"state-machine synthesis: {synthesis.reason}")
+            run.notes.append(f"state-machine synthesis: {synthesis.reason}")
             return
-        result.survivors.append(synthesis.machine)
-        result.generated += 1
-        result.per_family["synthesized_state_machine"] = (1, 1)
+        run.survivors.append(synthesis.machine)
+        run.generated += 1
+        run.per_family["synthesized_state_machine"] = (1, 1)
         yield [synthesis.machine]
 
 
-def _search(problem: Problem, result: DistillResult, stage: _Stages, families: list):
-    counterexamples = [problem.domain.index_of(cex) for _, cex in result.refuted]
+def _search(problem: Problem, run: _Run, stage: _Stages, families: list, prune: bool):
+    counterexamples = [problem.domain.index_of(cex) for _, cex in run.refuted]
     must_match = np.union1d(problem.probe, counterexamples).astype(np.int64) if counterexamples else problem.probe
     with stage("search"):
-        found = search(problem.domain, problem.target, problem.valid, families, must_match, problem.counts,
-                       prune=problem.config.prune)
-    result.generated += found.generated
-    result.per_family |= found.per_family
-    result.skipped = [f.name for f in found.skipped]
-    result.survivors += found.survivors
+        found = search(problem.domain, problem.decisions, problem.valid, families, must_match, problem.counts,
+                       prune=prune)
+    run.generated += found.generated
+    run.per_family |= found.per_family
+    run.skipped = [f.name for f in found.skipped]
+    run.survivors += found.survivors
     return found
 
 
-def _prove_survivors(result: DistillResult, survivors: list, witnesses: Witnesses, stage: _Stages,
+def _prove_survivors(problem: Problem, run: _Run, survivors: list, witnesses: Witnesses, stage: _Stages,
                      config: DistillConfig) -> bool:
     """Try survivors simplest first, each with the first exact surrogate found for it: PROVED ends (True);
     REFUTED drops the candidate; otherwise the first UNKNOWN (a solver give-up, or no surrogate) is kept."""
@@ -254,33 +339,85 @@ def _prove_survivors(result: DistillResult, survivors: list, witnesses: Witnesse
         with stage("surrogate"):
             witness = witnesses.for_program(program)
         if witness is None:
-            result.notes.append(f"{program!r}: no exact surrogate ({'; '.join(witnesses.reasons())}); the program "
-                                f"matches the circuit on every input, but z3 has certified nothing")
-            _keep(result, program, None, None)
+            run.notes.append(f"{program!r}: no exact surrogate ({'; '.join(witnesses.reasons())}); the program "
+                             f"matches the circuit on every input, but z3 has certified nothing")
+            run.keep(program, None, None)
             continue
         with stage("prove"):
-            proof = prove_equivalent(witness.surrogate, program, result.domain, config.proof_timeout_s,
-                                     config.proof_strategy, witnesses.valid)
+            proof = prove_equivalent(witness.surrogate, program, problem.domain, config.proof_timeout_s,
+                                     config.proof_strategy, problem.valid)
         if proof.verdict == Verdict.REFUTED:
-            result.refuted.append((program, proof.counterexample))
-        else:
-            if proof.verdict == Verdict.UNKNOWN:
-                result.notes.append(f"{program!r}: {proof.reason}")
-            _keep(result, program, witness, proof)
-            if proof.verdict == Verdict.PROVED:
-                return True
-    if result.program is None and result.refuted:
-        result.verdict = Verdict.REFUTED
-    return result.verdict == Verdict.PROVED
+            run.refuted.append((program, proof.counterexample))
+            continue
+        if proof.verdict == Verdict.UNKNOWN:
+            run.notes.append(f"{program!r}: {proof.reason}")
+        if run.keep(program, witness, proof):
+            return True
+    return False
 
 
-def _keep(result: DistillResult, program: Program, witness: Witness | None, proof: ProofResult | None) -> None:
-    """Record ``program`` as the answer if it is the first one kept or the first PROVED."""
-    proved = proof is not None and proof.verdict == Verdict.PROVED
-    if result.program is not None and not proved:
-        return
-    result.program, result.proof = program, proof
-    result.surrogate = witness.surrogate if witness else None
-    result.surrogate_method = witness.method if witness else None
-    result.source = render(program, result.domain.alphabet, result.class_names)
-    result.verdict = proof.verdict if proof is not None else Verdict.UNKNOWN
+# ------------------------------------------------------------------------------------------------------------
+# Beyond enumeration
+
+
+def _beyond(source, domain: Domain, config: DistillConfig, spec: Callable | None, log: Callable[[str], None],
+            restriction: bool = False) -> DistillResult:
+    """Candidates from the enumerable run on the source's default domain, each proved or refuted on ``domain`` by
+    the strategy the circuit's structure allows: orbits under a proved symmetry, else the cube tree."""
+    from jaxscd.beyond import model_of
+    from jaxscd.beyond.departures import spec_departures
+    from jaxscd.beyond.refit import refits
+    from jaxscd.beyond.strategies import CIRCUIT_BOUNDS, ORBITS, AtLength
+    from jaxscd.beyond.symmetry import orbit_invariant
+
+    circuit = source.circuit
+    model = model_of(circuit)
+    if model is None or domain.max_len > model.pos.shape[0]:
+        raise DomainError(f"domain of {domain.size:.3g} sequences (lengths {domain.min_len}..{domain.max_len}) is "
+                          f"beyond enumeration, and the bounds do not know the structure of {source.label}'s circuit "
+                          f"at these lengths; lower --max-len")
+    stage = _Stages(log)
+    with stage("short search"):
+        short = _exhaustive(circuit, source.domain(), config, spec, log)
+    with stage("bounds"):
+        at = AtLength(circuit, domain, deadline=time.monotonic() + config.bounds_deadline_s)
+    run = _Run(domain, circuit.class_names, short.generated, list(short.survivors), dict(short.per_family))
+    candidates = sorted(short.survivors, key=rank_key)
+    tried, departures, strategy = [], None, CIRCUIT_BOUNDS
+    if at.symmetry is not None:
+        strategy = ORBITS
+        with stage("orbits"):
+            classes, valid = at.orbit_classes, at.orbit_valid
+        tried += [{"program": repr(p), "outcome": "skipped: not a function of the token counts and the last token"}
+                  for p in candidates if not orbit_invariant(p)]
+        candidates = [p for p in candidates if orbit_invariant(p)]
+        candidates += refits(candidates, at.orbits, classes, valid)
+        departures = spec_departures(getattr(spec, "program", None), at.orbits, classes, valid, domain)
+    for program in candidates:
+        with stage("prove"):
+            proof = strategy.prove(Goal(domain, program, circuit=circuit, at_length=at), config.proof_timeout_s)
+        tried.append(_outcome(program, proof, at))
+        if proof.verdict == Verdict.REFUTED:
+            run.refuted.append((program, proof.counterexample))
+            continue
+        if proof.verdict == Verdict.UNKNOWN:
+            run.notes.append(f"{program!r}: {proof.reason}")
+            if proof.counterexample is not None:
+                continue  # the bounds and the re-run circuit disagree on a sequence: neither kept nor refuted
+        if run.keep(program, None, proof):
+            break
+    return run.result(n_valid=None, margin=None, margin_bound=at.margin, tried=tuple(tried), departures=departures,
+                      short=short, restriction=restriction, timings=stage.timings)
+
+
+def _outcome(program: Program, proof: ProofResult, at) -> dict:
+    """One line of the candidates table: the outcome, and a counterexample with the re-run circuit's class."""
+    record = {"program": repr(program), "outcome": proof.verdict.value.lower()}
+    if proof.counterexample is not None:
+        tokens = list(proof.counterexample)
+        decision, gap = at.rerun(tokens)
+        from jaxscd.dsl import reference
+
+        record |= {"counterexample": at.domain.format(tokens), "tokens": tokens, "length": len(tokens),
+                   "circuit": decision, "circuit_margin": gap, "program_class": reference.run(program, tokens)}
+    return record

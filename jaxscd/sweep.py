@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from jaxscd.errors import InputError
+
 RESULTS = "results.jsonl"
 
 
@@ -32,7 +34,7 @@ class SweepPoint:
         return f"{self.task}/len{self.max_len}/tokens{size}/seed{self.seed}"
 
 
-class SweepError(ValueError):
+class SweepError(InputError):
     """A grid that cannot run (unknown task, an alphabet or length the circuit does not accept, a domain too big)."""
 
 
@@ -99,22 +101,12 @@ def run_point(point: SweepPoint, config_overrides: dict | None = None) -> dict:
     domain = point_domain(point)
     config = DistillConfig(seed=point.seed, **(config_overrides or {}))
     start = time.perf_counter()
-    result = distill(task.circuit, domain, config)
+    result = distill(task.circuit, domain, config)  # the circuit alone: no spec comparison per grid point
     wall = time.perf_counter() - start
-    tried = len(result.refuted) + (result.program is not None)  # refuted ones, then the one kept
-    return {
-        "key": point.key, **asdict(point),
-        "domain": {k: v for k, v in domain.describe().items() if k != "precondition"} | {"valid": result.n_valid},
-        "verdict": result.verdict.value,
-        "program": result.source,
-        "timings": result.timings,
+    # result.to_json(): the one view of a result; its candidates count what is left after each stage: generated ->
+    # exact on the domain (survivors) -> tried (surrogate + proof, simplest first) -> with a surrogate -> proved
+    return {"key": point.key, **asdict(point)} | result.to_json() | {
         "wall_s": round(wall, 3),
-        # candidates left after each stage: generated -> exact on the domain (filter) -> tried (surrogate + proof,
-        # simplest first) -> kept with a surrogate -> proved
-        "candidates": {"generated": result.generated, "exact": len(result.survivors), "tried": tried,
-                       "with_surrogate": int(result.surrogate is not None),
-                       "proved": int(result.verdict.value == "PROVED")},
-        "surrogate_method": result.surrogate_method,
         "devices": devices.describe(),
         "host": os.uname().nodename,
         "pid": os.getpid(),

@@ -15,7 +15,7 @@ from jaxscd.sweep import SweepError, read_results
 
 VERDICT_COLORS = {"PROVED": "#4caf50", "UNKNOWN": "#ff9800", "NO_PROGRAM": "#fdd835", "REFUTED": "#e53935",
                   "mixed": "#9e9e9e"}
-STAGES = ("generated", "exact", "tried", "with_surrogate", "proved")
+STAGES = ("generated", "survivors", "tried", "with_surrogate", "proved")
 FLOOR_S = 1e-3  # stages timed at 0.000 s are drawn at 1 ms (a log axis has no zero)
 
 
@@ -119,7 +119,8 @@ def _candidates(records: list[dict]):
     markers = dict(zip(rows, "osD^vP*Xhp<>"))
     scale = Normalize(min(r["max_len"] for r in runs), max(r["max_len"] for r in runs) + 1e-9)
     for r in runs:
-        counts = [r["candidates"].get(stage, 0) for stage in STAGES]
+        counts = [r["candidates"].get(stage, r["candidates"].get("exact", 0) if stage == "survivors" else 0)
+                  for stage in STAGES]  # "exact": records written before DistillResult.to_json
         ax.plot(range(len(STAGES)), counts, marker=markers.get(_row_label(r), "o"), color=cmap(scale(r["max_len"])),
                 alpha=0.8, markersize=4)
     ax.set_yscale("symlog", linthresh=1)

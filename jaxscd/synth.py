@@ -35,6 +35,7 @@ import z3
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import StateMachine
 from jaxscd.dsl.reference import run
+from jaxscd.errors import JaxscdError
 from jaxscd.kernels.enumerate import all_tokens
 from jaxscd.verify.solver import checked
 
@@ -43,7 +44,7 @@ INITIAL_RANDOM = 32  # plus a few random ones, so long words constrain the first
 COUNTEREXAMPLES_PER_ROUND = 16  # half the shortest wrong inputs, half random ones
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(JaxscdError, RuntimeError):
     """A synthesized machine disagrees with the truth table it was built from (a bug in this module)."""
 
 

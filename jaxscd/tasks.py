@@ -13,6 +13,14 @@ from jaxscd.circuits.reference import as_circuit, bracket_depth_circuit, quote_c
 from jaxscd.domain import Domain
 from jaxscd.dsl import reference as dsl
 from jaxscd.dsl.programs import CountThreshold, MostRecent, Program
+from jaxscd.errors import InputError
+
+
+class UnknownTaskError(InputError, KeyError):
+    """A task name not in the registry; a KeyError too, which verify and report catch: the circuit is not rebuilt."""
+
+    def __str__(self) -> str:  # the message itself, not KeyError's repr of it
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,7 +164,7 @@ def task_names() -> list[str]:
 
 def get_task(name: str) -> Task:
     if name not in _BUILDERS:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(_BUILDERS)}")
+        raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(_BUILDERS)}")
     return _BUILDERS[name]()
 
 

@@ -49,7 +49,7 @@ def forge(bundle, edit):
     cert = json.loads((bundle / "certificate.json").read_text())
     edit(cert)
     domain = domain_from_json(cert["domain"])
-    cert["domain"]["sha256"] = canonical_sha256(domain_json(domain))
+    cert["domain"]["sha256"] = canonical_sha256(domain_json(domain, cert["domain"].get("restriction") is True))
     try:
         program = from_json(cert["program"])
     except ValueError:  # a program verify must refuse to read: program.py stays as it was

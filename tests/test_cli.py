@@ -28,7 +28,9 @@ def test_distill_json_contract_and_bundle(tmp_path):
     assert result.exit_code == 0
     payload = json.loads(result.stdout)
     assert payload["verdict"] == "PROVED"
-    assert set(payload["domain"]) == {"alphabet", "min_len", "max_len", "size"}
+    assert set(payload["domain"]) == {"alphabet", "min_len", "max_len", "size", "precondition", "exhaustive", "valid",
+                                      "restriction"}
+    assert payload["domain"]["exhaustive"] and payload["domain"]["valid"] > 0
     assert payload["domain"]["size"] == 3 + 9 + 27 + 81 + 243 + 729
     assert payload["candidates"]["survivors"] >= 1 and payload["candidates"]["generated"] > 1000
     assert payload["margin"] > 0 and set(payload["timings"]) >= {"circuit", "surrogate", "search", "prove"}
@@ -61,7 +63,7 @@ def test_callable_circuit_with_no_exact_program_is_no_program(tmp_path):
     assert result.exit_code == 3
     payload = json.loads(result.stdout)
     assert payload["verdict"] == "NO_PROGRAM"
-    misses = payload["nearest_misses"]
+    misses = payload["near_misses"]
     assert misses and all(0 < m["agreement"] < 1 and m["patterns"] for m in misses)
     assert [m["agreement"] for m in misses] == sorted((m["agreement"] for m in misses), reverse=True)
     assert len({m["program"] for m in misses}) == len(misses)
@@ -119,7 +121,7 @@ def test_ctrl_c_during_a_solver_call_is_not_a_timeout(monkeypatch):
     import z3
 
     from jaxscd.dsl import Toggle
-    from jaxscd.surrogate import IntegerSurrogate
+    from jaxscd.surrogates import IntegerSurrogate
     from jaxscd.domain import Domain
     from jaxscd.verify import cubes, prove
 
@@ -138,7 +140,7 @@ def test_killed_solver_process_is_unknown_never_proved(monkeypatch):
 
     from jaxscd.dsl import MostRecent
     from jaxscd.kernels.enumerate import precondition_mask
-    from jaxscd.surrogate import IntegerSurrogate
+    from jaxscd.surrogates import IntegerSurrogate
     from jaxscd.tasks import get_task
     from jaxscd.verify import cubes
 

@@ -15,12 +15,13 @@ from jaxscd.domain import Domain
 from jaxscd.dsl import CountThreshold, run
 from jaxscd.dsl.programs import Both, TokenAt
 from jaxscd.kernels.enumerate import all_tokens
-from jaxscd.surrogate import IntegerSurrogate, _deep_scores, exhaustive_decisions, fold_stable_neurons
+from jaxscd.surrogates import IntegerSurrogate, exhaustive_decisions, fold_stable_neurons
+from jaxscd.surrogates.network import _deep_scores
 from jaxscd.verify.cubes import prove_by_cubes
 from jaxscd.verify.encode import surrogate_score, symbolic_sequence
-from jaxscd.verify.mutants import MutationBase, surrogate_mutants
 from jaxscd.verify.prove import Verdict, in_domain, prove_equivalent, surrogate_class
 from jaxscd.verify.tree import build_tree, check_tree, leaf_class
+from mutants import MutationBase, surrogate_mutants
 
 TINY = Domain(("a", "b", "c"), 1, 3)
 

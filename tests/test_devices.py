@@ -18,10 +18,10 @@ from jaxscd import devices
 from jaxscd.kernels.evaluate import evaluate_circuit
 from jaxscd.kernels.enumerate import precondition_mask
 from jaxscd.kernels.filter import filter_family
-from jaxscd.lp import fit_linear, wrong_inputs
-from jaxscd.pipeline import DistillConfig, Problem
+from jaxscd.problem import Problem
 from jaxscd.search import search
-from jaxscd.surrogate import exhaustive_decisions
+from jaxscd.surrogates import exhaustive_decisions, wrong_inputs
+from jaxscd.surrogates.lp import fit_linear
 from jaxscd.tasks import get_task
 
 out, arrays = {"devices": devices.describe()}, {}
@@ -29,19 +29,19 @@ for name, max_len in (("quote_close", 5), ("bracket_depth", 6)):
     task = get_task(name)
     domain = task.domain(None, max_len)
     valid = precondition_mask(domain)
-    problem = Problem(domain, evaluate_circuit(task.circuit, domain, valid), DistillConfig())
-    found = search(domain, problem.target, valid, problem.families, problem.probe, problem.counts)
+    problem = Problem(domain, evaluate_circuit(task.circuit, domain, valid))
+    found = search(domain, problem.decisions, valid, problem.families, problem.probe, problem.counts)
     for family in problem.families:  # the per-input statistic kernels too (no count table, no pruning)
         if family.name in ("signed_count", "state_machine_2"):
-            alive = filter_family(family, domain, problem.target, valid, problem.probe)
+            alive = filter_family(family, domain, problem.decisions, valid, problem.probe)
             arrays[f"{name}_{family.name}_alive"] = alive
-    fit = fit_linear(domain, problem.target, valid)
+    fit = fit_linear(domain, problem.decisions, valid)
     arrays[name + "_decisions"], arrays[name + "_margins"] = problem.table.decisions, problem.table.margins
     arrays[name + "_count_weight"] = np.asarray(problem.counts.weight)
     if fit.surrogate is not None:
         arrays[name + "_surrogate"] = exhaustive_decisions(fit.surrogate, domain)[0]
         # a deliberately wrong target: the check must find the same inputs on any device count
-        count, wrong = wrong_inputs(fit.surrogate, domain, 1 - problem.target, valid, limit=64)
+        count, wrong = wrong_inputs(fit.surrogate, domain, 1 - problem.decisions, valid, limit=64)
         arrays[name + "_wrong"] = np.concatenate([[count], wrong])
     out[name] = {"survivors": [repr(p) for p in found.survivors], "per_family": found.per_family,
                  "surrogate": fit.surrogate is not None}

@@ -14,18 +14,27 @@ import pytest
 from jaxscd.circuits.base import sha256_bytes
 from jaxscd.circuits.reference import B_ONE, ONE, as_circuit, bracket_depth_circuit, quote_close_circuit
 from jaxscd.dsl.programs import CountThreshold, DensityThreshold, MostRecent
-from jaxscd.long_context import distill_long, long_domain
-from jaxscd.pipeline import DistillConfig
-from jaxscd.symmetry import count_symmetry, orbits
+from jaxscd.beyond import bounds
+from jaxscd.beyond.exact import ExactCircuit, exp_interval
+from jaxscd.beyond.symmetry import count_symmetry, orbits
+from jaxscd.circuits.sources import as_source
+from jaxscd.pipeline import DistillConfig, distill
 from jaxscd.tasks import Task, get_task
-from jaxscd.verify import circuit_bounds as bounds
-from jaxscd.verify.circuit_recheck import ExactCircuit, exp_interval
-from jaxscd.verify.long_bundle import write_long_bundle
+from jaxscd.verify.certificate import write_bundle
 from jaxscd.verify.prove import Verdict
 from jaxscd.verify.recheck import recheck
 
 CONFIG = DistillConfig(synth_states=0)
 QUOTE_PRE = CountThreshold({2, 3}, set(), 1)
+
+
+def distill_long(task, max_len: int):
+    """distill on lengths 1..max_len, proved beyond enumeration whatever the size."""
+    return distill(task, as_source(task).domain(1, max_len, exhaustive=False), CONFIG)
+
+
+def _refutation(result) -> dict:
+    return next(t for t in result.tried if t["outcome"] == "refuted")
 
 
 def _with_readout_bias(model, bias: float, channel: int):
@@ -102,21 +111,23 @@ def _weak_task() -> Task:
 
 def test_weak_recency_is_proved_at_16_and_refuted_from_20():
     task = _weak_task()
-    proved = distill_long(task, long_domain(task, 1, 16), CONFIG)
+    proved = distill_long(task, 16)
     assert proved.verdict == Verdict.PROVED and proved.program == MostRecent({2}, {3}, 0)
-    refuted = distill_long(task, long_domain(task, 1, 24), CONFIG)
+    refuted = distill_long(task, 24)
     assert refuted.verdict == Verdict.REFUTED
-    cex = refuted.counterexample
-    assert cex["length"] >= 20 and cex["circuit"] != cex["program_class"] and cex["circuit_margin"] > refuted.margin
+    cex = _refutation(refuted)
+    assert cex["length"] >= 20 and cex["circuit"] != cex["program_class"] and cex["circuit_margin"] > \
+        refuted.margin_bound
     logits = np.asarray(task.circuit.forward(np.array([cex["tokens"]], dtype=np.int32)))[0]
     assert int(logits[1] > logits[0]) == cex["circuit"] == 1
 
 
 def test_bracket_depth_density_threshold_refit_at_length():
     task = get_task("bracket_depth")
-    result = distill_long(task, long_domain(task, 1, 40), CONFIG)
-    assert result.verdict == Verdict.PROVED and result.strategy == "orbits" and result.symmetry is not None
-    assert result.counterexample["length"] >= 9  # the short-domain 2/7 is diluted past length 8
+    result = distill_long(task, 40)
+    assert result.verdict == Verdict.PROVED and result.proof.method == "orbit bounds"
+    assert result.proof.record["symmetry"]["symmetry"] == "counts+last-token"
+    assert _refutation(result)["length"] >= 9  # the short-domain 2/7 is diluted past length 8
     assert isinstance(result.program, DensityThreshold) and result.program != DensityThreshold({0}, {1}, 2, 7)
 
 
@@ -161,10 +172,10 @@ def bundles(tmp_path_factory):
     out = {}
     for name, max_len in (("quote_close", 12), ("bracket_depth", 20)):
         task = get_task(name)
-        result = distill_long(task, long_domain(task, 1, max_len), CONFIG)
+        result = distill_long(task, max_len)
         assert result.verdict == Verdict.PROVED
         path = tmp_path_factory.mktemp(name) / "bundle"
-        write_long_bundle(result, path, {"kind": "task", "name": name}, task.circuit.fingerprint)
+        write_bundle(result, path, {"kind": "task", "name": name}, task.circuit.fingerprint)
         out[name] = path
     return out
 
@@ -242,8 +253,8 @@ def test_cli_long_context_json_and_bad_length():
     result = CliRunner().invoke(main, ["distill", "bracket_depth", "--max-len", "30", "--json"])
     summary = json.loads(result.output)
     assert result.exit_code == 0 and summary["verdict"] == "PROVED"
-    assert summary["strategy"]["name"] == "orbits" and summary["strategy"]["symmetry"]["symmetry"] == \
-        "counts+last-token" and summary["strategy"]["orbits"] > 0
+    assert summary["proof"]["method"] == "orbit bounds" and summary["proof"]["symmetry"]["symmetry"] == \
+        "counts+last-token" and summary["proof"]["orbits"] > 0
     result = CliRunner().invoke(main, ["distill", "quote_close", "--max-len", "200", "--json"])
     assert result.exit_code == 2 and "exceeds the 128 positions" in result.output
 
@@ -251,8 +262,8 @@ def test_cli_long_context_json_and_bad_length():
 def test_spec_departures_by_orbits_equal_the_exhaustive_count():
     """The dilution map from orbits (exact multinomial counts) equals exhaustion on the default domain: 793
     departures, 784 of them at depth 2 and length 8."""
-    from jaxscd.long_context import spec_departures
-    from jaxscd.symmetry import program_on_orbits
+    from jaxscd.beyond.departures import spec_departures
+    from jaxscd.beyond.symmetry import program_on_orbits
 
     task = get_task("bracket_depth")
     orb = orbits(3, range(1, 9))
@@ -272,7 +283,7 @@ def test_long_cli_reports_departures_and_writes_the_dilution_map(tmp_path):
     run = CliRunner().invoke(main, ["distill", "bracket_depth", "--max-len", "20", "--json", "--plots",
                                     str(tmp_path / "plots")])
     summary = json.loads(run.output)
-    assert summary["verdict"] == "PROVED" and summary["strategy"]["name"] == "orbits"
+    assert summary["verdict"] == "PROVED" and summary["proof"]["method"] == "orbit bounds"
     departing = {(v, n) for v, n, _, wrong, _ in summary["spec_departures"]["cells"] if wrong}
     assert (2, 20) in departing and (2, 7) not in departing  # depth 2 is diluted from length 8 on
     assert (tmp_path / "plots" / "departures.png").stat().st_size > 10_000

@@ -18,9 +18,9 @@ from jaxscd.dsl.programs import (
     WindowCount,
     check_program,
 )
-from jaxscd.surrogate import IntegerSurrogate
-from jaxscd.verify.mutants import MutationBase, program_mutants, standard_bases
+from jaxscd.surrogates import IntegerSurrogate
 from jaxscd.verify.prove import Verdict
+from mutants import MutationBase, program_mutants, standard_bases
 
 SURROGATE_MUTANTS = int(os.environ.get("JAXSCD_SURROGATE_MUTANTS", "6"))
 

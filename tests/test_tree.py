@@ -14,7 +14,7 @@ from jaxscd.dsl.abstract import outputs
 from jaxscd.dsl.programs import Both
 
 from jaxscd.domain import Domain
-from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.surrogates import IntegerSurrogate
 from jaxscd.verify.prove import Verdict, in_domain, prove_equivalent, surrogate_class
 from jaxscd.verify.tree import (
     VOID,
@@ -216,7 +216,7 @@ def test_malformed_tree_is_corrupt_not_a_traceback(tree_bundle, tmp_path):
     b = copy_bundle(tree_bundle, tmp_path)
     (b / "tree.json").write_text('[1, 2, 3]')
     rehash(b, "tree.json")
-    from jaxscd.verify.recheck import BundleError
+    from jaxscd.errors import BundleError
 
     with pytest.raises(BundleError):
         recheck(b)
@@ -262,7 +262,8 @@ def test_narrow_integer_arrays_are_widened_to_int64():
 
 
 def test_deeply_nested_tree_file_is_corrupt_not_a_traceback(tree_bundle, tmp_path):
-    from jaxscd.verify.recheck import BundleError, recheck
+    from jaxscd.errors import BundleError
+    from jaxscd.verify.recheck import recheck
 
     b = copy_bundle(tree_bundle, tmp_path)
     (b / "tree.json").write_text("[" * 100_000 + "]" * 100_000)

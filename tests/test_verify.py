@@ -6,7 +6,8 @@ import pytest
 from jaxscd.dsl import CountThreshold, DensityThreshold, MostRecent, StateMachine, Toggle, run
 from jaxscd.kernels.enumerate import precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
-from jaxscd.surrogate import IntegerSurrogate, fit
+from jaxscd.surrogates import IntegerSurrogate
+from jaxscd.surrogates.trained import train
 from jaxscd.tasks import get_task
 from jaxscd.verify.prove import Verdict, in_domain, prove_equivalent, surrogate_class
 
@@ -17,7 +18,7 @@ def bracket():
     domain = task.domain(max_len=6)
     valid = precondition_mask(domain)
     table = evaluate_circuit(task.circuit, domain, valid)
-    return domain, fit(domain, table.decisions, valid).surrogate
+    return domain, train(domain, table.decisions, valid).surrogate
 
 
 def _check_refutation(result, program, surrogate, domain):

@@ -8,12 +8,14 @@ import pytest
 
 from cases import CASES
 from jaxscd.circuits.examples import EXAMPLES, example
-from jaxscd.compiler import compile_program
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import MostRecent
 from jaxscd.kernels.enumerate import all_tokens, chunks, program_decisions
-from jaxscd.lp import count_units, fit_linear, wrong_inputs
 from jaxscd.pipeline import DistillConfig, distill
+from jaxscd.surrogates import wrong_inputs
+from jaxscd.surrogates.compiled import compile_program
+from jaxscd.surrogates.features import count_units
+from jaxscd.surrogates.lp import fit_linear
 from jaxscd.verify.prove import Verdict
 
 

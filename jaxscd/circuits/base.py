@@ -9,9 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class CircuitError(ValueError):
-    """A circuit that cannot be loaded or run (bad file, wrong output shape, NaN logits...)."""
+from jaxscd.errors import CircuitError  # re-exported: the circuit loaders import it from here
 
 
 def exception_line(err: BaseException) -> str:

@@ -17,11 +17,12 @@ A description is data: tasks, graphs and checkpoints are rebuilt from it. Python
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from jaxscd.circuits.base import Circuit, CircuitError, sha256_bytes
 from jaxscd.domain import Domain, DomainError
+from jaxscd.errors import InputError
 
 
 class NotRerun(CircuitError):
@@ -33,7 +34,7 @@ class NotRerun(CircuitError):
         self.check = check
 
 
-class CircuitOptionError(ValueError):
+class CircuitOptionError(InputError):
     """The user's --circuit FILE:FN cannot be used with this source (unreadable, or the source is not Python)."""
 
 
@@ -62,14 +63,16 @@ class CircuitSource:
     def name(self) -> str:
         return self.circuit.name
 
-    def domain(self, min_len: int | None = None, max_len: int | None = None, names: tuple | None = None) -> Domain:
-        """The domain with the user's overrides (None: the source's default), checked against the circuit."""
+    def domain(self, min_len: int | None = None, max_len: int | None = None, names: tuple | None = None,
+               exhaustive: bool = True) -> Domain:
+        """The domain with the user's overrides (None: the source's default), checked against the circuit;
+        ``exhaustive=False``: a domain proved beyond enumeration (no size cap)."""
         max_len = self.max_len if max_len is None else max_len
         if self.max_positions is not None and max_len > self.max_positions:
             raise DomainError(f"--max-len {max_len} exceeds the {self.max_positions} positions of {self.label}'s "
                               f"circuit; use --max-len {self.max_positions} or less")
         return Domain(self._names(names), self.min_len if min_len is None else min_len, max_len, self.precondition,
-                      self.precondition_text)
+                      self.precondition_text, exhaustive=exhaustive)
 
     def _names(self, names: tuple | None) -> tuple:
         own = self.alphabet
@@ -84,6 +87,24 @@ class CircuitSource:
                               f"(token ids are positions in it); drop --alphabet, or give its first tokens in order "
                               f"to restrict the domain to them")
         return names
+
+
+def as_source(value) -> CircuitSource:
+    """A CircuitSource for what ``jaxscd.distill`` accepts: a CircuitSource, a built-in ``Task`` (or one built
+    like it), or a bare ``Circuit`` (its domain then given by the caller)."""
+    if isinstance(value, CircuitSource):
+        return value
+    if isinstance(value, Circuit):
+        return CircuitSource({"kind": "circuit", "name": value.name}, f"circuit {value.name!r}", value, value.name,
+                             None)
+    from jaxscd.tasks import Task
+
+    if isinstance(value, Task):
+        return CircuitSource({"kind": "task", "name": value.name}, f"task {value.name!r}", value.circuit,
+                             value.description, value.alphabet, value.min_len, value.max_len, value.max_positions,
+                             value.precondition, value.precondition_text, value.spec, "the task's intended behaviour")
+    raise InputError(f"distill takes a task, a circuit source or a Circuit, got {type(value).__name__}; e.g. "
+                     f"jaxscd.distill(jaxscd.get_task('quote_close'), max_len=32)")
 
 
 def resolve(ref: Mapping, circuit_file: str | None = None) -> CircuitSource:
@@ -116,9 +137,7 @@ def _task(ref: dict) -> CircuitSource:
     from jaxscd.tasks import get_task, task_graph
 
     task = get_task(ref["name"])
-    return CircuitSource(ref, f"task {task.name!r}", task.circuit, task.description, task.alphabet, task.min_len,
-                         task.max_len, task.max_positions, task.precondition, task.precondition_text, task.spec,
-                         "the task's intended behaviour", graph=task_graph(task.name))
+    return replace(as_source(task), ref=ref, graph=task_graph(task.name))
 
 
 def _graph(ref: dict) -> CircuitSource:

@@ -18,12 +18,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from jaxscd.errors import InputError
+
 BOS = "<bos>"
 FILLER_TOKENS = tuple(f"w{i}" for i in range(6))
 UNCONSTRAINED = ("quote_close", "bracket_depth")  # specs defined on every sequence: no precondition when learned
 
 
-class LearnError(ValueError):
+class LearnError(InputError):
     """Bad input to train / prune: the message says what and how to fix it."""
 
 

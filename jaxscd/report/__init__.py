@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxscd.circuits.base import CircuitError, atomic_write, sha256_bytes
 from jaxscd.domain import Domain, DomainError
+from jaxscd.errors import BundleError
 
 VERDICT_MEANING = {
     "PROVED": "the program computes exactly what the circuit computes on every input of the domain",
@@ -42,12 +43,11 @@ class Rebuilt:
 def rebuild_circuit(cert: dict, circuit_target: str | None = None) -> Rebuilt:
     """The certified circuit, rebuilt as verify would (data only; a Python circuit only from ``circuit_target``)."""
     from jaxscd.circuits.sources import CircuitOptionError, NotRerun, resolve_certified
-    from jaxscd.verify.recheck import EXIT_BAD_INPUT, BundleError
 
     try:
         source = resolve_certified(cert["circuit"], circuit_target)
     except CircuitOptionError as err:
-        raise BundleError(str(err), EXIT_BAD_INPUT) from None
+        raise BundleError(str(err), "input") from None
     except NotRerun as err:
         return Rebuilt(notes=[str(err)])
     except (CircuitError, KeyError, OSError) as err:
@@ -84,9 +84,14 @@ def result_figures(result, source) -> dict:
     circuit is run again."""
     from jaxscd.kernels.enumerate import precondition_mask, program_decisions
     from jaxscd.kernels.evaluate import evaluate_circuit
-    from jaxscd.pipeline import spec_decisions
+    from jaxscd.problem import spec_decisions
 
     domain, circuit, spec = result.domain, source.circuit, source.spec
+    if not domain.exhaustive:  # beyond enumeration: the departures from the spec, exact by orbits, when known
+        from jaxscd.report.draw import long_departure_figure
+
+        span = f"lengths {domain.min_len}..{domain.max_len}"
+        return {"departures": long_departure_figure(result.departures, span)} if result.departures else {}
     valid = precondition_mask(domain)
     if result.program is not None and result.circuit_program_mismatches == 0:
         decisions, shown = program_decisions(result.program, domain), "the circuit (equal to the program everywhere)"
@@ -110,48 +115,39 @@ def write_figures(named: dict, directory) -> list:
     return paths
 
 
-def _read(bundle: Path) -> dict:
-    from jaxscd.verify.recheck import EXIT_CORRUPT, BundleError, _read_certificate
-
-    cert = _read_certificate(bundle)
-    if not isinstance(cert.get("circuit"), dict) or not isinstance(cert["circuit"].get("source"), dict) or \
-            not isinstance(cert.get("domain"), dict) or not isinstance(cert.get("obligations", []), list):
-        raise BundleError("certificate.json lacks its circuit, domain or obligations; the bundle is corrupt",
-                          EXIT_CORRUPT)
-    return cert
-
-
 def report_context(bundle_dir, circuit_target: str | None = None) -> dict:
     """Everything the template shows, read from the bundle (BundleError when it is not a readable bundle)."""
-    from jaxscd.verify.recheck import EXIT_CORRUPT, BundleError
+    from jaxscd.verify.certificate import read_certificate
 
     bundle = Path(bundle_dir)
-    cert = _read(bundle)
+    typed = read_certificate(bundle)
     try:
-        return _context(bundle, cert, circuit_target)
+        return _context(bundle, typed, circuit_target)
     except BundleError:
         raise
     except (KeyError, TypeError, AttributeError, IndexError, ValueError, DomainError) as err:
-        raise BundleError(f"malformed bundle ({type(err).__name__}: {err}); re-create it with jaxscd distill --out",
-                          EXIT_CORRUPT) from None
+        raise BundleError(f"malformed bundle ({type(err).__name__}: {err}); re-create it with jaxscd distill --out") \
+            from None
 
 
 def _long_context(bundle: Path, cert: dict, domain: Domain, classes: list, rebuilt: Rebuilt) -> dict:
     """A long-context bundle (``jaxscd.long_context``): no truth table to draw (beyond enumeration); the strategy,
     the symmetry claim, the candidates and the dilution map (exact counts by orbits) from the certificate."""
-    from jaxscd.long_context import departure_lines
+    from jaxscd.beyond.departures import departure_lines
     from jaxscd.report.draw import circuit_diagram, long_departure_figure, svg
 
     run = cert.get("run") if isinstance(cert.get("run"), dict) else {}
     long = cert.get("long_context") if isinstance(cert.get("long_context"), dict) else {}
     title = str(cert["circuit"]["source"].get("name") or "circuit")
     drawn = {"circuit": circuit_diagram(rebuilt.graph, title)}
-    departures = run.get("departures") if isinstance(run.get("departures"), dict) else None
+    departures = run.get("spec_departures") or run.get("departures")  # "departures": bundles before one result type
+    departures = departures if isinstance(departures, dict) else None
     if departures:
         drawn["departures"] = long_departure_figure(departures, f"lengths {domain.min_len}..{domain.max_len}")
     symmetry = long.get("symmetry") if isinstance(long.get("symmetry"), dict) else None
     return {
-        "long": long, "symmetry": symmetry, "candidates": run.get("candidates") or [],
+        "long": long, "symmetry": symmetry, "candidates": run.get("tried") or (run["candidates"] if isinstance(run.get("candidates"), list)
+                                                               else []),
         "departure_lines": [line.removeprefix("spec").strip() for line in departure_lines(departures, classes)]
         if departures else [],
         "figures": {name: svg(figure) for name, figure in drawn.items()},
@@ -163,22 +159,20 @@ def _long_context(bundle: Path, cert: dict, domain: Domain, classes: list, rebui
     }
 
 
-def _context(bundle: Path, cert: dict, circuit_target: str | None) -> dict:
-    from jaxscd.dsl.programs import from_json
+def _context(bundle: Path, typed, circuit_target: str | None) -> dict:
     from jaxscd.kernels.enumerate import precondition_mask, program_decisions
     from jaxscd.kernels.evaluate import evaluate_circuit
-    from jaxscd.pipeline import spec_decisions
+    from jaxscd.problem import spec_decisions
     from jaxscd.report.draw import svg
-    from jaxscd.verify.certificate import domain_from_json
+    from jaxscd.verify.recheck import describe_domain
 
-    domain = domain_from_json(cert["domain"])
-    classes = [str(c) for c in cert["circuit"].get("classes", ["0", "1"])]
-    program = from_json(cert["program"]) if cert.get("program") else None
+    cert = typed.to_json()  # the informational blocks (run, surrogate) as written
+    domain, classes, program = typed.domain, list(typed.classes), typed.program
     rebuilt = rebuild_circuit(cert, circuit_target)
     notes = list(rebuilt.notes)
     common = {"cert": cert, "verdict": str(cert.get("verdict")), "domain": domain, "classes": classes,
               "verdict_meaning": VERDICT_MEANING.get(str(cert.get("verdict")), "not a verdict jaxscd writes"),
-              "domain_text": _domain_text(domain, cert), "circuit_source": cert["circuit"]["source"],
+              "domain_text": "; ".join(describe_domain(typed)), "circuit_source": cert["circuit"]["source"],
               "obligations": [_obligation_row(o) for o in cert.get("obligations", []) if isinstance(o, dict)],
               "program_html": _highlight(_program_text(bundle, cert)), "program_css": _highlight_css(),
               "hashes": _hashes(bundle, cert), "notes": notes}
@@ -239,16 +233,6 @@ def _obligation_row(o: dict) -> dict:
             "details": "; ".join(d for d in details if d)}
 
 
-def _domain_text(domain: Domain, cert: dict) -> str:
-    size = f"{domain.size:,}" if domain.exhaustive else f"{domain.size:.3g} (beyond enumeration)"
-    text = f"alphabet {' '.join(domain.alphabet)}, lengths {domain.min_len}..{domain.max_len}, {size} sequences"
-    if not domain.exhaustive:
-        return text + (f"; precondition: {domain.precondition_text}" if domain.precondition_text else "")
-    if domain.precondition_text:
-        text += f"; {cert['domain'].get('valid', 0):,} satisfy: {domain.precondition_text}"
-    return text
-
-
 def _program_text(bundle: Path, cert: dict) -> str:
     if "program.py" not in cert["files"]:
         return ""
@@ -301,10 +285,8 @@ def render_report(bundle_dir, circuit_target: str | None = None) -> str:
     try:
         return env.get_template("report.html.j2").render(**context)
     except (TemplateError, TypeError, ValueError) as err:  # fields of unexpected types in a forged certificate
-        from jaxscd.verify.recheck import EXIT_CORRUPT, BundleError
-
-        raise BundleError(f"malformed bundle ({type(err).__name__}: {err}); re-create it with jaxscd distill --out",
-                          EXIT_CORRUPT) from None
+        raise BundleError(f"malformed bundle ({type(err).__name__}: {err}); re-create it with jaxscd distill --out") \
+            from None
 
 
 def write_report(bundle_dir, output, circuit_target: str | None = None) -> Path:

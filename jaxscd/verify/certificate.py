@@ -1,7 +1,10 @@
-"""Certificate bundles: program.py, certificate.json, surrogate.npz and query.smt2, written atomically.
+"""The certificate model and the one bundle writer.
 
-``certificate.json`` (schema 1) records what was claimed, by which method, over which domain, and the sha256
-of every artifact, so ``jaxscd.verify.recheck`` can re-establish each claim from scratch.
+A bundle is a directory: ``certificate.json`` (schema 1) and the files it lists with their sha256 (program.py,
+and what the proof rests on: surrogate.npz, query.smt2, the strategy's files). ``Certificate`` is the typed
+value of certificate.json: what was claimed (``Obligation``s, each with its method), over which domain, about
+which circuit. ``Certificate.from_json`` reads a bundle's certificate or raises BundleError; ``write_bundle``
+writes a bundle atomically; ``jaxscd.verify.recheck`` re-establishes every claim from the files.
 """
 
 from __future__ import annotations
@@ -11,30 +14,41 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from jaxscd import __version__
 from jaxscd.circuits.base import sha256_bytes, sha256_text
-from jaxscd.domain import Domain
-from jaxscd.dsl.programs import from_json, to_json
-from jaxscd.verify.solver import solver_name
+from jaxscd.domain import Domain, DomainError
+from jaxscd.dsl.programs import Program, check_program, from_json, to_json
+from jaxscd.errors import BundleError, InputError
 
 SCHEMA_VERSION = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class OutputDirError(OSError):
+class OutputDirError(InputError, OSError):
     """``--out`` names something that is neither new, empty, nor a jaxscd bundle recognised completely."""
 
 
-def domain_json(domain: Domain) -> dict:
-    return {"alphabet": list(domain.alphabet), "min_len": domain.min_len, "max_len": domain.max_len,
+# ------------------------------------------------------------------------------------------------------------
+# Domains in certificates
+
+
+def domain_json(domain: Domain, restriction: bool = False) -> dict:
+    """The fields of a domain that its certificate hash covers. ``exhaustive`` and ``restriction`` appear only when
+    they depart from the default (so bundles written before they existed keep their hash)."""
+    data = {"alphabet": list(domain.alphabet), "min_len": domain.min_len, "max_len": domain.max_len,
             "size": domain.size, "precondition": to_json(domain.precondition) if domain.precondition else None,
             "precondition_text": domain.precondition_text or None}
+    if not domain.exhaustive:
+        data["exhaustive"] = False  # proved beyond enumeration: no size cap
+    if restriction:
+        data["restriction"] = True  # the precondition narrows the circuit source's own
+    return data
 
 
 def domain_from_json(data: dict) -> Domain:
-    """The domain a certificate describes; ``"exhaustive": false`` marks a long-context domain (no size cap)."""
+    """The domain a certificate describes; ``"exhaustive": false`` marks a domain beyond enumeration."""
     pre = data.get("precondition")
     return Domain(tuple(data["alphabet"]), int(data["min_len"]), int(data["max_len"]),
                   from_json(pre) if pre else None, data.get("precondition_text") or "",
@@ -45,74 +59,222 @@ def canonical_sha256(data) -> str:
     return sha256_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
 
 
-def certificate(result, circuit_ref: dict, circuit_fingerprint: str) -> dict:
-    """The JSON certificate of a distillation result (see the module docstring)."""
+def precondition_text(precondition: Program | None, text: str, alphabet) -> str:
+    """A precondition as verify prints it: the program itself (what is checked) and its text (what it says)."""
+    if precondition is None:
+        return "none (every sequence)"
+    ids = ", ".join(f"{i}={name}" for i, name in enumerate(alphabet))
+    return f"{precondition!r} over token ids {ids}" + (f" (said: {text!r})" if text else "")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The model
+
+
+@dataclass(frozen=True)
+class Obligation:
+    """One claim of a certificate and how it was established. ``record``: every field as written, the
+    strategy-specific ones included (its files, statistics), read by the strategy's re-check."""
+
+    claim: str
+    method: str
+    verdict: str
+    record: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_json(cls, data) -> Obligation:
+        if not isinstance(data, dict) or not isinstance(data.get("claim"), str) or \
+                not isinstance(data.get("method"), str):
+            raise BundleError(f"certificate.json lists an obligation without a claim and a method ({data!r:.80}); "
+                              f"the bundle is corrupt")
+        return cls(data["claim"], data["method"], str(data.get("verdict")), dict(data))
+
+    def to_json(self) -> dict:
+        return self.record | {"claim": self.claim, "method": self.method, "verdict": self.verdict}
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """certificate.json as a value. ``domain_record``: the domain block as written (its hash, the number of valid
+    inputs or orbits); ``long_context``: the beyond-exhaustion block (strategy, symmetry claim, float margin) or
+    None; ``extra``: informational blocks verify does not rest on (tool, surrogate, run, counterexample)."""
+
+    verdict: str
+    circuit_source: dict
+    circuit_sha256: str
+    classes: tuple
+    domain: Domain
+    domain_record: dict
+    program: Program | None
+    obligations: tuple
+    files: dict
+    long_context: dict | None = None
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def restriction(self) -> bool:
+        return self.domain_record.get("restriction") is True
+
+    @property
+    def domain_hash_ok(self) -> bool:
+        return canonical_sha256(domain_json(self.domain, self.restriction)) == self.domain_record.get("sha256")
+
+    def obligation(self, claim: str) -> Obligation | None:
+        return next((o for o in self.obligations if o.claim == claim), None)
+
+    def to_json(self) -> dict:
+        data = {"schema_version": SCHEMA_VERSION, "tool": self.extra.get("tool"), "verdict": self.verdict,
+                "circuit": {"source": self.circuit_source, "sha256": self.circuit_sha256,
+                            "classes": list(self.classes)},
+                "domain": self.domain_record,
+                "program": to_json(self.program) if self.program is not None else None,
+                "files": dict(self.files), "obligations": [o.to_json() for o in self.obligations]}
+        if self.long_context is not None:
+            data["long_context"] = self.long_context
+        return data | {k: v for k, v in self.extra.items() if k not in data}
+
+    @classmethod
+    def from_json(cls, data) -> Certificate:
+        """The certificate of a bundle; BundleError ("schema" or "corrupt") when it is not one jaxscd can read."""
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if version != SCHEMA_VERSION:
+            raise BundleError(f"certificate schema_version is {version!r}, this jaxscd reads {SCHEMA_VERSION}; "
+                              f"re-create the bundle with this version", "schema")
+        files = data.get("files")
+        if not isinstance(files, dict):
+            raise BundleError("certificate.json has no \"files\" table of sha256 hashes; the bundle is corrupt")
+        for name, digest in files.items():
+            if (problem := bundle_file_problem(name, digest)) is not None:
+                raise BundleError(f"certificate.json lists {name!r}: {problem}; the bundle is corrupt")
+        circuit, record = data.get("circuit"), data.get("domain")
+        if not isinstance(circuit, dict) or not isinstance(circuit.get("source"), dict) or \
+                not isinstance(circuit.get("sha256"), str) or not isinstance(record, dict):
+            raise BundleError("malformed bundle: certificate.json lacks its circuit (source, sha256) or its domain; "
+                              "re-create it with jaxscd distill --out")
+        classes = circuit.get("classes")
+        if not (isinstance(classes, list) and len(classes) == 2 and all(isinstance(c, str) for c in classes)):
+            raise BundleError(f"certificate.json circuit.classes must be 2 class names, got {classes!r}; the bundle "
+                              f"is corrupt")
+        raw = data.get("obligations")
+        if not isinstance(raw, list):
+            raise BundleError("certificate.json has no list of obligations; the bundle is corrupt")
+        obligations = tuple(Obligation.from_json(o) for o in raw)
+        if len({o.claim for o in obligations}) != len(obligations):
+            raise BundleError("certificate.json lists an obligation twice; the bundle is corrupt")
+        long_block = data.get("long_context")
+        if long_block is not None and not isinstance(long_block, dict):
+            raise BundleError("certificate.json long_context is not an object; the bundle is corrupt")
+        try:
+            domain = domain_from_json(record)
+            program = from_json(data["program"]) if data.get("program") else None
+            if program is not None:
+                check_program(program, domain.n_tokens)
+        except (DomainError, ValueError, KeyError, TypeError) as err:
+            raise BundleError(f"certificate.json describes no valid domain/program ({err}); the bundle is "
+                              f"corrupt") from None
+        known = {"schema_version", "verdict", "circuit", "domain", "program", "files", "obligations", "long_context"}
+        return cls(str(data.get("verdict")), dict(circuit["source"]), circuit["sha256"], tuple(classes), domain,
+                   dict(record), program, obligations, dict(files), long_block,
+                   {k: v for k, v in data.items() if k not in known})
+
+
+def read_certificate(bundle: Path) -> Certificate:
+    """The certificate of the bundle directory ``bundle``, every file it lists present; else BundleError."""
+    if not bundle.is_dir():
+        raise BundleError(f"bundle directory not found: {str(bundle)!r}", "missing")
+    path = bundle / "certificate.json"
+    if not path.is_file():
+        raise BundleError(f"{str(path)!r} is missing; is {str(bundle)!r} a jaxscd bundle?", "missing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise BundleError(f"certificate.json is not valid JSON ({type(err).__name__}); the bundle is corrupt") \
+            from None
+    cert = Certificate.from_json(data)
+    for name in cert.files:
+        if not (bundle / name).is_file():
+            raise BundleError(f"{name} is missing from {str(bundle)!r}", "missing")
+    return cert
+
+
+# ------------------------------------------------------------------------------------------------------------
+# From a distill result
+
+
+def certificate(result, circuit_ref: dict, circuit_fingerprint: str, files: dict) -> Certificate:
+    """The certificate of a distill result (``jaxscd.pipeline.DistillResult``) whose bundle holds ``files``
+    (path -> bytes): its obligations, its domain, and its run block (``result.to_json()``, informational)."""
+    from jaxscd import __version__
+
+    domain = domain_json(result.domain, result.restriction)
+    record = domain | {"sha256": canonical_sha256(domain)}
+    long_block = None
+    if result.domain.exhaustive:
+        obligations = _exhaustive_obligations(result)
+        record["valid"] = result.n_valid
+    else:
+        obligations, long_block = _beyond_obligations(result)
+    surrogate = {"neurons": result.surrogate.n_neurons, "depth": result.surrogate.depth,
+                 "obtained_by": result.surrogate_method} if result.surrogate is not None else None
+    return Certificate(result.verdict.value, dict(circuit_ref), circuit_fingerprint, tuple(result.class_names),
+                       result.domain, record, result.program, tuple(obligations),
+                       {name: sha256_bytes(data) for name, data in files.items()}, long_block,
+                       {"tool": f"jaxscd {__version__}", "surrogate": surrogate, "run": result.to_json()})
+
+
+def _exhaustive_obligations(result) -> list:
+    from jaxscd.verify.solver import solver_name
+
     proof = result.proof
-    domain = domain_json(result.domain)
-    obligations = [{"claim": "circuit == surrogate", "method": "exhaustive", "inputs": result.n_valid,
-                    "verdict": "PROVED" if result.surrogate is not None else "UNKNOWN",
-                    "min_margin": result.margin, "float_error_bound": result.margin_bound}]
+    obligations = [Obligation("circuit == surrogate", "exhaustive", "PROVED" if result.surrogate is not None else
+                              "UNKNOWN", {"inputs": result.n_valid, "min_margin": result.margin,
+                                          "float_error_bound": result.margin_bound})]
     if result.program is not None and result.circuit_program_mismatches is not None:
-        obligations.append({"claim": "circuit == program", "method": "exhaustive", "inputs": result.n_valid,
-                            "verdict": "PROVED" if result.circuit_program_mismatches == 0 else "REFUTED",
-                            "mismatches": result.circuit_program_mismatches})
+        obligations.append(Obligation("circuit == program", "exhaustive", "PROVED" if
+                                      result.circuit_program_mismatches == 0 else "REFUTED",
+                                      {"inputs": result.n_valid, "mismatches": result.circuit_program_mismatches}))
     if proof is not None:
-        obligations.append({"claim": "surrogate == program", "method": proof.method, "solver": solver_name(),
-                            "verdict": proof.verdict.value, "seconds": round(proof.seconds, 3), "expect": "unsat",
-                            "reason": proof.reason or None} | proof.record)  # the files its strategy rests on
+        obligations.append(Obligation("surrogate == program", proof.method, proof.verdict.value,
+                                      {"solver": solver_name(), "seconds": round(proof.seconds, 3), "expect": "unsat",
+                                       "reason": proof.reason or None} | proof.record))
     if result.spec_mismatches is not None:
-        obligations.append({"claim": "circuit == spec", "method": "exhaustive", "inputs": result.n_valid,
-                            "verdict": "PROVED" if result.spec_mismatch_count == 0 else "REFUTED",
-                            "mismatches": result.spec_mismatch_count,
-                            "examples": [result.domain.format(s) for s in result.spec_mismatches]})
-    files = {"program.py": sha256_text(result.source or "")}
+        obligations.append(Obligation("circuit == spec", "exhaustive", "PROVED" if result.spec_mismatch_count == 0
+                                      else "REFUTED", {"inputs": result.n_valid,
+                                                       "mismatches": result.spec_mismatch_count,
+                                                       "examples": [result.domain.format(s)
+                                                                    for s in result.spec_mismatches]}))
+    return obligations
+
+
+def _beyond_obligations(result) -> tuple[list, dict | None]:
+    """circuit == program by a beyond-enumeration strategy, and the block its re-check reads (the strategy, the
+    symmetry claim, the float margin, the number of orbits or cubes)."""
+    from jaxscd.verify.prove import by_method
+
+    proof = result.proof
+    if proof is None:
+        return [], None
+    strategy = by_method(proof.method)
+    block = {"strategy": strategy.name, "symmetry": proof.record.get("symmetry"), "float_margin": result.margin_bound,
+             "orbits": proof.record.get("orbits"), "cubes": proof.record.get("cubes")}
+    return [Obligation("circuit == program", proof.method, proof.verdict.value,
+                       {"seconds": round(proof.seconds, 3), "reason": proof.reason or None} | proof.record)], block
+
+
+def bundle_files(result) -> dict:
+    """path -> bytes of a result's bundle: program.py, surrogate.npz, query.smt2 (the one surrogate == program
+    query, for other tools) and what the proof's strategy adds."""
+    files = {"program.py": (result.source or "").encode()}
     if result.surrogate is not None:
-        files["surrogate.npz"] = sha256_bytes(result.surrogate.to_bytes())
-    if proof is not None:
-        for name, text in _proof_files(proof).items():
-            files[name] = sha256_text(text)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": f"jaxscd {__version__}",
-        "verdict": result.verdict.value,
-        "circuit": {"source": circuit_ref, "sha256": circuit_fingerprint, "classes": list(result.class_names)},
-        "domain": domain | {"valid": result.n_valid, "sha256": canonical_sha256(domain)},
-        "program": to_json(result.program) if result.program is not None else None,
-        "surrogate": {"neurons": result.surrogate.n_neurons, "depth": result.surrogate.depth,
-                      "obtained_by": result.surrogate_method} if result.surrogate is not None else None,
-        "files": files,
-        "obligations": obligations,
-        "run": run_record(result),
-    }
+        files["surrogate.npz"] = result.surrogate.to_bytes()
+    if result.proof is not None:
+        texts = ({"query.smt2": result.proof.smt2} if result.proof.smt2 else {}) | result.proof.files
+        files |= {name: text.encode() for name, text in texts.items()}
+    return files
 
 
-def _proof_files(proof) -> dict:
-    """Bundle path -> text: query.smt2 (the one query, for other tools), then what the proof's strategy adds."""
-    return {"query.smt2": proof.smt2} | proof.files
-
-
-def run_record(result) -> dict:
-    """What the run found beyond its claims, for reports (``jaxscd report``): stage timings, the search's counts,
-    notes, the spec's departure patterns and the nearest misses. Informational: verify re-checks no part of it."""
-    from jaxscd.dsl.source import render
-
-    return {"timings": dict(result.timings), "notes": list(result.notes),
-            "candidates": {"generated": result.generated, "survivors": len(result.survivors),
-                           "per_family": {k: list(v) for k, v in result.per_family.items()},
-                           "skipped_families": list(result.skipped)},
-            "surrogate_attempts": list(result.surrogate_attempts), "spec_patterns": list(result.spec_patterns),
-            "near_misses": [{"program": render(m.program, result.domain.alphabet, result.class_names),
-                             "agreement": m.agreement, "mismatches": m.mismatches, "patterns": list(m.patterns)}
-                            for m in result.near_misses],
-            "refuted": [{"program": repr(p), "counterexample": result.domain.format(c)} for p, c in result.refuted],
-            "exact_description": _description(result)}
-
-
-def _description(result) -> dict | None:
-    described = getattr(result, "exact_description", None)
-    if described is None:
-        return None
-    return described.to_json() | {"source": described.source(result.domain, result.class_names)}
+# ------------------------------------------------------------------------------------------------------------
+# Writing
 
 
 def bundle_file_problem(name, digest) -> str | None:
@@ -132,10 +294,10 @@ def _not_a_bundle(out: Path) -> str | None:
     certificate.json of this schema, every file it lists present with its recorded sha256, and nothing else."""
     try:
         cert = json.loads((out / "certificate.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return "it holds no readable certificate.json"
     files = cert.get("files") if isinstance(cert, dict) else None
-    if cert.get("schema_version") != SCHEMA_VERSION or not isinstance(files, dict) or \
+    if not isinstance(cert, dict) or cert.get("schema_version") != SCHEMA_VERSION or not isinstance(files, dict) or \
             any(bundle_file_problem(name, digest) for name, digest in files.items()):
         return "its certificate.json is not a jaxscd certificate of this version"
     present = set()
@@ -174,22 +336,23 @@ def check_output_dir(out: str | os.PathLike) -> None:
 
 
 def write_bundle(result, out_dir: str | os.PathLike, circuit_ref: dict, circuit_fingerprint: str) -> Path:
-    """Write the bundle into a temporary sibling directory, then rename it into place (no half bundles); a
-    previous bundle there is moved aside and deleted only once the new one is in place."""
-    out = Path(out_dir)
+    """The bundle of a distill result (exhaustive or beyond), written atomically: into a temporary sibling
+    directory, then renamed into place; a previous bundle there is moved aside, put back if anything fails, and
+    deleted only once the new one is in place."""
+    files = bundle_files(result)
+    return _write(Path(out_dir), certificate(result, circuit_ref, circuit_fingerprint, files), files)
+
+
+def _write(out: Path, cert: Certificate, files: dict) -> Path:
     check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     previous = None
     try:
-        (staging / "program.py").write_text(result.source or "", encoding="utf-8")
-        if result.surrogate is not None:
-            (staging / "surrogate.npz").write_bytes(result.surrogate.to_bytes())
-        for name, text in (_proof_files(result.proof) if result.proof is not None else {}).items():
+        for name, data in files.items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            (staging / name).write_text(text, encoding="utf-8")
-        cert = certificate(result, circuit_ref, circuit_fingerprint)
-        (staging / "certificate.json").write_text(json.dumps(cert, indent=2) + "\n", encoding="utf-8")
+            (staging / name).write_bytes(data)
+        (staging / "certificate.json").write_text(json.dumps(cert.to_json(), indent=2) + "\n", encoding="utf-8")
         check_output_dir(out)  # again: the directory may have changed while the bundle was computed
         if out.exists():
             previous = staging.with_name(staging.name + ".previous")

@@ -26,10 +26,10 @@ from jaxscd.domain import Domain
 from jaxscd.dsl import smt
 from jaxscd.dsl.programs import Program
 from jaxscd.kernels.enumerate import precondition_mask
-from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
+from jaxscd.surrogates import IntegerSurrogate, exhaustive_decisions
 from jaxscd.verify.encode import surrogate_score, symbolic_sequence
 from jaxscd.verify.solver import cvc5_unsat, read_query, same_assertions, smt2_text, solve_text, z3_unsat
-from jaxscd.verify.strategy import ProofResult, ProofStrategy, solver_verdict
+from jaxscd.verify.strategy import Goal, ProofResult, ProofStrategy, solver_verdict
 
 
 @dataclass(frozen=True, order=True)
@@ -176,7 +176,8 @@ def covers_domain(domain: Domain, cubes: list[dict]) -> bool:
 # The strategy: prove, the files it adds, recheck
 
 
-def prove(surrogate, program, domain, timeout_s: float, valid=None) -> ProofResult:
+def prove(goal: Goal, timeout_s: float) -> ProofResult:
+    surrogate, program, domain, valid = goal.surrogate, goal.program, goal.domain, goal.valid
     run = prove_by_cubes(surrogate, program, domain, precondition_mask(domain) if valid is None else valid,
                          timeout_s=timeout_s)
     return solver_verdict(run.answer, run.counterexample, run.seconds, surrogate, program, domain, run.reason,
@@ -191,8 +192,9 @@ def files(obligation: dict) -> list:
     return [entry["file"] for entry in obligation["cubes"]]
 
 
-def recheck(report, bundle, obligation, surrogate, program, domain, valid, timeout_s: float) -> None:
+def recheck(report, bundle, obligation, goal: Goal, timeout_s: float) -> None:
     """The cubes partition the domain, each file is the query of its cube, and each is unsat."""
+    surrogate, program, domain, valid = goal.surrogate, goal.program, goal.domain, goal.valid
     cubes = obligation["cubes"]
     report.add("cubes partition the domain", covers_domain(domain, cubes), f"{len(cubes)} cubes")
     _, active = exhaustive_decisions(surrogate, domain)
@@ -219,4 +221,5 @@ def recheck(report, bundle, obligation, surrogate, program, domain, valid, timeo
                f"{cvc5_skipped} not decided by cvc5" if cvc5_skipped else ", ".join(cvc5_bad[:3]))
 
 
-STRATEGY = ProofStrategy("cubes", "smt-cubes", prove, files, recheck)
+STRATEGY = ProofStrategy("cubes", "smt-cubes", prove, files, recheck,
+                         summary="cube-and-conquer")

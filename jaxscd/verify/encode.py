@@ -10,7 +10,7 @@ import z3
 from jaxscd.domain import Domain
 from jaxscd.dsl import smt
 from jaxscd.dsl.programs import Program
-from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.surrogates import IntegerSurrogate
 from jaxscd.verify.solver import smt2_text
 
 

@@ -1,6 +1,7 @@
-"""Proofs with z3: a program equals the integer surrogate on the whole domain, or a checked counterexample.
-
-The strategies (``jaxscd.verify.strategy.ProofStrategy``, one module each) and the order ``auto`` tries them in.
+"""The proof strategies (``jaxscd.verify.strategy.ProofStrategy``, one module each), registered here: a new
+strategy is its module plus one entry of ``STRATEGIES``. Surrogate == program on an enumerable domain: tree, single,
+cubes (``prove_equivalent``, and the order ``auto`` tries them in). Circuit == program beyond enumeration: orbits,
+circuit-bounds (``jaxscd.beyond``).
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from dataclasses import replace
 
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import Program
-from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.surrogates import IntegerSurrogate
+from jaxscd.beyond import strategies as beyond
 from jaxscd.verify import cubes, single, tree
 from jaxscd.verify.encode import one_query_text
-from jaxscd.verify.strategy import ProofResult, ProofStrategy, Verdict, in_domain, surrogate_class
+from jaxscd.verify.strategy import SURROGATE_CLAIM, Goal, ProofResult, ProofStrategy, Verdict, in_domain, surrogate_class
 
-__all__ = ["STRATEGIES", "ProofResult", "Verdict", "by_method", "in_domain", "prove_equivalent", "surrogate_class"]
+__all__ = ["STRATEGIES", "SURROGATE_STRATEGIES", "ProofResult", "Verdict", "by_method", "in_domain", "prove_equivalent",
+           "surrogate_class"]
 
-STRATEGIES = {s.name: s for s in (tree.STRATEGY, single.STRATEGY, cubes.STRATEGY)}
+STRATEGIES = {s.name: s for s in (tree.STRATEGY, single.STRATEGY, cubes.STRATEGY, beyond.ORBITS, beyond.CIRCUIT_BOUNDS)}
+SURROGATE_STRATEGIES = {name: s for name, s in STRATEGIES.items() if s.claim == SURROGATE_CLAIM}  # --proof choices
 AUTO_SINGLE_BUDGET_S = 5.0
 AUTO_TREE_MIN_NEURONS = 4  # measured in experiments/bench_smt.py: one query wins below, the tree above
 
@@ -37,8 +41,8 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
     the whole timeout: their cubes fix few phases (units feed units), so one query is the better last resort.
     ``seconds`` counts every attempt made; ``smt2`` is the one query whatever the strategy (query.smt2).
     """
-    if strategy != "auto" and strategy not in STRATEGIES:
-        raise ValueError(f"unknown proof strategy {strategy!r}; use one of auto, {', '.join(STRATEGIES)}")
+    if strategy != "auto" and strategy not in SURROGATE_STRATEGIES:
+        raise ValueError(f"unknown proof strategy {strategy!r}; use one of auto, {', '.join(SURROGATE_STRATEGIES)}")
     if strategy == "auto":
         order = ("tree", "single", "cubes") if surrogate.n_neurons > AUTO_TREE_MIN_NEURONS else \
             ("single", "tree", "cubes")
@@ -48,7 +52,7 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
     for name in order:
         short = strategy == "auto" and name == "single" and not surrogate.deep
         budget = min(timeout_s, AUTO_SINGLE_BUDGET_S) if short else timeout_s
-        result = STRATEGIES[name].prove(surrogate, program, domain, budget, valid)
+        result = STRATEGIES[name].prove(Goal(domain, program, valid, surrogate), budget)
         smt2 = smt2 or result.smt2 or one_query_text(surrogate, program, domain)
         result = replace(result, seconds=result.seconds + spent, smt2=smt2)
         if result.verdict != Verdict.UNKNOWN or result.counterexample is not None or name == order[-1]:

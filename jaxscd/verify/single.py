@@ -9,10 +9,11 @@ import z3
 
 from jaxscd.verify.encode import equivalence_query, one_query_text
 from jaxscd.verify.solver import checked, recheck_query, smt2_text
-from jaxscd.verify.strategy import ProofResult, ProofStrategy, solver_verdict
+from jaxscd.verify.strategy import Goal, ProofResult, ProofStrategy, solver_verdict
 
 
-def prove(surrogate, program, domain, timeout_s: float, valid=None) -> ProofResult:
+def prove(goal: Goal, timeout_s: float) -> ProofResult:
+    surrogate, program, domain = goal.surrogate, goal.program, goal.domain
     solver, seq = equivalence_query(surrogate, program, domain)
     smt2 = smt2_text(solver)
     solver.set(timeout=max(1, int(timeout_s * 1000)))
@@ -29,8 +30,10 @@ def files(obligation: dict) -> list:
     return ["query.smt2"]
 
 
-def recheck(report, bundle, obligation, surrogate, program, domain, valid, timeout_s: float) -> None:
-    recheck_query(report, bundle, "query.smt2", one_query_text(surrogate, program, domain), "surrogate", timeout_s)
+def recheck(report, bundle, obligation, goal: Goal, timeout_s: float) -> None:
+    recheck_query(report, bundle, "query.smt2", one_query_text(goal.surrogate, goal.program, goal.domain), "surrogate",
+                  timeout_s)
 
 
-STRATEGY = ProofStrategy("single", "smt", prove, files, recheck)
+STRATEGY = ProofStrategy("single", "smt", prove, files, recheck,
+                         summary="one query")

@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxscd.domain import Domain
 from jaxscd.dsl import reference
-from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.surrogates import IntegerSurrogate
 
 
 class Verdict(str, enum.Enum):
@@ -36,21 +36,45 @@ class ProofResult:
     summary: str = ""  # for the terminal, e.g. "12 cubes"
 
 
+SURROGATE_CLAIM, CIRCUIT_CLAIM = "surrogate == program", "circuit == program"
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What a strategy proves (``prove``) or re-checks (``recheck``) ``program`` against, on ``domain``.
+    ``valid``: the precondition mask of an enumerable domain (None beyond enumeration). ``surrogate``: the integer
+    surrogate (strategies of the claim surrogate == program). ``circuit``: the circuit, its fingerprint checked;
+    ``at_length``: its analysis beyond enumeration, shared by every candidate (``jaxscd.beyond``); ``record``: the
+    certificate's beyond-exhaustion block when re-checking (strategy, symmetry claim, float margin)."""
+
+    domain: Domain
+    program: object
+    valid: np.ndarray | None = None
+    surrogate: IntegerSurrogate | None = None
+    circuit: object = None
+    at_length: object = None
+    record: dict | None = None
+
+
 @dataclass(frozen=True)
 class ProofStrategy:
     """``name``: the ``--proof`` choice. ``method``: the obligation's method in certificates (schema 1:
-    "smt", "smt-cubes", "smt-tree"; bundles written before keep verifying).
-    ``prove(surrogate, program, domain, timeout_s, valid) -> ProofResult``.
+    "smt", "smt-cubes", "smt-tree" for surrogate == program; "orbit bounds", "cube bounds + smt-tree" for
+    circuit == program beyond enumeration; bundles written before keep verifying). ``claim``: what it proves.
+    ``prove(goal, timeout_s) -> ProofResult``.
     ``files(obligation) -> [bundle path]``: the files a certificate's obligation rests on; verify checks they are
     listed with their sha256 before ``recheck``.
-    ``recheck(report, bundle, obligation, surrogate, program, domain, valid, timeout_s)``: re-establish the claim
-    from the files, adding a FAILED line to ``report`` for anything that does not hold."""
+    ``recheck(report, bundle, obligation, goal, timeout_s)``: re-establish the claim from the files, adding a
+    FAILED line to ``report`` for anything that does not hold (``obligation``: the obligation's fields).
+    ``claim``: what it proves; ``summary``: one line for ``--help``."""
 
     name: str
     method: str
     prove: Callable[..., ProofResult]
     files: Callable[[dict], list]
     recheck: Callable[..., None]
+    claim: str = SURROGATE_CLAIM
+    summary: str = ""  # one line for --help
 
 
 def surrogate_class(surrogate: IntegerSurrogate, tokens) -> int:

@@ -32,10 +32,11 @@ from jaxscd.domain import Domain
 from jaxscd.dsl import smt
 from jaxscd.dsl.abstract import outputs
 from jaxscd.dsl.programs import CountThreshold, DensityThreshold, Program
-from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.errors import BundleError
+from jaxscd.surrogates import IntegerSurrogate
 from jaxscd.verify.encode import boolean_sequence, one_query_text
 from jaxscd.verify.solver import query_encodes, recheck_query, smt2_text, solve_text
-from jaxscd.verify.strategy import ProofResult, ProofStrategy, Verdict, solver_verdict
+from jaxscd.verify.strategy import Goal, ProofResult, ProofStrategy, Verdict, solver_verdict
 
 VOID = None  # leaf: the precondition excludes every sequence of the cube
 MAX_TREE_NODES = 20_000
@@ -399,20 +400,25 @@ def tree_text(tree: dict) -> str:
 
 
 def read_trees(path) -> dict:
-    """{length: node} from a bundle's tree.json (ValueError when it is not a JSON object of trees by length)."""
-    raw = json.loads(path.read_text())
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path.name} is not a JSON object of trees by length")
-    return trees_from_json(raw)
+    """{length: node} from a bundle's tree.json (``check_partition`` judges the nodes); BundleError (corrupt) when
+    it is not a JSON object of trees by length."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(raw, dict):
+            return trees_from_json(raw)
+        problem = f"it holds {json.dumps(raw)[:40]}"
+    except (ValueError, RecursionError) as err:  # not JSON or not UTF-8, nested too deep, a length not an integer
+        problem = f"{type(err).__name__}: {err}"
+    raise BundleError(f"{path.name} is not a JSON object of trees by length ({problem}); the bundle is corrupt")
 
 
 # ------------------------------------------------------------------------------------------------------------
 # The strategy: prove, the files it adds, recheck
 
 
-def prove(surrogate: IntegerSurrogate, program: Program, domain: Domain, timeout_s: float, valid=None,
-          max_nodes: int = MAX_TREE_NODES) -> ProofResult:
+def prove(goal: Goal, timeout_s: float, max_nodes: int = MAX_TREE_NODES) -> ProofResult:
     """A tree of at most ``max_nodes`` nodes, then one tree == program query (UNKNOWN when no tree fits)."""
+    surrogate, program, domain = goal.surrogate, goal.program, goal.domain
     start = time.perf_counter()
     trees = build_tree(surrogate, domain, max_nodes)
     if trees is None:
@@ -435,9 +441,10 @@ def files(obligation: dict) -> list:
     return [obligation["tree"]["file"], obligation["file"], "query.smt2"]
 
 
-def recheck(report, bundle, obligation, surrogate, program, domain, valid, timeout_s: float) -> None:
+def recheck(report, bundle, obligation, goal: Goal, timeout_s: float) -> None:
     """The tree partitions the domain, plain-integer interval bounds prove every decided leaf, the query file is
     the tree == program query, and z3 (and cvc5) find it unsat; query.smt2 is the one query."""
+    surrogate, program, domain = goal.surrogate, goal.program, goal.domain
     trees = read_trees(bundle / obligation["tree"]["file"])
     problems, unproved = check_tree(trees, surrogate, domain)
     report.add("tree partitions the domain", not problems, "; ".join(problems[:3]))
@@ -449,4 +456,5 @@ def recheck(report, bundle, obligation, surrogate, program, domain, valid, timeo
     query_encodes(report, bundle, "query.smt2", one_query_text(surrogate, program, domain), "surrogate")
 
 
-STRATEGY = ProofStrategy("tree", "smt-tree", prove, files, recheck)
+STRATEGY = ProofStrategy("tree", "smt-tree", prove, files, recheck,
+                         summary="an interval-bounded decision tree + one tree == program query")

@@ -148,7 +148,7 @@ def sparse_gpt_circuit(model: SparseGPT, circuit: NodeCircuit | None, template: 
 def load_sparse_circuit(model_dir, template, viz=None, means=None):
     """A circuit_sparsity model (restricted to the circuit in ``viz`` with ``means`` when given) and its template."""
     if template is None:
-        raise ValueError("--circuit-sparsity needs --template T.json (alphabet -> token ids, prefix, suffix, "
+        raise SparseGPTError("--circuit-sparsity needs --template T.json (alphabet -> token ids, prefix, suffix, "
                          "target and alternative ids)")
     model = load_model(model_dir)
     node_circuit = load_circuit(model.config, viz, means)

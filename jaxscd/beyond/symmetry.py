@@ -25,10 +25,15 @@ from jaxscd.dsl.programs import (
     Constant,
     CountThreshold,
     DensityThreshold,
+    FirstOccurrence,
     LengthThreshold,
+    MostRecent,
     Program,
+    SaturatedDepth,
+    StateMachine,
     Toggle,
     TokenAt,
+    WindowCount,
 )
 
 COUNTS_AND_LAST = "counts+last-token"
@@ -69,7 +74,9 @@ def orbit_invariant(program: Program | None) -> bool:
             return bool(from_end) and position == 0
         case Both(left, right, _):
             return orbit_invariant(left) and orbit_invariant(right)
-    return False
+        case MostRecent() | StateMachine() | FirstOccurrence() | WindowCount() | SaturatedDepth():
+            return False  # they read the order of the tokens
+    raise TypeError(f"orbit_invariant has no case for {program!r}: not a DSL program, or a motif to add here")
 
 
 def count_vectors(total: int, n_tokens: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Exact linear-threshold surrogates by linear programming with cutting planes (HiGHS through scipy).
+"""The ``lp`` method: an exact linear-threshold surrogate by linear programming with cutting planes (HiGHS
+through scipy).
 
 Many circuit behaviours (counts, densities, recency, the token at a position) are linear thresholds over the
 one-hot (position x token) features, often with weights gradient descent does not find (recency needs 1, 2, 4, ...).
@@ -6,6 +7,7 @@ The LP asks for weights w and a bias b with y * (w . x + b) >= 1 on a sample of 
 class 0), minimising |w|_1. The float solution is rounded to integers at a scale where the margin survives rounding;
 the integer network is then checked on every input of the domain, and the inputs it gets wrong join the LP
 (cutting planes) until it is exact. An infeasible LP proves that no linear threshold exists (it fails on a subset).
+Fixed ReLU units may join the features, their output weights chosen by the LP (the ``features`` method).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import scipy.optimize
 import scipy.sparse
 
 from jaxscd.domain import Domain
-from jaxscd.kernels.enumerate import chunks, decode_indices
-from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.dsl.programs import Program
+from jaxscd.kernels.enumerate import decode_indices
+from jaxscd.surrogates.network import IntegerSurrogate, wrong_inputs
+from jaxscd.surrogates.registry import FitProblem
 
 
 @dataclass(frozen=True)
@@ -28,21 +32,6 @@ class LinearFit:
     rounds: int
     constraints: int  # inputs in the final LP
     reason: str = ""
-
-
-def wrong_inputs(surrogate: IntegerSurrogate, domain: Domain, target: np.ndarray, valid: np.ndarray,
-                 limit: int = 1 << 12, chunk_size: int = 1 << 15) -> tuple[int, np.ndarray]:
-    """(number of valid inputs where the surrogate's class differs from ``target``, the first ``limit`` of them),
-    streamed over the domain in exact int64 arithmetic."""
-    count, found = 0, []
-    for first, tokens, lengths, real in chunks(domain, chunk_size):
-        decisions = np.asarray(surrogate.scores(tokens, lengths) > 0)[:real]
-        span = slice(first, first + real)
-        bad = np.flatnonzero(valid[span] & (decisions != target[span].astype(bool))) + first
-        count += len(bad)
-        if sum(len(f) for f in found) < limit:
-            found.append(bad)
-    return count, np.concatenate(found)[:limit] if found else np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,24 +63,6 @@ def _positional_sum(weights: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     picked = weights[positions, np.maximum(tokens, 0)]  # [N, L, ...]
     real = (tokens >= 0).reshape(tokens.shape + (1,) * (picked.ndim - 2))
     return np.where(real, picked, 0).sum(axis=1)
-
-
-def count_units(domain: Domain) -> Units:
-    """The circuit's own count features: relu(count(v) - k) per token v and relu(count(u) - count(v) - k) per pair,
-    over every k where the unit bends on the domain. With them a threshold can read parities and residues of
-    counts (a sawtooth is a sum of such units), which a linear threshold cannot."""
-    n, vocab = domain.max_len, domain.n_tokens
-    columns, biases = [], []
-    for u in range(vocab):
-        for v in [None] + list(range(u + 1, vocab)):
-            weights = np.zeros((n, vocab), np.int64)
-            weights[:, u] = 1
-            if v is not None:
-                weights[:, v] = -1
-            for k in range(-n + 1 if v is not None else 1, n):
-                columns.append(weights)
-                biases.append(-k)
-    return Units(np.stack(columns, axis=-1), np.asarray(biases, np.int64))
 
 
 def _constraint_rows(domain: Domain, indices: np.ndarray, target: np.ndarray,
@@ -175,3 +146,9 @@ def fit_linear(domain: Domain, target: np.ndarray, valid: np.ndarray, units: Uni
         sample = np.union1d(sample, wrong)
         rows = scipy.sparse.vstack([rows, _constraint_rows(domain, wrong, target, units)]).tocsr()
     return LinearFit(None, max_rounds, len(sample), f"no exact {what} after {max_rounds} LP rounds")
+
+
+def fit(problem: FitProblem, program: Program) -> tuple[IntegerSurrogate | None, str]:
+    """The ``lp`` method: a linear threshold of the one-hot inputs, from the truth table alone."""
+    found = fit_linear(problem.domain, problem.decisions, problem.valid, seed=problem.seed, log=problem.log)
+    return found.surrogate, found.reason

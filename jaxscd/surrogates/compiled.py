@@ -1,4 +1,4 @@
-"""Compiled surrogates: an exact integer ReLU network for any DSL program, built motif by motif.
+"""The ``compiled`` method: an exact integer ReLU network for a DSL program, built motif by motif.
 
 In the spirit of tracr compiling RASP to a transformer, each motif becomes a few integer ReLU units over the one-hot
 (position x token) inputs. Values are exact on every token sequence, not only on a sample:
@@ -11,8 +11,8 @@ In the spirit of tracr compiling RASP to a transformer, each motif becomes a few
 - a state machine keeps a one-hot state per position: state'[q'] = sum_q AND(state[q], token in T(q -> q')),
   and the class is read where the sequence ends (a deep network: units feed later units through ``unit_w``).
 
-Whatever the compiler builds, the caller re-checks it against the circuit on every input, and z3 proves it equal to
-the program: compilation is a way to *find* a witness, never a claim by itself.
+Whatever the compiler builds, ``fit`` re-checks it against the circuit on every input, and z3 proves it equal to the
+program: compilation is a way to *find* a witness, never a claim by itself.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from jaxscd.dsl.programs import (
     TokenAt,
     WindowCount,
 )
-from jaxscd.surrogate import IntegerSurrogate
+from jaxscd.errors import JaxscdError
+from jaxscd.surrogates.network import IntegerSurrogate, wrong_inputs
+from jaxscd.surrogates.registry import FitProblem
 
 MAX_POSITION_BITS = 40  # recency weights 2^i: longer sequences are left to the other fitting methods
 
@@ -147,7 +149,7 @@ class NetworkBuilder:
         return IntegerSurrogate(hidden_w, hidden_b, out_w, score.inputs, score.const, unit_w=unit_w)
 
 
-class CompileError(ValueError):
+class CompileError(JaxscdError, ValueError):
     """The compiler has no exact network of supported size for this program on this domain."""
 
 
@@ -249,3 +251,13 @@ def compile_program(program: Program, domain: Domain) -> IntegerSurrogate:
     linear = _linear_score(b, program)
     score = linear if linear is not None else 2 * _indicator(b, program) - 1
     return b.network(score)
+
+
+def fit(problem: FitProblem, program: Program) -> tuple[IntegerSurrogate | None, str]:
+    """The ``compiled`` method: ``program`` compiled, then checked against the circuit on every valid input."""
+    try:
+        surrogate = compile_program(program, problem.domain)
+    except CompileError as err:
+        return None, str(err)
+    count, _ = wrong_inputs(surrogate, problem.domain, problem.decisions, problem.valid)
+    return (None, f"differs from the circuit on {count} inputs (a compiler bug)") if count else (surrogate, "")

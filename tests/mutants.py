@@ -2,7 +2,8 @@
 
 A prover is sound on a mutant when its verdict equals the exhaustive truth: PROVED exactly when the mutant
 still agrees with its counterpart on every domain input, otherwise REFUTED with a counterexample that really
-disagrees. ``check_mutant`` returns that comparison; tests and ``experiments/mutation_suite.py`` use it.
+disagrees. ``MutationBase.check`` returns that comparison; tests/test_mutation.py, tests/test_deep_surrogate.py and
+``experiments/mutation_suite.py`` (which puts tests/ on sys.path) use it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from jaxscd.dsl.programs import (
     WindowCount,
 )
 from jaxscd.kernels.enumerate import all_tokens, precondition_mask
-from jaxscd.surrogate import IntegerSurrogate, exhaustive_decisions
+from jaxscd.surrogates import IntegerSurrogate, exhaustive_decisions
 from jaxscd.verify.prove import Verdict, in_domain, prove_equivalent, surrogate_class
 
 
@@ -129,6 +130,8 @@ def program_mutants(program: Program, n_tokens: int) -> Iterator[tuple[str, Prog
                       for kind, m in program_mutants(left, n_tokens)]
             edits += [attempt(f"right part: {kind}", lambda m=m: Both(left, m, op))
                       for kind, m in program_mutants(right, n_tokens)]
+        case _:
+            raise TypeError(f"program_mutants has no case for {program!r}: not a DSL program, or a motif to add here")
     seen = {program}
     for edit in edits:
         if edit is not None and edit[1] not in seen:
@@ -196,8 +199,8 @@ class MutationBase:
     def fitted(cls, name: str, program: Program, domain: Domain, seed: int = 0,
                method: str = "trained") -> MutationBase:
         """An exact integer surrogate of ``program`` itself (the program stands in for a circuit), obtained by
-        ``method`` (see ``jaxscd.witness``: trained, lp or compiled)."""
-        from jaxscd.witness import Witnesses
+        ``method`` (see ``jaxscd.surrogates``: trained, lp or compiled)."""
+        from jaxscd.surrogates import Witnesses
 
         base = cls(name, None, program, domain)
         target = np.asarray(evaluate_program(program, base.tokens, base.lengths, domain.n_tokens)).astype(np.int8)

@@ -12,7 +12,7 @@ the last token fixed) iff sum_j min_{u allowed at j} exp(s_j(u)) (c_j(u) + base 
 independent, so the bound is *exact* up to the rounding of exp, which is bracketed outward (np.nextafter, and a
 relative widening far above libm's error). The decision is trusted only with |D| above the float-error margin m
 (as the exhaustive pass requires), so the float64 circuit decides the same. The same test over count vectors
-decides an orbit of the counts+last-token symmetry (``jaxscd.symmetry``).
+decides an orbit of the counts+last-token symmetry (``jaxscd.beyond.symmetry``).
 
 ``jaxscd verify`` re-derives every leaf and orbit with a second implementation (``circuit_recheck``: Python
 integers and exact rational bounds of exp, no floats).

@@ -1,0 +1,71 @@
+"""Surrogates for found programs: the methods in registry order, the first exact one wins.
+
+The surrogate is a witness, not an oracle: the search needs only the truth table, so a surrogate is fitted for the
+programs that survive it. Whatever the method, the network's class equals the circuit's on every valid input
+before it is returned; the certificate records the method.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from jaxscd.domain import Domain
+from jaxscd.dsl.programs import Program
+from jaxscd.surrogates.network import IntegerSurrogate
+from jaxscd.surrogates.registry import METHODS, SurrogateConfig
+
+
+@dataclass(frozen=True, eq=False)
+class Witness:
+    surrogate: IntegerSurrogate
+    method: str  # a name in METHODS
+    seconds: float
+
+
+@dataclass
+class Witnesses:
+    """Finds exact surrogates for programs (the ``FitProblem`` every method reads); a method that is not
+    ``per_program`` is attempted once and its result serves every program."""
+
+    domain: Domain
+    decisions: np.ndarray  # int8 [size]: the circuit's class of every input
+    valid: np.ndarray  # bool [size]
+    methods: tuple = tuple(METHODS)  # names, tried in order
+    training: SurrogateConfig = SurrogateConfig()
+    seed: int = 0
+    log: Callable[[str], None] = lambda _: None
+    attempts: list = field(default_factory=list)  # {"method", "seconds", "found", "reason"} per attempt made
+    _shared: dict = field(default_factory=dict)  # name -> Witness or None, for methods that are not per_program
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown surrogate methods {unknown}; use some of {','.join(METHODS)}")
+
+    def for_program(self, program: Program) -> Witness | None:
+        """The first exact surrogate the methods give for ``program`` (None: every method failed; see attempts)."""
+        for name in self.methods:
+            witness = self._shared[name] if name in self._shared else self._attempt(name, program)
+            if witness is not None:
+                return witness
+        return None
+
+    def reasons(self) -> list[str]:
+        return [f"{a['method']}: {a['reason']}" for a in self.attempts if not a["found"]]
+
+    def _attempt(self, name: str, program: Program) -> Witness | None:
+        method = METHODS[name]
+        start = time.perf_counter()
+        surrogate, reason = method.fit(self, program)
+        seconds = time.perf_counter() - start
+        self.attempts.append({"method": name, "seconds": round(seconds, 3), "found": surrogate is not None,
+                              "reason": reason})
+        witness = Witness(surrogate, name, seconds) if surrogate is not None else None
+        if not method.per_program:
+            self._shared[name] = witness
+        self.log(f"surrogate by {name}: " + (f"exact, {surrogate.n_neurons} neurons" if witness else reason))
+        return witness

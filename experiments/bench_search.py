@@ -3,7 +3,7 @@
 The search stage runs as ``jaxscd.pipeline.distill`` runs it (same probe, count table and family order), except
 that every family is searched (``prune=False``) and timed on its own. ``first s`` includes JIT compilation for
 the family's shapes; ``warm s`` is a second identical run (``--no-warm`` skips it). Synthesis
-(``jaxscd.synth.synthesize``) is timed on each task's circuit truth table.
+(``jaxscd.search.synth.synthesize``) is timed on each task's circuit truth table.
 
     python experiments/bench_search.py [--tasks quote_close,for_while] [--max-states 3] [--synth-states 6]
 """
@@ -24,7 +24,7 @@ from jaxscd.kernels.evaluate import evaluate_circuit
 from jaxscd.kernels.filter import count_table
 from jaxscd.pipeline import DistillConfig
 from jaxscd.search import candidate_families, probe_indices, search
-from jaxscd.synth import synthesize
+from jaxscd.search.synth import synthesize
 from jaxscd.tasks import get_task, task_names
 
 

@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 # console script stay cheap). Name -> module that defines it.
 _API = {
     "distill": "jaxscd.pipeline", "DistillConfig": "jaxscd.pipeline", "DistillResult": "jaxscd.pipeline",
+    "choose_domain": "jaxscd.pipeline", "Problem": "jaxscd.problem", "CircuitSource": "jaxscd.circuits.sources",
     "JaxscdError": "jaxscd.errors", "InputError": "jaxscd.errors", "CircuitError": "jaxscd.errors",
     "BundleError": "jaxscd.errors",
     "Domain": "jaxscd.domain", "DomainError": "jaxscd.domain",
@@ -38,7 +39,9 @@ _API = {
     "Circuit": "jaxscd.circuits.base",
     "load_callable": "jaxscd.circuits.callable", "load_graph": "jaxscd.circuits.graph",
     "read_graph": "jaxscd.circuits.graph", "export_graph": "jaxscd.circuits.graph",
-    "Verdict": "jaxscd.verify.prove", "write_bundle": "jaxscd.verify.certificate",
+    "Verdict": "jaxscd.verify.prove", "STRATEGIES": "jaxscd.verify.prove", "write_bundle": "jaxscd.verify.certificate",
+    "Certificate": "jaxscd.verify.certificate", "Obligation": "jaxscd.verify.certificate",
+    "read_certificate": "jaxscd.verify.certificate",
     "recheck": "jaxscd.verify.recheck",
     "render_report": "jaxscd.report", "write_figures": "jaxscd.report",
 }

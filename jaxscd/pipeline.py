@@ -1,8 +1,8 @@
 """distill(): the one entry, for the CLI and the library, stage by stage.
 
     source ──► domain: enumerable, or beyond enumeration by one rule (``jaxscd.beyond.needs_bounds``)
-    enumerable: circuit ──► Problem (truth table) ──► search ──► surrogate per survivor ──► proof (surrogate ==
-                program) ──► the exhaustive C == P cross-check
+    enumerable: circuit ──► Problem (truth table) ──► search ──► surrogate per survivor ──► proof
+                (surrogate == program) ──► the exhaustive C == P cross-check
     beyond:     the enumerable run on the source's default domain gives the candidates ──► the circuit analysed at
                 length (``AtLength``) ──► each candidate proved (circuit == program: orbits or circuit-bounds)
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from jaxscd import progress
-from jaxscd.describe import CountDescription, count_description
+from jaxscd.search.describe import CountDescription, count_description
 from jaxscd.domain import Domain, DomainError
 from jaxscd.dsl.batch import composition_family
 from jaxscd.dsl.programs import Program, rank_key
@@ -30,11 +30,11 @@ from jaxscd.dsl.source import render
 from jaxscd.errors import InputError
 from jaxscd.kernels.enumerate import precondition_mask, program_decisions
 from jaxscd.kernels.evaluate import evaluate_circuit
-from jaxscd.nearmiss import nearest_misses, one_sided_parts
+from jaxscd.search.nearmiss import nearest_misses, one_sided_parts
 from jaxscd.problem import Problem, compare_with_spec
 from jaxscd.search import search
 from jaxscd.surrogates import METHODS, IntegerSurrogate, SurrogateConfig, Witness, Witnesses
-from jaxscd.synth import synthesize
+from jaxscd.search.synth import synthesize
 from jaxscd.verify.prove import SURROGATE_STRATEGIES, ProofResult, Verdict, prove_equivalent
 from jaxscd.verify.strategy import Goal
 

@@ -17,7 +17,7 @@ from jaxscd.domain import Domain
 from jaxscd.kernels.enumerate import chunks, decode_indices, program_decisions
 from jaxscd.kernels.evaluate import TruthTable
 from jaxscd.kernels.filter import CountTable, count_table
-from jaxscd.nearmiss import disagreement_patterns, one_sided_scores
+from jaxscd.search.nearmiss import disagreement_patterns, one_sided_scores
 from jaxscd.search import candidate_families, probe_indices
 
 

@@ -89,7 +89,7 @@ def test_jaxscd_debug_prints_the_traceback(monkeypatch):
 
 
 def test_an_error_outside_the_families_is_internal(monkeypatch):
-    from jaxscd.synth import SynthesisError
+    from jaxscd.search.synth import SynthesisError
 
     _raising(monkeypatch, "jaxscd.circuits.sources", "resolve", SynthesisError("synthesized machine disagrees"))
     result = _invoke(["distill", "bracket_depth"])

@@ -24,7 +24,7 @@ from jaxscd.dsl.programs import (
 )
 from jaxscd.kernels.enumerate import all_tokens, precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
-from jaxscd.nearmiss import one_sided_parts, one_sided_scores
+from jaxscd.search.nearmiss import one_sided_parts, one_sided_scores
 from jaxscd.pipeline import distill
 from jaxscd.search import candidate_families
 from jaxscd.verify.prove import Verdict

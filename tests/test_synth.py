@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxscd import synth
+from jaxscd.search import synth
 from jaxscd.domain import Domain
 from jaxscd.dsl import CountThreshold, StateMachine, run
 from jaxscd.kernels.enumerate import all_tokens
-from jaxscd.synth import SynthesisError, synthesize, synthesize_dfa
+from jaxscd.search.synth import SynthesisError, synthesize, synthesize_dfa
 
 
 @functools.lru_cache

@@ -216,7 +216,6 @@ def recheck_cubes(report, bundle, obligation, goal: Goal, timeout_s: float) -> N
         return
     domain = goal.domain
     problems, unproved = check_partition(trees, domain, lambda n, allowed: exact.cube_class(n, allowed, margin))
-    leaves = tree_stats(trees).get("leaves", 0) if not problems else 0
     report.add("tree partitions the domain", not problems, "; ".join(problems[:3]))
     report.add("every leaf's class re-derived by exact bounds", not problems and not unproved,
                f"{len(unproved)} leaves not proved, e.g. {unproved[0]}" if unproved else "")

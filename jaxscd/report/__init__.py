@@ -146,8 +146,8 @@ def _long_context(bundle: Path, cert: dict, domain: Domain, classes: list, rebui
         drawn["departures"] = long_departure_figure(departures, f"lengths {domain.min_len}..{domain.max_len}")
     symmetry = long.get("symmetry") if isinstance(long.get("symmetry"), dict) else None
     return {
-        "long": long, "symmetry": symmetry, "candidates": run.get("tried") or (run["candidates"] if isinstance(run.get("candidates"), list)
-                                                               else []),
+        "long": long, "symmetry": symmetry,
+        "candidates": run.get("tried") or (run["candidates"] if isinstance(run.get("candidates"), list) else []),
         "departure_lines": [line.removeprefix("spec").strip() for line in departure_lines(departures, classes)]
         if departures else [],
         "figures": {name: svg(figure) for name, figure in drawn.items()},

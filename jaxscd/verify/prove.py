@@ -8,13 +8,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from jaxscd.beyond import strategies as beyond
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import Program
 from jaxscd.surrogates import IntegerSurrogate
-from jaxscd.beyond import strategies as beyond
 from jaxscd.verify import cubes, single, tree
 from jaxscd.verify.encode import one_query_text
-from jaxscd.verify.strategy import SURROGATE_CLAIM, Goal, ProofResult, ProofStrategy, Verdict, in_domain, surrogate_class
+from jaxscd.verify.strategy import (
+    SURROGATE_CLAIM,
+    Goal,
+    ProofResult,
+    ProofStrategy,
+    Verdict,
+    in_domain,
+    surrogate_class,
+)
 
 __all__ = ["STRATEGIES", "SURROGATE_STRATEGIES", "ProofResult", "Verdict", "by_method", "in_domain", "prove_equivalent",
            "surrogate_class"]

@@ -168,7 +168,9 @@ def _precondition_check(cert: Certificate, source: CircuitSource) -> tuple[str, 
         return "precondition is the circuit source's own", same_text, "" if same_text else \
             f"its text {text!r} is not the source's {source.precondition_text!r}"
     if not cert.restriction:
-        return "precondition is the circuit source's own", False, f"certified: {precondition_text(pre, text, cert.domain.alphabet)}; {said}; not declared a restriction"
+        certified = precondition_text(pre, text, cert.domain.alphabet)
+        return "precondition is the circuit source's own", False, f"certified: {certified}; {said}; not declared a " \
+            f"restriction"
     narrows = pre is not None and pre != own and (own is None or (isinstance(pre, Both) and pre.op == "and" and
                                                                   own in (pre.left, pre.right)))
     return "precondition restricts the circuit source's own", narrows, said if narrows else \

@@ -247,7 +247,7 @@ def _check_with_reference(machine: StateMachine, tokens: np.ndarray, lengths: np
         example = tokens[wrong[0], :lengths[wrong[0]]].tolist()
         raise SynthesisError(f"synthesized {machine!r} disagrees with the truth table on {len(wrong)} valid inputs, "
                              f"e.g. {example} (table says {int(decisions[wrong[0]])}); this is a bug in "
-                             f"jaxscd.synth, please report it with the domain and the table")
+                             f"jaxscd.search.synth, please report it with the domain and the table")
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -333,27 +333,42 @@ def _search(problem: Problem, run: _Run, stage: _Stages, families: list, prune: 
 
 def _prove_survivors(problem: Problem, run: _Run, survivors: list, witnesses: Witnesses, stage: _Stages,
                      config: DistillConfig) -> bool:
-    """Try survivors simplest first, each with the first exact surrogate found for it: PROVED ends (True);
-    REFUTED drops the candidate; otherwise the first UNKNOWN (a solver give-up, or no surrogate) is kept."""
+    """Try survivors simplest first. Each is proved with its first exact surrogate; a proof that ends UNKNOWN (the
+    budget ran out) is tried again with the next method's surrogate (e.g. the compiled network) before the program
+    is kept UNKNOWN, naming the obligation left. PROVED ends (True); REFUTED drops the candidate."""
     for program in survivors[:config.max_proof_attempts]:
-        with stage("surrogate"):
-            witness = witnesses.for_program(program)
-        if witness is None:
-            run.notes.append(f"{program!r}: no exact surrogate ({'; '.join(witnesses.reasons())}); the program "
-                             f"matches the circuit on every input, but z3 has certified nothing")
-            run.keep(program, None, None)
-            continue
-        with stage("prove"):
-            proof = prove_equivalent(witness.surrogate, program, problem.domain, config.proof_timeout_s,
-                                     config.proof_strategy, problem.valid)
-        if proof.verdict == Verdict.REFUTED:
-            run.refuted.append((program, proof.counterexample))
-            continue
-        if proof.verdict == Verdict.UNKNOWN:
-            run.notes.append(f"{program!r}: {proof.reason}")
-        if run.keep(program, witness, proof):
-            return True
+        unknown = None  # (witness, proof) of the first UNKNOWN proof
+        for witness in _timed(stage, "surrogate", witnesses.each_for_program(program)):
+            with stage("prove"):
+                proof = prove_equivalent(witness.surrogate, program, problem.domain, config.proof_timeout_s,
+                                         config.proof_strategy, problem.valid)
+            if proof.verdict == Verdict.REFUTED:
+                run.refuted.append((program, proof.counterexample))
+                break
+            if proof.verdict == Verdict.PROVED:
+                run.keep(program, witness, proof)
+                return True
+            run.notes.append(f"{program!r}: obligation surrogate == program left UNKNOWN with the {witness.method} "
+                             f"surrogate ({proof.reason})")
+            unknown = unknown or (witness, proof)
+        else:
+            if unknown is not None:
+                run.keep(program, *unknown)
+            else:
+                run.notes.append(f"{program!r}: no exact surrogate ({'; '.join(witnesses.reasons())}); the program "
+                                 f"matches the circuit on every input, but z3 has certified nothing")
+                run.keep(program, None, None)
     return False
+
+
+def _timed(stage: _Stages, name: str, items: Iterator):
+    """``items``, the time spent producing each counted under stage ``name``."""
+    while True:
+        with stage(name):
+            item = next(items, None)
+        if item is None:
+            return
+        yield item
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -77,3 +77,26 @@ def test_quote_close_matches_its_spec():
     result = distill(task.circuit, domain, spec=task.spec)
     assert result.spec_mismatch_count == 0
     assert result.margin > 0.5
+
+
+def test_a_proof_left_unknown_is_tried_again_with_the_next_surrogate(monkeypatch):
+    """No dead end when the budget runs out: the first surrogate's proof is UNKNOWN, the compiled one proves it,
+    and the note names the obligation left with the first."""
+    from dataclasses import replace
+
+    from jaxscd import pipeline
+    from jaxscd.pipeline import DistillConfig
+
+    real, methods = pipeline.prove_equivalent, []
+
+    def first_gives_up(surrogate, program, *args):
+        methods.append(surrogate.n_neurons)
+        proof = real(surrogate, program, *args)
+        return replace(proof, verdict=Verdict.UNKNOWN, reason="timeout") if len(methods) == 1 else proof
+
+    monkeypatch.setattr(pipeline, "prove_equivalent", first_gives_up)
+    task = get_task("bracket_depth")
+    result = distill(task, task.domain(max_len=5), DistillConfig(surrogate_methods=("lp", "compiled")))
+    assert result.verdict == Verdict.PROVED and result.surrogate_method == "compiled" and len(methods) == 2
+    assert any("obligation surrogate == program left UNKNOWN with the lp surrogate (timeout)" in n
+               for n in result.notes)

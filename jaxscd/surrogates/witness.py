@@ -8,7 +8,7 @@ before it is returned; the certificate records the method.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,11 +48,15 @@ class Witnesses:
 
     def for_program(self, program: Program) -> Witness | None:
         """The first exact surrogate the methods give for ``program`` (None: every method failed; see attempts)."""
+        return next(self.each_for_program(program), None)
+
+    def each_for_program(self, program: Program) -> Iterator[Witness]:
+        """Exact surrogates for ``program``, one per method that gives one, in method order, each fitted only when
+        asked for (the pipeline asks for the next when a proof with the previous one ends UNKNOWN)."""
         for name in self.methods:
             witness = self._shared[name] if name in self._shared else self._attempt(name, program)
             if witness is not None:
-                return witness
-        return None
+                yield witness
 
     def reasons(self) -> list[str]:
         return [f"{a['method']}: {a['reason']}" for a in self.attempts if not a["found"]]

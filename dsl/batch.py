@@ -446,14 +446,21 @@ def _select_by_state(state: jax.Array, values: jax.Array) -> jax.Array:
     return out
 
 
+def state_dtype(n_states: int):
+    """The narrowest signed integer dtype that holds state ids 0..n_states-1 (int8 up to 127 states: a wider
+    machine's ids would wrap, and a gather with a negative id reads another state)."""
+    return jnp.int8 if n_states <= 127 else jnp.int16 if n_states <= 32767 else jnp.int32
+
+
 def final_states(table: jax.Array, tokens: jax.Array, lengths: jax.Array) -> jax.Array:
-    """int8 [P, N]: the state each DFA (table [P, S, V]) ends in on each padded sequence."""
+    """[P, N] (``state_dtype``): the state each DFA (table [P, S, V]) ends in on each padded sequence."""
     n_states, n_tokens = table.shape[1], table.shape[2]
     bits = max(1, (n_states - 1).bit_length())
     if bits * n_states * (n_tokens + 1) <= 64:
         return _packed_final_states(table, tokens, lengths, bits)
-    table = table.astype(jnp.int8)
-    state = jnp.zeros((table.shape[0], tokens.shape[0]), dtype=jnp.int8)
+    dtype = state_dtype(n_states)
+    table = table.astype(dtype)
+    state = jnp.zeros((table.shape[0], tokens.shape[0]), dtype=dtype)
     for i in range(tokens.shape[1]):
         token = tokens[:, i]
         nxt = state

@@ -145,3 +145,44 @@ def test_library_and_cli_agree_beyond_enumeration():
     cli = json.loads(run.stdout)
     assert not library.domain.exhaustive and library.to_json()["verdict"] == cli["verdict"] == "PROVED"
     assert library.source == cli["program"] and cli["proof"]["method"] == "orbit bounds"
+
+
+# Forged fields of odd types: a FAILED check or a corrupt bundle, never an internal error (exit 70) or a hang.
+ODD = [
+    ("orbits", lambda c: c["long_context"].update(symmetry="counts+last-token"), 6,
+     "symmetry counts+last-token from the circuit's arrays"),
+    ("orbits", lambda c: c["long_context"].update(symmetry=["counts+last-token"]), 6,
+     "symmetry counts+last-token from the circuit's arrays"),
+    ("orbits", lambda c: c["long_context"].update(float_margin=float("inf")), 6, "float margin at least 1e-9"),
+    ("cubes", lambda c: c["long_context"].update(float_margin="1/1000000000"), 6, "float margin at least 1e-9"),
+    ("exhaustive", lambda c: c["circuit"]["source"].update(name=["bracket_depth"]), 6, "circuit available"),
+    ("exhaustive", lambda c: c.update(schema_version=True), 9, "schema_version is True"),
+    ("exhaustive", lambda c: c.update(program={"motif": "WindowCount", "tokens": [0], "window": 1 << 20,
+                                               "threshold": 1}), 7, "exceeds the domain's longest sequence"),
+]
+
+
+@pytest.mark.parametrize("kind, edit, code, text", ODD, ids=[f"{row[0]}-{i}" for i, row in enumerate(ODD)])
+def test_forged_fields_of_odd_types(bundles, tmp_path, kind, edit, code, text):
+    bundle = copy_bundle(bundles[kind], tmp_path)
+    cert = json.loads((bundle / "certificate.json").read_text())
+    edit(cert)
+    (bundle / "certificate.json").write_text(json.dumps(cert))
+    run = CliRunner().invoke(main, ["verify", str(bundle)])
+    assert run.exit_code == code, run.output
+    assert text in (run.stdout if code == 6 else run.stderr)
+
+
+def test_unreadable_surrogate_and_linked_files_are_corrupt(bundles, tmp_path):
+    bundle = copy_bundle(bundles["exhaustive"], tmp_path)
+    (bundle / "surrogate.npz").write_bytes(b"PK\x03\x04 not a zip archive")
+    rehash(bundle, "surrogate.npz")
+    run = CliRunner().invoke(main, ["verify", str(bundle)])
+    assert run.exit_code == 7 and "surrogate.npz is unreadable" in run.stderr
+    bundle = copy_bundle(bundles["exhaustive"], tmp_path / "linked")
+    outside = tmp_path / "program.py"
+    outside.write_bytes((bundle / "program.py").read_bytes())
+    (bundle / "program.py").unlink()
+    (bundle / "program.py").symlink_to(outside)
+    run = CliRunner().invoke(main, ["verify", str(bundle)])
+    assert run.exit_code == 7 and "program.py is a link" in run.stderr

@@ -506,3 +506,21 @@ def test_mismatches_compiles_once_per_shape():
     second = filter_family(family, FILTER_DOMAIN, target, valid, chunk_size=32)
     assert mismatches._cache_size() == compiled, "filter_family recompiled on a repeated pass"
     np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("n_states", [130, 200, 300])
+def test_wide_state_machines_keep_their_state_ids_in_every_meaning(n_states):
+    """State ids past int8 (a forged precondition of 200 states once read another state's acceptance in the batched
+    meaning, alone and inside Both): batch == reference on every input, alone and composed."""
+    from jaxscd.kernels.enumerate import program_decisions
+
+    rng = np.random.default_rng(n_states)
+    table = tuple(tuple(int(s) for s in rng.integers(0, n_states, 3)) for _ in range(n_states))
+    table = ((1, 2, n_states - 1),) + table[1:]  # reach the high ids from the start
+    machine = StateMachine(table, frozenset(int(s) for s in rng.choice(n_states, n_states // 2, replace=False)))
+    domain = Domain(("a", "b", "c"), 1, 5)
+    tokens, lengths = all_tokens(domain)
+    sequences = [list(t[:n]) for t, n in zip(np.asarray(tokens).tolist(), np.asarray(lengths).tolist())]
+    for program in (machine, Both(machine, CountThreshold({0}, set(), 1), "and")):
+        expected = [run(program, s) for s in sequences]
+        assert program_decisions(program, domain).tolist() == expected, program

@@ -235,14 +235,22 @@ def test_tampered_orbit_claims_are_rejected(bundles, tmp_path, edit, check):
 
 
 def test_symmetry_claim_on_a_positional_circuit_is_rejected(bundles, tmp_path):
-    """An orbit certificate forged for quote_close (whose positional embedding is not 0) fails the symmetry."""
-    bundle = _copy(bundles["bracket_depth"], tmp_path)
+    """An orbit certificate forged for quote_close (whose positional embedding is not 0) fails the symmetry; the
+    bracket_depth orbit certificate pointed at quote_close fails on the names before its circuit is re-run."""
+    bundle = _copy(bundles["quote_close"], tmp_path)
+    orbit = json.loads((bundles["bracket_depth"] / "certificate.json").read_text())
     cert = json.loads((bundle / "certificate.json").read_text())
-    quote = get_task("quote_close")
-    cert["circuit"] = {"source": {"kind": "task", "name": "quote_close"}, "sha256": quote.circuit.fingerprint,
-                       "classes": list(quote.circuit.class_names)}
+    cert["obligations"][0]["method"] = "orbit bounds"
+    cert["long_context"].update(strategy="orbits", symmetry=orbit["long_context"]["symmetry"])
     (bundle / "certificate.json").write_text(json.dumps(cert))
     assert "symmetry counts+last-token from the circuit's arrays" in _failed(recheck(bundle))
+    bundle = _copy(bundles["bracket_depth"], tmp_path / "other")
+    quote = get_task("quote_close")
+    orbit["circuit"] = {"source": {"kind": "task", "name": "quote_close"}, "sha256": quote.circuit.fingerprint,
+                        "classes": list(quote.circuit.class_names)}
+    (bundle / "certificate.json").write_text(json.dumps(orbit))
+    failed = _failed(recheck(bundle))
+    assert "alphabet is the circuit's" in failed and "obligation circuit == program (orbit bounds) re-checked" in failed
 
 
 def test_cli_long_context_json_and_bad_length():
@@ -287,3 +295,51 @@ def test_long_cli_reports_departures_and_writes_the_dilution_map(tmp_path):
     departing = {(v, n) for v, n, _, wrong, _ in summary["spec_departures"]["cells"] if wrong}
     assert (2, 20) in departing and (2, 7) not in departing  # depth 2 is diluted from length 8 on
     assert (tmp_path / "plots" / "departures.png").stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------------------------------------------
+# JSON graphs of the one-layer shape: the same bounds, the same strategies
+
+
+def _graph_file(tmp_path, model, name: str):
+    from jaxscd.circuits.graph import export_graph
+
+    quote = get_task("quote_close")
+    graph = export_graph(model, quote.alphabet, quote.circuit.class_names, name=name, lengths=(1, 6),
+                         precondition=QUOTE_PRE, precondition_text="at least one quote")
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(graph))
+    return path
+
+
+def test_graph_beyond_enumeration_proved_below_its_break_and_refuted_above(tmp_path):
+    """A one-layer JSON graph whose quote detector is diluted from length 20 on: PROVED at 16, REFUTED at 24 with a
+    counterexample the graph circuit itself gives; the bundle verifies from the graph file."""
+    from jaxscd.circuits.sources import resolve
+
+    path = _graph_file(tmp_path, weak_recency_circuit(), "weak_graph")
+    source = resolve({"kind": "graph", "path": str(path)})
+    proved = distill(source, source.domain(1, 16, exhaustive=False), CONFIG)
+    assert proved.verdict == Verdict.PROVED and proved.proof.method == "cube bounds + smt-tree"
+    write_bundle(proved, tmp_path / "bundle", source.ref, source.circuit.fingerprint)
+    assert recheck(tmp_path / "bundle").verified
+    refuted = distill(source, source.domain(1, 24, exhaustive=False), CONFIG)
+    cex = _refutation(refuted)
+    assert refuted.verdict == Verdict.REFUTED and cex["length"] >= 20
+    logits = np.asarray(source.circuit.forward(np.array([cex["tokens"]], dtype=np.int32)))[0]
+    assert int(logits[1] > logits[0]) == cex["circuit"] != cex["program_class"]
+
+
+def test_cli_graph_at_length_and_graphs_of_other_shapes(tmp_path):
+    from click.testing import CliRunner
+
+    from jaxscd.cli import main
+
+    path = tmp_path / "depth_graph.json"
+    CliRunner().invoke(main, ["export-graph", "bracket_depth", "-o", str(path)])
+    run = CliRunner().invoke(main, ["distill", "--graph", str(path), "--max-len", "40", "--json"])
+    assert run.exit_code == 0 and json.loads(run.stdout)["proof"]["method"] == "orbit bounds", run.output
+    deep = tmp_path / "deep.json"
+    run = CliRunner().invoke(main, ["export-graph", "for_while", "-o", str(deep)])  # two heads in a row
+    run = CliRunner().invoke(main, ["distill", "--graph", str(deep), "--max-len", "16"])
+    assert run.exit_code == 2 and len(run.stderr.strip().splitlines()) == 1 and "lower --max-len" in run.stderr

@@ -1,5 +1,6 @@
 """Beyond exhaustion: C == P on domains too large to enumerate, by sound bounds on a circuit whose structure is
-known (the built-in one-layer reference circuits).
+known (the built-in one-layer reference circuits, and JSON graphs of the same shape: an MLP, then one head read
+at the last position).
 
 - ``bounds``: outward-rounded float bounds of the decision over orbits and cubes, and the branch-and-bound tree;
 - ``exact``: the same bounds in integers and rationals, the second implementation ``jaxscd verify`` runs;
@@ -16,11 +17,15 @@ from jaxscd.domain import MAX_DOMAIN_SIZE, Domain, DomainError
 
 
 def model_of(circuit):
-    """The one-layer reference model inside ``circuit`` whose structure the bounds know, or None."""
+    """The circuit as a one-layer reference model (the structure the bounds know), or None: a built-in
+    ``OneLayerCircuit``, or a JSON graph of that shape (``CircuitGraph.one_layer``)."""
+    from jaxscd.circuits.graph import CircuitGraph
     from jaxscd.circuits.reference import OneLayerCircuit
 
-    model = getattr(circuit, "forward", None)
-    return model if isinstance(model, OneLayerCircuit) else None
+    forward = getattr(circuit, "forward", None)
+    if isinstance(forward, CircuitGraph):
+        return forward.one_layer()
+    return forward if isinstance(forward, OneLayerCircuit) else None
 
 
 def needs_bounds(domain: Domain, time_limit_s: float | None, max_states: int = 3) -> bool:

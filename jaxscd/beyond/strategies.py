@@ -139,7 +139,8 @@ def recheck_orbits(report, bundle, obligation, goal: Goal, timeout_s: float) -> 
     if exact is None:
         return
     domain, program = goal.domain, goal.program
-    claim = (goal.record or {}).get("symmetry") or {}
+    claim = (goal.record or {}).get("symmetry")
+    claim = claim if isinstance(claim, dict) else {}
     proved = claim.get("symmetry") == COUNTS_AND_LAST and exact.zero_positions(model_of(goal.circuit), domain.max_len)
     report.add("symmetry counts+last-token from the circuit's arrays", proved,
                "" if proved else "the positional embedding is not 0 on every position, or no such claim")
@@ -246,8 +247,8 @@ def _exact(report, goal: Goal) -> tuple[ExactCircuit | None, Fraction]:
     record = goal.record or {}
     raw = record.get("float_margin")
     try:
-        margin = Fraction(raw)
-    except (TypeError, ValueError):
+        margin = Fraction(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else Fraction(0)
+    except (ValueError, OverflowError):  # NaN, infinity
         margin = Fraction(0)
     report.add("float margin at least 1e-9", margin >= MIN_MARGIN, str(raw))
     if model is None:

@@ -74,6 +74,7 @@ from jaxscd.dsl.programs import check_program, from_json, to_json
 SCHEMA = "jaxscd.circuit_graph"
 VERSION = 1
 QUERY_MODES = ("all", "last")
+UNBOUNDED_POSITIONS = 1024  # rows of the one-layer form of a graph that accepts any length (``one_layer``)
 ACTIVATIONS = ("relu",)
 
 _TOP_REQUIRED = ("schema", "version", "vocab", "channels", "embed", "layers", "readout")
@@ -175,6 +176,28 @@ class CircuitGraph:
 
     def circuit(self) -> Circuit:
         return Circuit(self.name, self, self.class_names, self.fingerprint())
+
+    def one_layer(self, positions: int = UNBOUNDED_POSITIONS):
+        """The same circuit as a ``reference.OneLayerCircuit`` (the structure the beyond-enumeration bounds know),
+        or None: an optional MLP layer, then one layer of one head with query "last" and no MLP. Its arrays are
+        this graph's, unchanged; ``pos`` is the positional embedding, zero rows without one (``positions`` rows
+        when the graph accepts any length)."""
+        from jaxscd.circuits.reference import OneLayerCircuit
+
+        layers = list(self.layers)
+        mlp = layers.pop(0).mlp if len(layers) == 2 and not layers[0].heads else None
+        if len(layers) != 1 or layers[0].mlp is not None or len(layers[0].heads) != 1 or \
+                layers[0].heads[0].query != "last" or (len(self.layers) == 2 and mlp is None):
+            return None
+        head, width = layers[0].heads[0], len(self.channels)
+        rows = self.max_positions if self.max_positions is not None else positions
+        pos = np.zeros((rows, width))
+        if self.pos_embed is not None:
+            pos[:len(self.pos_embed)] = self.pos_embed[:rows]
+        w_in, b_in, w_out = (mlp.w_in, mlp.b_in, mlp.w_out) if mlp is not None else \
+            (np.zeros((width, 1)), np.zeros(1), np.zeros((1, width)))
+        return OneLayerCircuit(self.embed, pos, w_in, b_in, w_out, head.w_q, head.w_k, head.w_v, head.w_o,
+                               self.readout)
 
 
 # --------------------------------------------------------------------------------------------------------------

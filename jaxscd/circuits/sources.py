@@ -123,6 +123,9 @@ def _resolve(ref: Mapping, circuit_file: str | None, certified_sha256: str | Non
     """Raises CircuitError (KeyError: unknown task) when the circuit cannot be rebuilt, NotRerun when Python code
     is not imported, CircuitOptionError when ``circuit_file`` cannot be used."""
     kind = ref.get("kind")
+    if not all(isinstance(v, str) or v is None for v in ref.values()):
+        raise CircuitError(f"circuit source {dict(ref)!r:.120} holds a value that is not a string; the certificate "
+                           f"is malformed")
     if circuit_file is not None and kind != "callable":
         raise CircuitOptionError(f"--circuit re-runs a Python circuit, but this bundle's circuit is a {kind} "
                                  f"({ref.get('name') or ref.get('path') or ref.get('model_dir')!r}); drop --circuit")

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from jaxscd.circuits.base import sha256_bytes, sha256_text
 from jaxscd.domain import Domain, DomainError
-from jaxscd.dsl.programs import Program, check_program, from_json, to_json
+from jaxscd.dsl.programs import Both, Program, SaturatedDepth, WindowCount, check_program, from_json, to_json
 from jaxscd.errors import BundleError, InputError
 
 SCHEMA_VERSION = 1
@@ -137,7 +137,7 @@ class Certificate:
     def from_json(cls, data) -> Certificate:
         """The certificate of a bundle; BundleError ("schema" or "corrupt") when it is not one jaxscd can read."""
         version = data.get("schema_version") if isinstance(data, dict) else None
-        if version != SCHEMA_VERSION:
+        if type(version) is not int or version != SCHEMA_VERSION:  # not True, not 1.0
             raise BundleError(f"certificate schema_version is {version!r}, this jaxscd reads {SCHEMA_VERSION}; "
                               f"re-create the bundle with this version", "schema")
         files = data.get("files")
@@ -169,6 +169,7 @@ class Certificate:
             program = from_json(data["program"]) if data.get("program") else None
             if program is not None:
                 check_program(program, domain.n_tokens)
+                _check_sizes(program, domain.max_len)
         except (DomainError, ValueError, KeyError, TypeError) as err:
             raise BundleError(f"certificate.json describes no valid domain/program ({err}); the bundle is "
                               f"corrupt") from None
@@ -176,6 +177,16 @@ class Certificate:
         return cls(str(data.get("verdict")), dict(circuit["source"]), circuit["sha256"], tuple(classes), domain,
                    dict(record), program, obligations, dict(files), long_block,
                    {k: v for k, v in data.items() if k not in known})
+
+
+def _check_sizes(program: Program, max_len: int) -> None:
+    """A window or a depth cap past the domain's longest sequence means nothing more and costs tables of its size
+    (a forged 2^20 took minutes): jaxscd never writes one."""
+    parts = (program.left, program.right) if isinstance(program, Both) else (program,)
+    for part in parts:
+        size = part.window if isinstance(part, WindowCount) else part.cap if isinstance(part, SaturatedDepth) else 0
+        if size > max_len + 1:
+            raise ValueError(f"{type(part).__name__} of size {size} exceeds the domain's longest sequence, {max_len}")
 
 
 def read_certificate(bundle: Path) -> Certificate:
@@ -194,6 +205,8 @@ def read_certificate(bundle: Path) -> Certificate:
     for name in cert.files:
         if not (bundle / name).is_file():
             raise BundleError(f"{name} is missing from {str(bundle)!r}", "missing")
+        if any(p.is_symlink() for p in [bundle / name, *(bundle / name).parents][:len(Path(name).parts)]):
+            raise BundleError(f"{name} is a link in {str(bundle)!r}; a bundle holds its files itself")
     return cert
 
 

@@ -189,7 +189,20 @@ def prove(goal: Goal, timeout_s: float) -> ProofResult:
 
 
 def files(obligation: dict) -> list:
-    return [entry["file"] for entry in obligation["cubes"]]
+    """The cube query files; a TypeError (a corrupt bundle) unless every cube is {length, prefix, file} of the
+    types jaxscd writes."""
+    cubes = obligation["cubes"]
+    if not isinstance(cubes, list) or not all(_well_formed(c) for c in cubes):
+        raise TypeError("cubes must be a list of {\"length\": int, \"prefix\": [int, ...], \"file\": str}")
+    return [entry["file"] for entry in cubes]
+
+
+def _well_formed(cube) -> bool:
+    def integer(value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    return isinstance(cube, dict) and integer(cube.get("length")) and isinstance(cube.get("file"), str) and \
+        isinstance(cube.get("prefix"), list) and all(integer(t) for t in cube["prefix"])
 
 
 def recheck(report, bundle, obligation, goal: Goal, timeout_s: float) -> None:

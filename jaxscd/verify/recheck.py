@@ -18,6 +18,7 @@ when they hold nothing but declarations, assertions and check-sat (z3 and cvc5 o
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +39,7 @@ from jaxscd.verify.prove import by_method
 from jaxscd.verify.strategy import CIRCUIT_CLAIM, SURROGATE_CLAIM, Goal
 
 EXHAUSTIVE = "exhaustive"
+REFERENCE_ALL, REFERENCE_SAMPLE = 60_000, 20_000  # inputs the reference interpreter re-runs: all of them, or a sample
 SURROGATE_LEGS = ("circuit == surrogate", SURROGATE_CLAIM)  # behind a circuit == program that rests on exhaustion
 
 
@@ -77,8 +79,8 @@ def recheck(bundle_dir, timeout_s: float = 120.0, circuit_target: str | None = N
         return report
     _bind_program(report, bundle, cert)
     source = _rebuild(report, cert, circuit_target)
-    if source is not None:
-        _bind_source(report, cert, source)
+    if source is not None and not _bind_source(report, cert, source):
+        source = None  # names or lengths that are not the circuit's: re-running it here would mean nothing
     checker = _Checker(report, bundle, cert, source, _surrogate(report, bundle, cert), timeout_s)
     rechecked = {o.claim for o in cert.obligations if checker.obligation(o)}
     _required(report, cert, rechecked)
@@ -139,23 +141,25 @@ def _rebuild(report: Report, cert: Certificate, circuit_target: str | None) -> C
     return source if same else None
 
 
-def _bind_source(report: Report, cert: Certificate, source: CircuitSource) -> None:
-    """Token and class names, lengths and precondition are the circuit source's own (or a declared restriction)."""
+def _bind_source(report: Report, cert: Certificate, source: CircuitSource) -> bool:
+    """Token and class names, lengths and precondition are the circuit source's own (or a declared restriction);
+    False when the names or lengths are not, so the circuit is not re-run on the domain."""
     domain = cert.domain
-    own = source.alphabet
+    own, names = source.alphabet, True
     if own is not None:
         expected = own[:domain.n_tokens] if source.prefix_alphabet else own
-        same = tuple(domain.alphabet) == tuple(expected)
-        report.add("alphabet is the circuit's", same, "" if same else
+        names = tuple(domain.alphabet) == tuple(expected)
+        report.add("alphabet is the circuit's", names, "" if names else
                    f"certificate {list(domain.alphabet)}, circuit {list(own)}")
-    same = list(cert.classes) == list(source.circuit.class_names)
-    report.add("class names are the circuit's", same, "" if same else
+    classes = list(cert.classes) == list(source.circuit.class_names)
+    report.add("class names are the circuit's", classes, "" if classes else
                f"certificate {list(cert.classes)}, circuit {list(source.circuit.class_names)}")
     limit = source.max_positions
     fits = limit is None or domain.max_len <= limit
     report.add("domain lengths within the circuit's positions", fits, "" if fits else
                f"max_len {domain.max_len}, the circuit has {limit} positions")
     report.add(*_precondition_check(cert, source))
+    return names and classes and fits
 
 
 def _precondition_check(cert: Certificate, source: CircuitSource) -> tuple[str, bool, str]:
@@ -182,7 +186,7 @@ def _surrogate(report: Report, bundle: Path, cert: Certificate) -> IntegerSurrog
         return None
     try:
         surrogate = IntegerSurrogate.from_arrays(np.load(io.BytesIO((bundle / "surrogate.npz").read_bytes())))
-    except (OSError, ValueError, KeyError, EOFError) as err:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise BundleError(f"surrogate.npz is unreadable ({err}); the bundle is corrupt") from None
     shape = (cert.domain.max_len, cert.domain.n_tokens)
     if surrogate.skip_w.shape != shape:
@@ -227,6 +231,35 @@ class _Checker:
         return valid
 
     @cached_property
+    def program_decisions(self) -> np.ndarray:
+        """The program's class of every input (batched meaning), checked against the reference interpreter."""
+        decisions = program_decisions(self.cert.program, self.domain)
+        self._meanings_agree(decisions)
+        return decisions
+
+    def _meanings_agree(self, decisions: np.ndarray) -> None:
+        """The exhaustive legs read the batched meanings of the precondition and the program, the solver legs
+        their z3 meanings: both are held against the plain-Python reference interpreter, on every input of a
+        small domain, else on a fresh random sample."""
+        from jaxscd.dsl.reference import run
+        from jaxscd.kernels.enumerate import decode_indices
+
+        size, pre, program = self.domain.size, self.domain.precondition, self.cert.program
+        rows = np.arange(size) if size <= REFERENCE_ALL else \
+            np.sort(np.random.default_rng().choice(size, REFERENCE_SAMPLE, replace=False))
+        tokens, lengths = (np.asarray(a) for a in decode_indices(self.domain, rows))
+        wrong = None
+        for i, row in enumerate(rows.tolist()):
+            sequence = tokens[i, :lengths[i]].tolist()
+            valid = pre is None or run(pre, sequence) == 1
+            if valid != bool(self.valid[row]) or (valid and run(program, sequence) != decisions[row]):
+                wrong = self.domain.format(sequence)
+                break
+        how = f"all {size:,} inputs" if size <= REFERENCE_ALL else f"{len(rows):,} random inputs"
+        self.report.add("batched meanings == reference interpreter (precondition, program)", wrong is None,
+                        how if wrong is None else f"differ on {wrong!r}")
+
+    @cached_property
     def table(self):
         try:
             return evaluate_circuit(self.source.circuit, self.domain, self.valid)
@@ -256,7 +289,7 @@ class _Checker:
             margin_ok = table.min_margin() > table.margin_bound  # recomputed, never read from the certificate
             self.report.add("circuit margins above the float bound", margin_ok,
                             f"min margin {table.min_margin():.4g}, bound {table.margin_bound:.3g}")
-            wrong = int((valid & (table.decisions != program_decisions(self.cert.program, self.domain))).sum())
+            wrong = int((valid & (table.decisions != self.program_decisions)).sum())
             self.report.add("circuit == program (exhaustive)", wrong == 0, f"{int(valid.sum()):,} inputs" if not wrong
                             else f"differs on {wrong:,} inputs")
         elif o.claim == "circuit == surrogate":

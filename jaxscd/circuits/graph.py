@@ -539,7 +539,11 @@ def read_graph(source) -> CircuitGraph:
         path = Path(source)
         if not path.is_file():
             raise GraphError([f"$: circuit graph file not found, got {str(path)!r}; check the path"])
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise GraphError([f"$: {str(path)!r} is not UTF-8 text (byte {err.start}); a circuit graph is a JSON "
+                              f"file"]) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

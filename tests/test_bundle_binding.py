@@ -157,6 +157,7 @@ ODD = [
     ("cubes", lambda c: c["long_context"].update(float_margin="1/1000000000"), 6, "float margin at least 1e-9"),
     ("exhaustive", lambda c: c["circuit"]["source"].update(name=["bracket_depth"]), 6, "circuit available"),
     ("exhaustive", lambda c: c.update(schema_version=True), 9, "schema_version is True"),
+    ("exhaustive", lambda c: c["domain"].update(min_len=1.7), 7, "domain lengths must be integers"),
     ("exhaustive", lambda c: c["circuit"].update(source={"kind": "graph", "path": "/bin/ls"}), 6, "not UTF-8 text"),
     ("exhaustive", lambda c: c.update(program={"motif": "WindowCount", "tokens": [0], "window": 1 << 20,
                                                "threshold": 1}), 7, "exceeds the domain's longest sequence"),

@@ -50,7 +50,12 @@ def domain_json(domain: Domain, restriction: bool = False) -> dict:
 def domain_from_json(data: dict) -> Domain:
     """The domain a certificate describes; ``"exhaustive": false`` marks a domain beyond enumeration."""
     pre = data.get("precondition")
-    return Domain(tuple(data["alphabet"]), int(data["min_len"]), int(data["max_len"]),
+    lengths = (data["min_len"], data["max_len"])
+    if not all(type(n) is int for n in lengths):  # as written: 1.7 or "1" is not a length
+        raise ValueError(f"domain lengths must be integers, got {list(lengths)}")
+    if not isinstance(data["alphabet"], list) or not all(isinstance(a, str) for a in data["alphabet"]):
+        raise ValueError(f"domain alphabet must be a list of token names, got {data['alphabet']!r:.80}")
+    return Domain(tuple(data["alphabet"]), data["min_len"], data["max_len"],
                   from_json(pre) if pre else None, data.get("precondition_text") or "",
                   exhaustive=data.get("exhaustive", True) is not False)
 

@@ -25,7 +25,7 @@ from jaxscd.dsl.programs import (
 from jaxscd.kernels.enumerate import all_tokens, precondition_mask
 from jaxscd.kernels.evaluate import evaluate_circuit
 from jaxscd.search.nearmiss import one_sided_parts, one_sided_scores
-from jaxscd.pipeline import distill
+from jaxscd.pipeline import DistillConfig, distill
 from jaxscd.search import candidate_families
 from jaxscd.verify.prove import Verdict
 
@@ -144,6 +144,31 @@ def test_composition_of_one_sided_near_misses_is_found_and_proved():
     parts = one_sided_parts(one_sided_scores(domain, target, valid, candidate_families(domain),
                                              np.arange(domain.size), None))
     assert intended.left in parts and intended.right in parts
+
+
+def count_band(tokens):
+    """2 <= #a <= 4: an AND of two counter thresholds whose upper part ("#a <= 4") is a poor one-sided part alone."""
+    count = (np.asarray(tokens) == 0).sum(axis=1)
+    return ((count >= 2) & (count <= 4)).astype(np.int8)
+
+
+def test_composition_partner_found_from_the_count_table():
+    """The best AND part "#a >= 2" is wrong where #a > 4; the partner that is 0 exactly there comes from the count
+    table (``partner_parts``), not from the best one-sided parts: PROVED with the named program."""
+    from jaxscd.dsl.programs import CountThreshold
+
+    domain = Domain(("a", "b", "c"), 1, 7)
+    circuit = Circuit("count_band", count_band)
+    valid = precondition_mask(domain)
+    target = evaluate_circuit(circuit, domain, valid).decisions
+    from jaxscd.kernels.filter import count_table
+
+    scored = one_sided_scores(domain, target, valid, candidate_families(domain), np.arange(64),
+                              count_table(domain, target, valid))  # as distill scores them: exact by counts
+    upper = CountThreshold(set(), {0}, -4)
+    assert upper not in one_sided_parts(scored)
+    result = distill(circuit, domain, DistillConfig(synth_states=0))
+    assert result.verdict == Verdict.PROVED and result.program == Both(CountThreshold({0}, set(), 2), upper, "and")
 
 
 def depth_at_least_3_capped_at_4(tokens):

@@ -141,3 +141,37 @@ def one_sided_parts(scored: list[tuple], per_family: int = 2) -> list[Program]:
                 if never[p, k] == 0 and fewest[p, k] > 0:  # exact ones are survivors, not parts
                     parts.append(family.program(int(p), int(k)))
     return list(dict.fromkeys(parts))
+
+
+def partner_parts(domain: Domain, target: np.ndarray, valid: np.ndarray, scored: list[tuple], probe: np.ndarray,
+                  counts: CountTable | None, anchors: int = 2) -> list[Program]:
+    """Parts that complete a one-sided part into an exact composition: for the best ``anchors`` AND parts A (never 0
+    where the circuit says 1), every candidate that is also never 0 there and is 0 wherever A is a false 1; for the
+    best OR parts (never 1 where the circuit says 0), every candidate also never 1 there and 1 wherever A is a false
+    0. Scored like ``one_sided_scores`` (the count table where decisions depend only on counts, else the probe), so
+    "A and B" is exact there; the composition search then checks it on the whole domain. Finds compositions whose
+    second part is not among the best one-sided parts (a band 2 <= #a <= 7: "#a <= 7" is a poor part alone)."""
+    from jaxscd.dsl.batch import evaluate_program
+
+    probe_inputs = _probe_inputs(domain, target, valid, probe)
+    found = []
+    for ones_side in (True, False):  # AND: never 0 on class 1; OR: never 1 on class 0
+        best = []
+        for family, false_0, false_1 in scored:
+            never, fewest = (false_0, false_1) if ones_side else (false_1, false_0)
+            score = np.where(never == 0, fewest, np.iinfo(np.int32).max)
+            for flat in np.argsort(score, axis=None, kind="stable")[:anchors]:
+                p, k = np.unravel_index(flat, score.shape)
+                if never[p, k] == 0 and fewest[p, k] > 0:
+                    best.append((int(fewest[p, k]), family.program(int(p), int(k))))
+        for _, anchor in sorted(best, key=lambda b: b[0])[:anchors]:
+            for family, _, _ in scored:
+                tokens, lengths, labels, on, off = _scoring_inputs(family, counts, probe_inputs)
+                said = np.asarray(evaluate_program(anchor, tokens, lengths, domain.n_tokens))
+                keep, cover = (on, off * said) if ones_side else (off, on * ~said)  # the anchor's errors to cover
+                rows = np.arange(family.n_params)
+                exact = (score_rows(family, rows, tokens, lengths, labels, keep) == 0) & \
+                    (score_rows(family, rows, tokens, lengths, labels, jnp.asarray(cover)) == 0)
+                for p, k in np.argwhere(exact)[:4].tolist():
+                    found += [anchor, family.program(p, k)]
+    return list(dict.fromkeys(found))

@@ -243,7 +243,7 @@ def _print_report(console: Console, result, description: str, circuit_name: str)
     proof = ""
     if result.proof:
         how = f", {result.proof.summary}" if result.proof.summary else ""
-        proof = f" (z3 {result.proof.seconds:.2f} s{how})"
+        proof = f" ({result.proof.method}, {result.proof.seconds:.2f} s{how})"
     console.print(f"verdict    [bold {color}]{result.verdict.value}[/]{proof}")
     if result.circuit_program_mismatches == 0:
         console.print(f"cross-check the program equals the circuit on all {result.n_valid:,} inputs (exhaustive)")

@@ -340,7 +340,7 @@ def _prove_survivors(problem: Problem, run: _Run, survivors: list, witnesses: Wi
     is kept UNKNOWN, naming the obligation left. PROVED ends (True); REFUTED drops the candidate."""
     for program in survivors[:config.max_proof_attempts]:
         unknown = None  # (witness, proof) of the first UNKNOWN proof
-        for witness in _timed(stage, "surrogate", witnesses.each_for_program(program)):
+        for witness in _timed(stage, "surrogate", _witness_order(witnesses, program, problem.domain)):
             with stage("prove"):
                 proof = prove_equivalent(witness.surrogate, program, problem.domain, config.proof_timeout_s,
                                          config.proof_strategy, problem.valid)
@@ -361,6 +361,24 @@ def _prove_survivors(problem: Problem, run: _Run, survivors: list, witnesses: Wi
                                  f"matches the circuit on every input, but z3 has certified nothing")
                 run.keep(program, None, None)
     return False
+
+
+def _witness_order(witnesses: Witnesses, program: Program, domain: Domain) -> Iterator[Witness]:
+    """The surrogates of ``program`` in method order, except that for a program of the token counts the compiled
+    network (its weights the same at every position) goes first when it admits the count strategy: an exact proof
+    over count vectors before any solver query (parity of a count at length 12: 0.2 s, where the queries of an LP
+    surrogate ran out of budget)."""
+    from jaxscd.beyond.symmetry import count_invariant
+    from jaxscd.verify import counts
+
+    first = None
+    if count_invariant(program) and "compiled" in witnesses.methods:
+        first = witnesses.by_method("compiled", program)
+        if first is not None and counts.why_not(first.surrogate, program, domain) is None:
+            yield first
+        else:
+            first = None
+    yield from (w for w in witnesses.each_for_program(program) if w is not first)
 
 
 def _timed(stage: _Stages, name: str, items: Iterator):

@@ -188,3 +188,23 @@ def test_unreadable_surrogate_and_linked_files_are_corrupt(bundles, tmp_path):
     (bundle / "program.py").symlink_to(outside)
     run = CliRunner().invoke(main, ["verify", str(bundle)])
     assert run.exit_code == 7 and "program.py is a link" in run.stderr
+
+
+def test_count_proof_rests_on_position_independent_weights(bundles, tmp_path):
+    """The exhaustive bundle's surrogate == program is proved over count vectors; a surrogate weight nudged at one
+    position breaks the symmetry that proof rests on, and verify says so."""
+    import io
+
+    import numpy as np
+
+    bundle = copy_bundle(bundles["exhaustive"], tmp_path)
+    cert = json.loads((bundle / "certificate.json").read_text())
+    assert next(o for o in cert["obligations"] if o["claim"] == "surrogate == program")["method"] == "count-orbits"
+    arrays = dict(np.load(io.BytesIO((bundle / "surrogate.npz").read_bytes())))
+    arrays["skip_w"] = arrays["skip_w"].copy()
+    arrays["skip_w"][-1, 0] += 1  # the last position only: far from any decision boundary or not, not symmetric
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    (bundle / "surrogate.npz").write_bytes(buffer.getvalue())
+    rehash(bundle, "surrogate.npz")
+    assert "surrogate, program and precondition are functions of the token counts" in failed_checks(recheck(bundle))

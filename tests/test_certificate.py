@@ -20,7 +20,7 @@ from jaxscd.verify.recheck import recheck
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    return task_bundle(tmp_path_factory, "bracket_depth", 6)[0]
+    return task_bundle(tmp_path_factory, "bracket_depth", 6, "single")[0]  # the SMT path; counts: test_bundle_binding
 
 
 def test_fresh_bundle_verifies_with_every_check(bundle):
@@ -202,8 +202,8 @@ def test_each_strategy_has_one_name_and_one_certificate_method():
 
     distill_proof = next(p for p in main.commands["distill"].params if p.name == "proof_strategy")
     assert list(distill_proof.type.choices) == ["auto", *SURROGATE_STRATEGIES]  # from the registry
-    assert {s.method for s in SURROGATE_STRATEGIES.values()} == {"smt", "smt-cubes", "smt-tree"}
-    assert {s.method for s in STRATEGIES.values()} - {"smt", "smt-cubes", "smt-tree"} == \
+    assert {s.method for s in SURROGATE_STRATEGIES.values()} == {"smt", "smt-cubes", "smt-tree", "count-orbits"}
+    assert {s.method for s in STRATEGIES.values()} - {"smt", "smt-cubes", "smt-tree", "count-orbits"} == \
         {"orbit bounds", "cube bounds + smt-tree"}  # beyond enumeration: strategies of the same protocol
     assert all(by_method(s.method) is s and STRATEGIES[s.name] is s for s in STRATEGIES.values())
     assert by_method("oracle") is None and by_method(["smt"]) is None

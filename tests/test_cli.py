@@ -105,7 +105,7 @@ def test_ctrl_c_mid_run_exits_130_and_writes_nothing(tmp_path):
     # the child turns Python's Ctrl-C handler back on, as an interactive terminal would have it
     launcher = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
                 "sys.argv = ['jaxscd'] + sys.argv[1:]; runpy.run_module('jaxscd.cli', run_name='__main__')")
-    proc = subprocess.Popen([sys.executable, "-c", launcher, "distill", "bracket_depth", "--max-len", "11", "--out",
+    proc = subprocess.Popen([sys.executable, "-c", launcher, "distill", "bracket_depth", "--max-len", "13", "--out",
                              str(tmp_path / "bundle")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT)
     time.sleep(5)  # inside the pipeline (JAX is up, stages are running)

@@ -26,7 +26,7 @@ PLANT = "import pathlib; pathlib.Path({marker!r}).write_text('ran')\n"  # a file
 
 @pytest.fixture(scope="module")
 def task_bundle_and_result(tmp_path_factory):
-    return task_bundle(tmp_path_factory, "bracket_depth", 4)
+    return task_bundle(tmp_path_factory, "bracket_depth", 4, "single")  # the SMT path, attacked
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,18 @@ def orbit_invariant(program: Program | None) -> bool:
     raise TypeError(f"orbit_invariant has no case for {program!r}: not a DSL program, or a motif to add here")
 
 
+def count_invariant(program: Program | None) -> bool:
+    """True when the program's value depends only on the token counts (from its type; the length is their sum)."""
+    match program:
+        case None | Constant() | CountThreshold() | DensityThreshold() | LengthThreshold() | Toggle():
+            return True
+        case Both(left, right, _):
+            return count_invariant(left) and count_invariant(right)
+        case TokenAt() | MostRecent() | StateMachine() | FirstOccurrence() | WindowCount() | SaturatedDepth():
+            return False  # they read positions or the order of the tokens
+    raise TypeError(f"count_invariant has no case for {program!r}: not a DSL program, or a motif to add here")
+
+
 def count_vectors(total: int, n_tokens: int) -> np.ndarray:
     """int64 [N, n_tokens]: every vector of non-negative counts summing to ``total``."""
     if n_tokens == 1:

@@ -40,6 +40,7 @@ class Witnesses:
     log: Callable[[str], None] = lambda _: None
     attempts: list = field(default_factory=list)  # {"method", "seconds", "found", "reason"} per attempt made
     _shared: dict = field(default_factory=dict)  # name -> Witness or None, for methods that are not per_program
+    _fitted: dict = field(default_factory=dict)  # (name, program) -> Witness or None, for per_program methods
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in METHODS]
@@ -54,9 +55,17 @@ class Witnesses:
         """Exact surrogates for ``program``, one per method that gives one, in method order, each fitted only when
         asked for (the pipeline asks for the next when a proof with the previous one ends UNKNOWN)."""
         for name in self.methods:
-            witness = self._shared[name] if name in self._shared else self._attempt(name, program)
+            witness = self.by_method(name, program)
             if witness is not None:
                 yield witness
+
+    def by_method(self, name: str, program: Program) -> Witness | None:
+        """The surrogate method ``name`` gives for ``program`` (fitted once per program, or once for all)."""
+        if name in self._shared:
+            return self._shared[name]
+        if (name, program) not in self._fitted:
+            self._fitted[name, program] = self._attempt(name, program)
+        return self._fitted[name, program]
 
     def reasons(self) -> list[str]:
         return [f"{a['method']}: {a['reason']}" for a in self.attempts if not a["found"]]

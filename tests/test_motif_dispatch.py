@@ -3,8 +3,8 @@ meaning has a case for it.
 
 A new motif touches: dsl/programs.py (the class, BASE_MOTIFS, Program, description_length), dsl/reference.py,
 dsl/batch.py (single_family, and a search family in default_families), dsl/smt.py, dsl/source.py, dsl/abstract.py,
-the compiler (jaxscd/surrogates/compiled.py), jaxscd/symmetry.py (orbit_invariant; program_on_orbits when
-invariant), tests/mutants.py (program_mutants) and tests/cases.py (named cases). Every dispatch raises on a motif it
+the compiler (jaxscd/surrogates/compiled.py), jaxscd/beyond/symmetry.py (orbit_invariant, count_invariant;
+program_on_orbits when invariant), tests/mutants.py (program_mutants) and tests/cases.py (named cases). Every dispatch raises on a motif it
 has no case for; each test below names the cases a meaning fails on.
 """
 
@@ -37,7 +37,7 @@ from jaxscd.dsl.source import load, render
 from jaxscd.kernels.enumerate import all_tokens
 from jaxscd.surrogates import IntegerSurrogate
 from jaxscd.surrogates.compiled import CompileError, compile_program
-from jaxscd.beyond.symmetry import orbit_invariant, orbits, program_on_orbits
+from jaxscd.beyond.symmetry import count_invariant, orbit_invariant, orbits, program_on_orbits
 from mutants import program_mutants
 
 # Motifs the compiler may refuse with a CompileError (none today: every motif compiles on the case domains).
@@ -110,6 +110,12 @@ def _symmetry(case: Case) -> None:
         predicted = program_on_orbits(case.program, orb)
         truth = [run(case.program, orb.representative(row)) for row in range(len(orb))]
         assert np.array_equal(predicted, truth)
+    if count_invariant(case.program):  # then every reordering of a sequence gets its class (the counts strategy)
+        rng = np.random.default_rng(0)
+        for n in case.domain.lengths:
+            sequence = rng.integers(0, case.n_tokens, n).tolist()
+            assert run(case.program, sequence) == run(case.program, sorted(sequence))
+    assert not count_invariant(case.program) or orbit_invariant(case.program)
 
 
 MEANINGS = {"reference": _reference, "programs": _programs, "batch": _batch, "smt": _smt, "source": _source,

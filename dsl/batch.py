@@ -38,6 +38,7 @@ from jaxscd.dsl.programs import (
 )
 
 PAD = -1  # token id of padding positions (i >= length)
+GATHER_MIN_STATES = 32  # state machines above this many states step by a gather, not a chain of selects
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class StatisticEvaluator:
             return self.direct(params, heads, tokens, lengths)
         state = self.statistic(params, tokens, lengths)  # [P, N]
         table = self.head_table(heads)  # [K, S]
+        if table.shape[1] > GATHER_MIN_STATES:  # a learned machine's hundreds of states: one gather
+            return jnp.transpose(table[:, state.astype(jnp.int32)], (1, 0, 2))
         out = table[None, :, -1, None]
         for s in range(table.shape[1] - 2, -1, -1):
             out = jnp.where((state == s)[:, None, :], table[None, :, s, None], out)
@@ -459,6 +462,13 @@ def final_states(table: jax.Array, tokens: jax.Array, lengths: jax.Array) -> jax
     if bits * n_states * (n_tokens + 1) <= 64:
         return _packed_final_states(table, tokens, lengths, bits)
     dtype = state_dtype(n_states)
+    if n_states > GATHER_MIN_STATES:  # a select per state and token would unroll into a huge program
+        flat = table.reshape(table.shape[0], -1).astype(jnp.int32)  # [P, S * V]: entry s * V + v
+        state = jnp.zeros((table.shape[0], tokens.shape[0]), dtype=jnp.int32)
+        for i in range(tokens.shape[1]):
+            nxt = jnp.take_along_axis(flat, state * n_tokens + jnp.maximum(tokens[None, :, i], 0), axis=1)
+            state = jnp.where((i < lengths)[None, :], nxt, state)
+        return state.astype(dtype)
     table = table.astype(dtype)
     state = jnp.zeros((table.shape[0], tokens.shape[0]), dtype=dtype)
     for i in range(tokens.shape[1]):

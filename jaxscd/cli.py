@@ -175,6 +175,16 @@ class _Eta(ProgressColumn):
         return Text("" if left is None or task.finished else f"ETA {left:.0f} s", style="cyan")
 
 
+def _check_plots(directory: str, out: str | None) -> None:
+    """--plots: a new or empty directory, or one --plots wrote (``jaxscd.outputs``), not the bundle's."""
+    from jaxscd.outputs import check_output_dir
+    from jaxscd.report import PLOTS
+
+    if out and Path(directory).resolve() == Path(out).resolve():
+        raise InputError(f"--plots {directory!r} is the --out bundle directory; write the figures to another one")
+    check_output_dir(directory, PLOTS)
+
+
 def _write_plots(directory: str, result, source) -> None:
     """--plots: the report's figures as PNG files (the circuit drawn from its graph when it has one)."""
     from jaxscd.report import result_figures, write_figures
@@ -218,11 +228,13 @@ def _print_beyond(console: Console, result) -> None:
 
 
 def _print_report(console: Console, result, description: str, circuit_name: str) -> None:
+    from jaxscd.domain import approximate
+
     d = result.domain
     console.print(f"[bold]{circuit_name}[/]: {description}")
     pre = f"; {result.n_valid:,} satisfy: {d.precondition_text}" if d.precondition is not None and \
         result.n_valid is not None else f"; precondition: {d.precondition_text}" if d.precondition_text else ""
-    size = f"{d.size:,} sequences" if d.exhaustive else f"{d.size:.3g} sequences (beyond enumeration)"
+    size = f"{d.size:,} sequences" if d.exhaustive else f"{approximate(d.size)} sequences (beyond enumeration)"
     console.print(f"domain     alphabet {' '.join(d.alphabet)}, lengths {d.min_len}..{d.max_len}, {size}{pre}")
     if result.restriction:
         console.print("           the precondition restricts the circuit source's own")
@@ -298,7 +310,11 @@ def _print_report(console: Console, result, description: str, circuit_name: str)
 @click.option("--all-candidates", is_flag=True, help="Search every motif family, even those that cannot hold a "
               "simpler program than one already found (slower; reports every exact program).")
 @click.option("--synth-states", type=click.IntRange(min=0), default=8, show_default=True,
-              help="When no DSL motif is exact, synthesize a DFA with up to this many states (0: off).")
+              help="When no DSL motif is exact, synthesize a DFA with up to this many states (0: no state machine "
+              "beyond the DSL's).")
+@click.option("--learn/--no-learn", "learn_automaton", default=True, show_default=True,
+              help="When no DSL motif is exact, also learn an exact state machine of any size (AALpy, with the "
+              "truth table as its oracle); synthesis then looks only for a smaller one.")
 @click.option("--surrogate", "surrogate_methods", default=",".join(METHODS), show_default=True,
               help="Surrogate fitting methods, tried in order for each exact program: "
               + ", ".join(f"{m.name} ({m.summary})" for m in METHODS.values()) + ".")
@@ -306,12 +322,13 @@ def _print_report(console: Console, result, description: str, circuit_name: str)
               "seconds, nothing written. Without it, domains estimated to take over 5 minutes on a CPU are refused "
               "up front; 0: no limit.")
 @click.option("--plots", type=click.Path(file_okay=False), help="Write the report's figures (circuit, truth table, "
-              "departures from the spec) as PNG files into this directory.")
+              "departures from the spec) as PNG files into this directory: a new or empty one, or one --plots "
+              "wrote (replaced whole).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @_reported()
 def distill_command(task, circuit_target, graph, sparse_dir, viz, means, template, alphabet, min_len, max_len,
-                    seed, timeout, proof_strategy, out, all_candidates, synth_states, surrogate_methods, time_limit,
-                    plots, as_json):
+                    seed, timeout, proof_strategy, out, all_candidates, synth_states, learn_automaton,
+                    surrogate_methods, time_limit, plots, as_json):
     """Distill TASK (see `jaxscd tasks`) or --circuit FILE:FN into a certified program."""
     from jaxscd.budget import TimeLimitExceeded, deadline
     from jaxscd.circuits.sources import resolve
@@ -325,9 +342,12 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
                                                   "template": template}
         if out:
             check_output_dir(out)  # refused before the work, not after
+        if plots:
+            _check_plots(plots, out)
         source = resolve(_source_ref(task, circuit_target, sparse, graph), circuit_target)
         config = DistillConfig(seed=seed, proof_timeout_s=timeout, prune=not all_candidates,
                                proof_strategy=proof_strategy, synth_states=synth_states,
+                               learn_automaton=learn_automaton,
                                surrogate_methods=tuple(m.strip() for m in surrogate_methods.split(",")),
                                bounds_deadline_s=0.8 * time_limit if time_limit else 300.0)
         names = tuple(a.strip() for a in alphabet.split(",")) if alphabet else None
@@ -356,7 +376,8 @@ def distill_command(task, circuit_target, graph, sparse_dir, viz, means, templat
 
 @main.command("export-graph")
 @click.argument("task")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout (an existing "
+              "file only when it is a graph export-graph wrote).")
 @_reported()
 def export_graph_command(task, output):
     """Print a built-in task's circuit as a JSON graph (see docs/circuit_graph.md)."""
@@ -364,9 +385,12 @@ def export_graph_command(task, output):
 
     text = json.dumps(task_graph(task), indent=1) + "\n"
     if output:
-        from jaxscd.circuits.base import atomic_write
+        from jaxscd.outputs import check_output_file, write_file
 
-        atomic_write(Path(output), text)
+        # an existing file is replaced only when it is a graph export-graph wrote (its first lines)
+        check_output_file(output, "-o", "a circuit graph export-graph wrote",
+                          lambda head: head.startswith(b'{\n "schema": "jaxscd.circuit_graph"'))
+        write_file(output, text)
     else:
         click.echo(text, nl=False)
 
@@ -412,7 +436,8 @@ def verify_command(bundle, timeout, circuit_target):
 @main.command("report")
 @click.argument("bundle", type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True,
-              help="Where to write the HTML page (self-contained: styles and figures inline).")
+              help="Where to write the HTML page (self-contained: styles and figures inline); an existing file is "
+              "replaced only when it is a jaxscd report.")
 @click.option("--circuit", "circuit_target", help="Re-run a bundle's Python circuit from this file (path.py:fn) for "
               "its truth table; its sha256 must match the certificate first. Bundles never run code by themselves.")
 @_reported()
@@ -441,7 +466,7 @@ def _int_list(text: str, option: str) -> list[int]:
               "task's alphabet (default: all of them).")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for results.jsonl (runs "
-              "already there are skipped: the sweep resumes).")
+              "already there are skipped: the sweep resumes): a new or empty one, or one of sweep results.")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
               help="local: this process, or --workers local processes; dask: a Dask cluster (pip install "
               "jaxscd[cluster]; a local one unless --address).")
@@ -450,12 +475,16 @@ def _int_list(text: str, option: str) -> list[int]:
 @_reported("interrupted; finished runs are in {out}/results.jsonl (run again to resume)")
 def sweep_command(tasks, lengths, alphabet_sizes, seeds, out, engine, workers, address):
     """Distill a grid of tasks x lengths x alphabet sizes x seeds; one JSON record per run in OUT/results.jsonl."""
-    from jaxscd.sweep import grid, pending, run_sweep
+    from jaxscd.sweep import check_results_dir, grid, pending, run_sweep, skipped_note
 
     points = grid([t.strip() for t in tasks.split(",") if t.strip()], _int_list(lengths, "--max-len"),
                   _int_list(alphabet_sizes, "--alphabet-size") if alphabet_sizes else [None],
                   _int_list(seeds, "--seeds"))
-    todo = pending(points, out)
+    check_results_dir(out)
+    skipped = []
+    todo = pending(points, out, skipped)
+    if skipped:
+        click.echo(f"sweep: {skipped_note(skipped)}", err=True)
     click.echo(f"sweep: {len(points)} runs, {len(points) - len(todo)} already in {out}/results.jsonl", err=True)
     with _sweep_display(len(todo)) as shown:
         records = run_sweep(todo, out, engine, workers, address, on_record=shown)
@@ -495,9 +524,13 @@ class _sweep_display:
 @_reported()
 def plot_command(directory):
     """Figures of a sweep (PNG) from DIRECTORY/results.jsonl: stage times, verdict grid, candidates per stage."""
+    from jaxscd.sweep import skipped_note
     from jaxscd.sweep_figures import write_sweep_figures
 
-    paths = write_sweep_figures(directory)
+    skipped = []
+    paths = write_sweep_figures(directory, skipped)
+    if skipped:
+        click.echo(f"plot: {skipped_note(skipped)}", err=True)
     for path in paths:
         click.echo(f"wrote {path}")
 
@@ -505,10 +538,12 @@ def plot_command(directory):
 @main.command("train")
 @click.argument("task")
 @click.option("--out", "model_dir", required=True, type=click.Path(file_okay=False),
-              help="Model directory to write: beeg_config.json + final_model.pt (weights.npz without torch).")
+              help="Model directory to write: beeg_config.json + final_model.pt (weights.npz without torch); a new or "
+              "empty one, or one `jaxscd train` wrote (replaced whole).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (default 2000).")
-@_reported("interrupted; the model directory may be incomplete")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (default 2000; the "
+              "learning-rate warm-up is at most half of them).")
+@_reported("interrupted; nothing was written")
 def train_command(task, model_dir, seed, steps):
     """Train a small weight-sparse GPT on TASK's token language plus filler (circuit_sparsity layout)."""
     from jaxscd.learn.train import default_config, train
@@ -523,9 +558,10 @@ def train_command(task, model_dir, seed, steps):
 @click.argument("model_dir", type=click.Path())
 @click.option("--task", required=True, help="The task whose circuit to keep (see `jaxscd tasks`).")
 @click.option("--out", "circuit_dir", required=True, type=click.Path(file_okay=False),
-              help="Circuit directory to write: viz_data.pt, means.pt, template.json.")
+              help="Circuit directory to write: viz_data.pt, means.pt, template.json; a new or empty one, or one "
+              "`jaxscd prune` wrote (replaced whole).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@_reported("interrupted; the circuit directory may be incomplete")
+@_reported("interrupted; nothing was written")
 def prune_command(model_dir, task, circuit_dir, seed):
     """Prune a `jaxscd train` model to TASK's node circuit (learned masks, mean ablation, bisection)."""
     from jaxscd.learn.prune import PruneConfig, prune

@@ -6,6 +6,7 @@ turns indices into padded token arrays; this module only holds the description a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,10 +17,26 @@ from jaxscd.errors import InputError
 
 MAX_DOMAIN_SIZE = 1 << 26  # exhaustive passes above this take too long for interactive use
 MAX_TOKENS = 12  # candidate grids grow as 3**tokens (signed counters); more tokens need a coarser DSL grid
+MAX_LENGTH = 2048  # longer sequences pass every circuit's positions here (graphs: 1,024), and 12**2048 still prints
 
 
 class DomainError(InputError):
     """A domain description that cannot be used (bad alphabet, lengths, or too large)."""
+
+
+def approximate(count: int) -> str:
+    """``f"{count:.3g}"`` for any size of count (formatting as a float stops near 1.8e308: 4 tokens at length 600)."""
+    if count < 10**300:
+        return f"{count:.3g}"
+    exponent = int(math.log10(count))
+    return f"{10 ** (math.log10(count) - exponent):.3g}e+{exponent}"
+
+
+def _short(number) -> str:
+    """An integer from the user for messages, cut when it has hundreds of digits."""
+    if not isinstance(number, int) or number < 10**40:
+        return str(number)
+    return f"(a {int(number.bit_length() * math.log10(2)) + 1}-digit number)"  # str() stops at 4300 digits
 
 
 @dataclass(frozen=True)
@@ -41,12 +58,16 @@ class Domain:
         if len(set(self.alphabet)) != len(self.alphabet):
             raise DomainError(f"alphabet has repeated tokens: {list(self.alphabet)}; list each token once")
         if not 1 <= self.min_len <= self.max_len:
-            raise DomainError(f"lengths must satisfy 1 <= min_len <= max_len, got min_len={self.min_len}, "
-                              f"max_len={self.max_len}; fix --min-len/--max-len")
+            raise DomainError(f"lengths must satisfy 1 <= min_len <= max_len, got min_len={_short(self.min_len)}, "
+                              f"max_len={_short(self.max_len)}; fix --min-len/--max-len")
+        if self.max_len > MAX_LENGTH:  # before the size: a sum of n_tokens**length over 10**400 lengths never ends
+            raise DomainError(f"max_len {_short(self.max_len)} is above the longest length jaxscd handles, "
+                              f"{MAX_LENGTH:,}; lower --max-len")
         if self.exhaustive and self.size > MAX_DOMAIN_SIZE:
-            raise DomainError(f"domain has {self.size:,} sequences ({self.n_tokens} tokens, lengths {self.min_len}.."
-                              f"{self.max_len}), above the exhaustive limit {MAX_DOMAIN_SIZE:,}; lower --max-len "
-                              f"or use fewer tokens")
+            size = f"{self.size:,}" if self.size < 10**30 else approximate(self.size)
+            raise DomainError(f"domain has {size} sequences ({self.n_tokens} tokens, lengths "
+                              f"{self.min_len}..{self.max_len}), above the exhaustive limit {MAX_DOMAIN_SIZE:,}; "
+                              f"lower --max-len or use fewer tokens")
         if self.precondition is not None:
             check_program(self.precondition, self.n_tokens)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxscd import progress
 from jaxscd.search.describe import CountDescription, count_description
-from jaxscd.domain import Domain, DomainError
+from jaxscd.domain import Domain, DomainError, approximate
 from jaxscd.dsl.batch import composition_family
 from jaxscd.dsl.programs import Program, rank_key
 from jaxscd.dsl.source import render
@@ -39,6 +39,9 @@ from jaxscd.verify.prove import SURROGATE_STRATEGIES, ProofResult, Verdict, prov
 from jaxscd.verify.strategy import Goal
 
 
+SYNTH_BESIDE_LEARNED = 4  # synthesis looks for a smaller machine only beside learned ones up to 4 x synth_states
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     seed: int = 0
@@ -49,7 +52,9 @@ class DistillConfig:
     proof_strategy: str = "auto"  # "auto" or a name in jaxscd.verify.prove.SURROGATE_STRATEGIES
     max_proof_attempts: int = 5
     prune: bool = True  # skip families that cannot hold a simpler program than one already found
-    synth_states: int = 8  # when no DSL candidate is exact, synthesize a DFA with up to this many states (0: off)
+    synth_states: int = 8  # when no DSL candidate is exact, synthesize a DFA with up to this many states (0: no
+                           # state machine beyond the DSL's, learned ones included)
+    learn_automaton: bool = True  # and first learn one of any size (AALpy); synthesis then looks only below it
     synth_timeout_s: float = 60.0
     surrogate_methods: tuple = tuple(METHODS)  # names in jaxscd.surrogates.METHODS, tried in order per program
     bounds_deadline_s: float = 300.0  # beyond enumeration: seconds the cube tree may grow
@@ -201,10 +206,11 @@ class _Stages:
 def distill(source, domain: Domain | None = None, config: DistillConfig = DistillConfig(),
             spec: Callable | None = None, log: Callable[[str], None] = lambda _: None, *, min_len: int | None = None,
             max_len: int | None = None, alphabet: tuple | None = None,
-            time_limit_s: float | None = None) -> DistillResult:
+            time_limit_s: float | None = None, candidate: Program | None = None) -> DistillResult:
     """Distill ``source`` (a task, a ``CircuitSource`` or a bare ``Circuit``) on ``domain``, or on the source's
     domain with the given lengths and alphabet (see ``choose_domain``). ``spec``: the intended behaviour (default:
-    the source's own). A domain that is not ``exhaustive`` is proved beyond enumeration.
+    the source's own). A domain that is not ``exhaustive`` is proved beyond enumeration. ``candidate``: prove this
+    program instead of searching (e.g. an automaton learned elsewhere, ``jaxscd.search.automata.certify``).
 
     >>> import jaxscd
     >>> jaxscd.distill(jaxscd.get_task("bracket_depth"), max_len=32).verdict.value  # doctest: +SKIP
@@ -219,8 +225,11 @@ def distill(source, domain: Domain | None = None, config: DistillConfig = Distil
     # a bare Circuit declares no precondition of its own, so a domain cannot restrict it
     restriction = source.ref.get("kind") != "circuit" and domain.precondition != source.precondition
     if not domain.exhaustive:
+        if candidate is not None:
+            raise InputError(f"a candidate program is proved on an enumerable domain; this one has "
+                             f"{approximate(domain.size)} sequences: lower max_len")
         return _beyond(source, domain, config, spec, log, restriction)
-    return _exhaustive(source.circuit, domain, config, spec, log, restriction)
+    return _exhaustive(source.circuit, domain, config, spec, log, restriction, candidate)
 
 
 def choose_domain(source, min_len: int | None, max_len: int | None, alphabet: tuple | None,
@@ -235,7 +244,7 @@ def choose_domain(source, min_len: int | None, max_len: int | None, alphabet: tu
     if alphabet is None and model_of(source.circuit) is not None and needs_bounds(wide, time_limit_s, max_states):
         return wide
     domain = source.domain(min_len, max_len, alphabet)
-    check_budget(domain, time_limit_s, max_states)
+    check_budget(domain, time_limit_s, max_states, source.circuit)
     return domain
 
 
@@ -244,7 +253,7 @@ def choose_domain(source, min_len: int | None, max_len: int | None, alphabet: tu
 
 
 def _exhaustive(circuit, domain: Domain, config: DistillConfig, spec: Callable | None, log: Callable[[str], None],
-                restriction: bool = False) -> DistillResult:
+                restriction: bool = False, candidate: Program | None = None) -> DistillResult:
     """Truth table, then the loop: search -> surrogate for each survivor -> prove (counterexamples back into
     the search), then the exhaustive C == P cross-check of the answer."""
     stage = _Stages(log)
@@ -269,7 +278,8 @@ def _exhaustive(circuit, domain: Domain, config: DistillConfig, spec: Callable |
         return run.result(Verdict.UNKNOWN, **fields)
     witnesses = Witnesses(domain, problem.decisions, valid, config.surrogate_methods, config.surrogate, config.seed,
                           log)
-    for survivors in _candidates(problem, run, stage, config):  # simplest first, batch by batch
+    batches = _candidates(problem, run, stage, config) if candidate is None else _given(problem, run, candidate)
+    for survivors in batches:  # simplest first, batch by batch
         if _prove_survivors(problem, run, survivors, witnesses, stage, config):
             break
     fields["surrogate_attempts"] = tuple(witnesses.attempts)
@@ -278,7 +288,7 @@ def _exhaustive(circuit, domain: Domain, config: DistillConfig, spec: Callable |
         fields["circuit_program_mismatches"] = differs
         if differs:
             run.notes.append(f"the program differs from the circuit on {differs} inputs: not proved")
-    if not run.survivors:
+    if not run.survivors and candidate is None:
         with stage("near misses"):
             fields["near_misses"] = tuple(nearest_misses(domain, problem.decisions, valid, problem.scored,
                                                          circuit.class_names))
@@ -288,7 +298,7 @@ def _exhaustive(circuit, domain: Domain, config: DistillConfig, spec: Callable |
 
 def _candidates(problem: Problem, run: _Run, stage: _Stages, config: DistillConfig) -> Iterator[list]:
     """Batches of exact programs, simplest first: the DSL families (those the MDL bound skips only while nothing
-    is proved), then AND / OR / XOR compositions of one-sided near misses, then the smallest DFA (SAT).
+    is proved), then AND / OR / XOR compositions of one-sided near misses, then a state machine (``_automata``).
 
     CEGIS: every solver counterexample joins the probe set, so later searches check it first. (Survivors match
     the circuit on every input already, so a refutation means the surrogate and the circuit disagree, which the
@@ -308,16 +318,66 @@ def _candidates(problem: Problem, run: _Run, stage: _Stages, config: DistillConf
             yield _search(problem, run, stage, [composition_family(parts, problem.domain.n_tokens)],
                           config.prune).survivors
     if not run.survivors and config.synth_states:
+        yield from _automata(problem, run, stage, config)
+
+
+def _automata(problem: Problem, run: _Run, stage: _Stages, config: DistillConfig) -> Iterator[list]:
+    """An exact state machine: learned by AALpy (any size, milliseconds; ``jaxscd.search.automata``), then the
+    smallest one by SAT synthesis with fewer states than the learned one (up to ``synth_states``; not tried when the
+    learned machine, merged, has more than ``SYNTH_BESIDE_LEARNED`` times as many states: a random table's
+    119-state machine, where ruling out 8 states took 15 s). The learned machine answers when synthesis finds none:
+    no state cap turns an exact answer into NO_PROGRAM."""
+    from jaxscd.search.automata import learn
+
+    learned, bound = None, config.synth_states
+    if config.learn_automaton:
+        with stage("automaton learning"):
+            learned = learn(problem.domain, problem.decisions, problem.valid)
+        run.notes.append(learned.summary())
+        if learned.machine is not None:
+            bound = min(bound, learned.machine.n_states - 1)
+            if learned.machine.n_states > SYNTH_BESIDE_LEARNED * config.synth_states:
+                bound = 0
+                run.notes.append(f"state-machine synthesis not tried: the learned machine has "
+                                 f"{learned.machine.n_states} states, over {SYNTH_BESIDE_LEARNED} x "
+                                 f"{config.synth_states}")
+    if bound > 0:
         with stage("synthesis"):
-            synthesis = synthesize(problem.domain, problem.decisions, problem.valid, config.synth_states,
-                                   config.synth_timeout_s, seed=config.seed)
-        if synthesis.machine is None:
-            run.notes.append(f"state-machine synthesis: {synthesis.reason}")
+            synthesis = synthesize(problem.domain, problem.decisions, problem.valid, bound, config.synth_timeout_s,
+                                   seed=config.seed)
+        if synthesis.machine is not None:
+            yield _found(run, synthesis.machine, "synthesized_state_machine")
             return
-        run.survivors.append(synthesis.machine)
+        run.notes.append(f"state-machine synthesis: {synthesis.reason}")
+    if learned is not None and learned.machine is not None:
+        yield _found(run, learned.machine, "learned_state_machine")
+
+
+def _found(run: _Run, program: Program, family: str) -> list:
+    run.survivors.append(program)
+    run.generated += 1
+    run.per_family[family] = (1, 1)
+    return [program]
+
+
+def _given(problem: Problem, run: _Run, program: Program) -> Iterator[list]:
+    """The caller's program as the one candidate (``distill(candidate=...)``): proved when it equals the circuit on
+    every valid input, else REFUTED by the first input (shortest, then lexicographic) where it differs."""
+    from jaxscd.dsl.programs import check_program
+    from jaxscd.kernels.enumerate import decode_indices
+
+    try:
+        check_program(program, problem.domain.n_tokens)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"the candidate does not fit the domain: {err}") from None
+    differs = np.flatnonzero(problem.valid & (program_decisions(program, problem.domain) != problem.decisions))
+    if len(differs):
+        tokens, lengths = decode_indices(problem.domain, differs[:1])
         run.generated += 1
-        run.per_family["synthesized_state_machine"] = (1, 1)
-        yield [synthesis.machine]
+        run.refuted.append((program, tuple(np.asarray(tokens)[0, :int(lengths[0])].tolist())))
+        run.notes.append(f"the candidate differs from the circuit on {len(differs):,} valid inputs")
+        return
+    yield _found(run, program, "given")
 
 
 def _search(problem: Problem, run: _Run, stage: _Stages, families: list, prune: bool):
@@ -367,14 +427,18 @@ def _witness_order(witnesses: Witnesses, program: Program, domain: Domain) -> It
     """The surrogates of ``program`` in method order, except that for a program of the token counts the compiled
     network (its weights the same at every position) goes first when it admits the count strategy: an exact proof
     over count vectors before any solver query (parity of a count at length 12: 0.2 s, where the queries of an LP
-    surrogate ran out of budget)."""
+    surrogate ran out of budget); likewise for a state machine or a saturated depth, whose compiled network (one
+    layer per position) admits the automaton strategy (a 60-state machine at length 12: 0.3 s)."""
     from jaxscd.beyond.symmetry import count_invariant
-    from jaxscd.verify import counts
+    from jaxscd.dsl.programs import SaturatedDepth, StateMachine
+    from jaxscd.verify import automaton, counts
 
     first = None
-    if count_invariant(program) and "compiled" in witnesses.methods:
+    machine = isinstance(program, (StateMachine, SaturatedDepth))
+    if (machine or count_invariant(program)) and "compiled" in witnesses.methods:
         first = witnesses.by_method("compiled", program)
-        if first is not None and counts.why_not(first.surrogate, program, domain) is None:
+        fast = automaton.why_not if machine else counts.why_not
+        if first is not None and fast(first.surrogate, program, domain) is None:
             yield first
         else:
             first = None
@@ -408,9 +472,10 @@ def _beyond(source, domain: Domain, config: DistillConfig, spec: Callable | None
     circuit = source.circuit
     model = model_of(circuit)
     if model is None or domain.max_len > model.pos.shape[0]:
-        raise DomainError(f"domain of {domain.size:.3g} sequences (lengths {domain.min_len}..{domain.max_len}) is "
-                          f"beyond enumeration, and the bounds do not know the structure of {source.label}'s circuit "
-                          f"at these lengths; lower --max-len")
+        reach = "" if model is None else f" (its {model.pos.shape[0]} positions)"
+        raise DomainError(f"domain of {approximate(domain.size)} sequences (lengths {domain.min_len}.."
+                          f"{domain.max_len}) is beyond enumeration, and the bounds do not know the structure of "
+                          f"{source.label}'s circuit at these lengths{reach}; lower --max-len")
     stage = _Stages(log)
     with stage("short search"):
         short = _exhaustive(circuit, source.domain(), config, spec, log)

@@ -1,7 +1,9 @@
 """Sweeps: distill a grid of (task, max_len, alphabet size, seed) points, one JSON record per run in results.jsonl.
 
 Resumable: a point whose key is already in ``results.jsonl`` is skipped, and a record is appended (and flushed to
-disk) as soon as its run ends, so an interrupted sweep loses at most the runs in flight. Runs go through an
+disk) as soon as its run ends, so an interrupted sweep loses at most the runs in flight. A line that is not a record
+(cut short, not UTF-8, fields missing) is skipped and named, never rewritten. Records are appended only in a new or
+empty directory or one of sweep results (``check_results_dir``). Runs go through an
 *engine*: ``local`` (default) runs them in this process one by one, or in N local worker processes; ``dask`` hands
 them to a Dask cluster (``jaxscd.cluster``, the optional ``jaxscd[cluster]`` extra). Either way the records are
 written here, by the one process that owns the file.
@@ -117,18 +119,95 @@ def run_point(point: SweepPoint, config_overrides: dict | None = None) -> dict:
 # The results file
 
 
-def read_results(directory: str | Path) -> list[dict]:
-    """Every complete record in DIR/results.jsonl (a line cut short by an interrupted write is ignored)."""
+# The fields of a record that resuming and plotting read, with their JSON types (bool is not a number here)
+RECORD_FIELDS = {"key": str, "task": str, "max_len": int, "seed": int, "verdict": str, "wall_s": (int, float),
+                 "domain": dict, "timings": dict, "candidates": dict}
+_COUNTS = ("generated", "exact", "survivors", "tried", "with_surrogate", "proved")  # candidates that plot reads
+PLOT_FILES = ("stage_times.png", "verdicts.png", "candidates.png")  # what `jaxscd plot` adds beside the results
+
+
+def record_problem(record) -> str | None:
+    """Why a results.jsonl value is not a sweep record resuming and plotting can read (None if it is)."""
+    if not isinstance(record, dict):
+        return f"{_show(record)}, not a JSON object"
+    for name, kind in RECORD_FIELDS.items():
+        if name not in record:
+            return f"no {name!r} field"
+        if isinstance(record[name], bool) or not isinstance(record[name], kind):
+            return f"{name!r} is {_show(record[name])}"
+    domain = record["domain"]
+    if not isinstance(domain.get("alphabet"), list) or not _is_number(domain.get("size")):
+        return "'domain' lacks its alphabet or size"
+    numbers = {**record["timings"], **{k: v for k, v in record["candidates"].items() if k in _COUNTS}}
+    bad = next((k for k, v in numbers.items() if not _is_number(v)), None)
+    return None if bad is None else f"{bad!r} is {_show(numbers[bad])}, not a number"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _show(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def read_results(directory: str | Path, skipped: list | None = None) -> list[dict]:
+    """Every sweep record in DIR/results.jsonl. A line that is not one (cut short by an interrupted write, not
+    UTF-8, not JSON, or without the fields a record has) is left out and, when ``skipped`` is a list, added to it
+    as (line number, why)."""
     path = Path(directory) / RESULTS
     if not path.exists():
         return []
     records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        if not raw.strip():
             continue
-    return [r for r in records if isinstance(r, dict) and "key" in r]
+        try:
+            record = json.loads(raw.decode("utf-8"))
+            problem = record_problem(record)
+        except UnicodeDecodeError:
+            problem = "not UTF-8"
+        except (ValueError, RecursionError) as err:
+            problem = f"not JSON ({type(err).__name__})"
+        if problem is None:
+            records.append(record)
+        elif skipped is not None:
+            skipped.append((number, problem))
+    return records
+
+
+def skipped_note(skipped: list, limit: int = 3) -> str:
+    """One line naming the skipped lines of results.jsonl, e.g. for stderr."""
+    shown = "; ".join(f"line {number}: {why}" for number, why in skipped[:limit])
+    more = f"; and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f"skipped {len(skipped)} line{'s' * (len(skipped) != 1)} of {RESULTS} that are not sweep records " \
+           f"({shown}{more}); they are kept as they are"
+
+
+def check_results_dir(directory: str | Path, option: str = "--out") -> None:
+    """Raise OutputDirError unless ``directory`` is new, empty, or a directory of sweep results: a results.jsonl
+    with at least one sweep record and nothing else but the figures `jaxscd plot` draws from it. Sweeps append to
+    that file and plot replaces those figures; a directory holding anything else is refused untouched."""
+    from jaxscd.outputs import OutputDirError, unexpected_entries
+
+    path = Path(directory)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        problem = "it is a link" if path.is_symlink() else "it is not a directory"
+    elif not path.exists() or not any(path.iterdir()):
+        return
+    else:
+        links, others = unexpected_entries(path, lambda p: p == RESULTS or p in PLOT_FILES)
+        skipped = []
+        problem = f"it holds a link, {links[0]!r}" if links else \
+            f"it holds files a sweep does not write ({', '.join(others[:3])})" if others else \
+            f"it holds no {RESULTS}" if not (path / RESULTS).is_file() else \
+            f"its {RESULTS} holds no sweep record" if not read_results(path, skipped) else None
+        if skipped and problem:
+            problem += f" ({skipped_note(skipped)})"
+    if problem is not None:
+        raise OutputDirError(f"{option} {str(path)!r} exists and is not a directory of sweep results ({problem}); "
+                             f"choose a new directory")
 
 
 def _append(path: Path, record: dict) -> None:
@@ -140,16 +219,19 @@ def _append(path: Path, record: dict) -> None:
         os.fsync(stream.fileno())
 
 
-def pending(points: Iterable[SweepPoint], directory: str | Path) -> list[SweepPoint]:
-    done = {r["key"] for r in read_results(directory)}
+def pending(points: Iterable[SweepPoint], directory: str | Path, skipped: list | None = None) -> list[SweepPoint]:
+    """The points without a record in DIR/results.jsonl (``skipped``: see ``read_results``)."""
+    done = {r["key"] for r in read_results(directory, skipped)}
     return [p for p in points if p.key not in done]
 
 
 def run_sweep(points: Sequence[SweepPoint], directory: str | Path, engine: str = "local", workers: int = 1,
               address: str | None = None, config_overrides: dict | None = None,
               on_record: Callable[[dict], None] = lambda _: None) -> list[dict]:
-    """Run the points not yet in DIR/results.jsonl; append each record as it finishes; return the new records."""
+    """Run the points not yet in DIR/results.jsonl; append each record as it finishes; return the new records.
+    DIR must be new, empty or a directory of sweep results (``check_results_dir``)."""
     directory = Path(directory)
+    check_results_dir(directory)
     directory.mkdir(parents=True, exist_ok=True)
     todo = pending(points, directory)
     records = []

@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from pathlib import Path
 
-from jaxscd.sweep import SweepError, read_results
+from jaxscd.outputs import write_file
+from jaxscd.sweep import PLOT_FILES, SweepError, check_results_dir, read_results
 
 VERDICT_COLORS = {"PROVED": "#4caf50", "UNKNOWN": "#ff9800", "NO_PROGRAM": "#fdd835", "REFUTED": "#e53935",
                   "mixed": "#9e9e9e"}
@@ -19,25 +21,28 @@ STAGES = ("generated", "survivors", "tried", "with_surrogate", "proved")
 FLOOR_S = 1e-3  # stages timed at 0.000 s are drawn at 1 ms (a log axis has no zero)
 
 
-def write_sweep_figures(directory: str | Path) -> list[Path]:
-    """Write the three PNG files into ``directory``; the paths written."""
-    records = read_results(directory)
+def write_sweep_figures(directory: str | Path, skipped: list | None = None) -> list[Path]:
+    """Write the three PNG files (``PLOT_FILES``, each atomically) into ``directory``, a directory of sweep results
+    (``check_results_dir``: a user's file there is never replaced); the paths written. ``skipped``: see
+    ``read_results``."""
+    records = read_results(directory, skipped)
     if not records:
         raise SweepError(f"no runs in {Path(directory) / 'results.jsonl'}; run `jaxscd sweep ... --out {directory}` "
                          f"first")
+    check_results_dir(directory, "plot")
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     directory = Path(directory)
     paths = []
-    for name, draw in (("stage_times.png", _stage_times), ("verdicts.png", _verdicts),
-                       ("candidates.png", _candidates)):
+    for name, draw in zip(PLOT_FILES, (_stage_times, _verdicts, _candidates)):
         figure = draw(records)
-        figure.savefig(directory / name, dpi=120, bbox_inches="tight")
-        paths.append(directory / name)
-        import matplotlib.pyplot as plt
-
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
         plt.close(figure)
+        paths.append(write_file(directory / name, buffer.getvalue()))
     return paths
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from jaxscd import devices, progress
 from jaxscd.circuits.base import Circuit, CircuitError, exception_line
 from jaxscd.budget import TimeLimitExceeded
-from jaxscd.circuits.purity import check_purity
+from jaxscd.circuits.purity import LADDER, PurityEvidence, check_purity
 from jaxscd.domain import Domain
 from jaxscd.kernels.enumerate import chunk_indices, decode_indices
 
@@ -20,6 +20,7 @@ class TruthTable:
     margins: np.ndarray  # float64 [size]: |logit_1 - logit_0|; inf where the circuit returns decisions
     valid: np.ndarray  # bool [size]: the precondition holds
     margin_bound: float = 0.0  # decisions with a margin not above this are not trusted (see float_error_bound)
+    purity: PurityEvidence | None = None  # what the purity check re-ran (circuits.purity)
 
     def min_margin(self) -> float:
         return float(self.margins[self.valid].min()) if self.valid.any() else float("inf")
@@ -71,7 +72,8 @@ def _decide(out: np.ndarray, batch: int, name: str) -> tuple[np.ndarray, np.ndar
 
 def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_size: int = 1 << 14) -> TruthTable:
     """Run ``circuit`` on every sequence, one length at a time (the circuit sees unpadded int32 [B, L] arrays),
-    then check on a sample that it is a function of its input (``circuits.purity``).
+    then check that it is a function of its input (``circuits.purity``, with a fresh seed): the table carries
+    the evidence gathered. Circuits jaxscd runs jitted skip the purity ladder (a compilation per batch shape).
 
     Ties (equal logits) go to class 0 and have margin 0, so they can never pass a margin check.
     """
@@ -89,9 +91,9 @@ def evaluate_circuit(circuit: Circuit, domain: Domain, valid: np.ndarray, chunk_
             bound = max(bound, chunk_bound)
             decisions[first:first + real], margins[first:first + real] = dec[:real], margin[:real]
             progress.advance(first + real, domain.size, "inputs")
-    check_purity(lambda batch: run_circuit(circuit, batch), circuit.name, domain, decisions, margins, valid, bound,
-                 chunk_size)
-    return TruthTable(decisions, margins, valid, bound)
+    purity = check_purity(lambda batch: run_circuit(circuit, batch), circuit.name, domain, decisions, margins, valid,
+                          bound, chunk_size, () if on_devices else LADDER)
+    return TruthTable(decisions, margins, valid, bound, purity)
 
 
 DEVICE_TILE = 1 << 12  # rows per device per call of a JAX circuit, whatever the number of devices

@@ -84,6 +84,11 @@ CASES = [
     Case("state_machine_4_unreachable_2_3",
          StateMachine(((1, 0, 0, 1), (0, 1, 1, 0), (3, 3, 2, 0), (2, 1, 0, 3)), {1, 3}), n_tokens=4),
     Case("state_machine_3_unreachable_accepting", StateMachine(((0, 1), (1, 0), (2, 2)), {2}), n_tokens=2),
+    # a learned machine's size: the prefix tree of depth 5 over a, b (63 states, each reachable; the batched meaning
+    # steps it by a gather, the compiled network is evaluated level by level)
+    Case("state_machine_63_prefix_tree", StateMachine(
+        tuple((s, s) if s >= 31 else (2 * s + 1, 2 * s + 2) for s in range(63)),
+        {s for s in range(63) if s * 7 % 5 < 2}), n_tokens=2),
     # TokenAt: both directions, first / last / inner positions, sequences too short, multi-token groups
     Case("token_at_first_is_open", TokenAt(0, {0}, False), n_tokens=3),
     Case("token_at_last_is_b", TokenAt(0, {1}, True), n_tokens=2, max_len=6),

@@ -202,8 +202,9 @@ def test_each_strategy_has_one_name_and_one_certificate_method():
 
     distill_proof = next(p for p in main.commands["distill"].params if p.name == "proof_strategy")
     assert list(distill_proof.type.choices) == ["auto", *SURROGATE_STRATEGIES]  # from the registry
-    assert {s.method for s in SURROGATE_STRATEGIES.values()} == {"smt", "smt-cubes", "smt-tree", "count-orbits"}
-    assert {s.method for s in STRATEGIES.values()} - {"smt", "smt-cubes", "smt-tree", "count-orbits"} == \
+    surrogate_methods = {"smt", "smt-cubes", "smt-tree", "count-orbits", "automaton-product"}
+    assert {s.method for s in SURROGATE_STRATEGIES.values()} == surrogate_methods
+    assert {s.method for s in STRATEGIES.values()} - surrogate_methods == \
         {"orbit bounds", "cube bounds + smt-tree"}  # beyond enumeration: strategies of the same protocol
     assert all(by_method(s.method) is s and STRATEGIES[s.name] is s for s in STRATEGIES.values())
     assert by_method("oracle") is None and by_method(["smt"]) is None

@@ -59,7 +59,8 @@ def test_callable_circuit_with_no_exact_program_is_no_program(tmp_path):
     (tmp_path / "pal.py").write_text(
         "import numpy as np\nALPHABET = ('a', 'b')\nLENGTHS = (1, 5)\n"
         "def palindrome(tokens):\n    t = np.asarray(tokens)\n    return (t == t[:, ::-1]).all(axis=1).astype(int)\n")
-    result = _run(["distill", "--circuit", f"{tmp_path}/pal.py:palindrome", "--json", "--synth-states", "3"])
+    result = _run(["distill", "--circuit", f"{tmp_path}/pal.py:palindrome", "--json", "--synth-states", "3",
+                   "--no-learn"])
     assert result.exit_code == 3
     payload = json.loads(result.stdout)
     assert payload["verdict"] == "NO_PROGRAM"

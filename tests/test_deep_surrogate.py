@@ -5,6 +5,7 @@ to its program and refutes a perturbed one with a real counterexample."""
 import io
 import itertools
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import z3
@@ -16,7 +17,7 @@ from jaxscd.dsl import CountThreshold, run
 from jaxscd.dsl.programs import Both, TokenAt
 from jaxscd.kernels.enumerate import all_tokens
 from jaxscd.surrogates import IntegerSurrogate, exhaustive_decisions, fold_stable_neurons
-from jaxscd.surrogates.network import _deep_scores
+from jaxscd.surrogates.network import _deep_preactivations, _deep_scores, _sparse_deep
 from jaxscd.verify.cubes import prove_by_cubes
 from jaxscd.verify.encode import surrogate_score, symbolic_sequence
 from jaxscd.verify.prove import Verdict, in_domain, prove_equivalent, surrogate_class
@@ -85,6 +86,27 @@ def test_jax_scores_equal_python_integers_and_z3_terms(seed, width):
     jax_scores = np.asarray(surrogate.scores(*_domain_inputs(TINY))).tolist()
     assert jax_scores == [python_score(surrogate, t) for t in _sequences(TINY)]
     assert jax_scores == z3_scores(surrogate, TINY)
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), width=st.integers(20, 120))
+def test_wide_deep_nets_are_evaluated_level_by_level_to_the_same_integers(seed, width):
+    """The level-by-level numpy evaluator (``sparse_deep`` nets: depth x units above ``SPARSE_DEEP_MIN_WORK``, a
+    compiled state machine) equals the JAX passes and plain Python integers exactly."""
+    rng = np.random.default_rng(seed)
+    units = np.triu(rng.integers(-2, 3, (width, width)) * (rng.random((width, width)) < 2 / width), 1)
+    weights = rng.integers(-2, 3, (3, 3, width + 1)) * (rng.random((3, 3, width + 1)) < 0.3)
+    surrogate = IntegerSurrogate(weights[:, :, :width], rng.integers(-2, 3, width), rng.integers(-2, 3, width),
+                                 weights[:, :, width], 1, units)
+    tokens, lengths = _domain_inputs(TINY)
+    pre, scores = _sparse_deep(surrogate, tokens, lengths)
+    w = {k: jnp.asarray(v) for k, v in surrogate.arrays().items()}
+    if surrogate.deep:
+        np.testing.assert_array_equal(scores, np.asarray(_deep_scores(w, surrogate.depth, tokens, lengths)))
+        np.testing.assert_array_equal(pre, np.asarray(_deep_preactivations(w["hidden_w"], w["hidden_b"], w["unit_w"],
+                                                                           surrogate.depth, tokens, lengths)))
+    assert scores.tolist() == [python_score(surrogate, t) for t in _sequences(TINY)]
+    assert np.array_equal(surrogate.scores(tokens, lengths), scores)  # whichever evaluator the net gets
 
 
 def test_depth_is_the_longest_chain_of_units():

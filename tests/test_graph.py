@@ -2,12 +2,15 @@
 
 import copy
 import json
+import time
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from jaxscd.circuits.base import Circuit, CircuitError
 from jaxscd.circuits.graph import GraphError, export_graph, load_graph, read_graph
+from jaxscd.cli import main
 from jaxscd.circuits.reference import (
     BRACKET_CHANNELS,
     BRACKET_NEURONS,
@@ -166,6 +169,108 @@ def test_domain_block_is_read():
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Hostile graph files: a few bytes that declare a huge array, nest too deeply, hold numbers no float holds or
+# repeat a long vocabulary. Each is one GraphError line, found fast, before any large array is built.
+
+
+def _vocab_graph(n: int, **changes) -> dict:
+    vocab = [f"t{i}" for i in range(n)]
+    return edited(lambda g: g.update(vocab=vocab, embed={t: {} for t in vocab}, layers=[], pos_embed=None,
+                                     **changes))
+
+
+def _one_head(**head) -> dict:
+    return edited(lambda g: g.update(layers=[{"heads": [{"query": "last", "d_head": 1, "d_value": 1, "w_q": {},
+                                                         "w_k": {}, "w_v": {}, "w_o": {}} | head]}]))
+
+
+HOSTILE_GRAPHS = {  # name: (file text, words of the one problem)
+    "d_head 100,000,000 (was 12 GB)": (json.dumps(_one_head(d_head=100_000_000)),
+                                       ["1,200,000,078 dense weights", "layers[0].heads[0]", "shrink"]),
+    "d_value 10**12": (json.dumps(_one_head(d_value=10**12)), ["dense weights", "above the 50,000,000"]),
+    "20,000 neurons x 20,000 channels, written sparsely": (
+        json.dumps(edited(lambda g: g.update(channels=[f"c{i}" for i in range(20_000)], pos_embed=None, embed={
+            t: {} for t in g["vocab"]}, layers=[{"mlp": {"neurons": [{"in": {}, "out": {}}] * 20_000}}],
+            readout={"classes": ["no", "yes"], "weights": {}}))), ["dense weights", "layers[0].mlp"]),
+    "nested 100,000 deep": ("[" * 100_000 + "]" * 100_000, ["nested too deeply"]),
+    "a graph object nested 100,000 deep in its description": (
+        '{"schema": "jaxscd.circuit_graph", "description": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        ["nested too deeply"]),
+    "a weight of 400 digits": (json.dumps(tiny_graph()).replace('"bias": 0.5', '"bias": ' + "9" * 400),
+                               ["layers[0].mlp.neurons[0].bias", "float64 number", "9999"]),
+    "a negative weight of 400 digits in a dense row": (
+        json.dumps(edited(lambda g: g["embed"].update(a=[-10**400, 0, 0, 0, 0, 0]))),
+        ['embed["a"][0]', "float64 number"]),
+    "a weight of 5,000 digits": (json.dumps(tiny_graph()).replace('"bias": 0.5', '"bias": ' + "9" * 5000),
+                                 ["not usable JSON", "digits"]),
+    "100,000 tokens, one repeated": (json.dumps(_vocab_graph(100_000) | {"vocab": [f"t{i}" for i in range(100_000)]
+                                                                          + ["t7"]}), ["repeated: ['t7']"]),
+    "100,000 embeddings of unknown tokens": (
+        json.dumps(_vocab_graph(100_000) | {"embed": {f"u{i}": {} for i in range(100_000)}}),
+        ['embed["u0"]: unknown token', "(100,000 in all)", "more"]),
+    "100,000 unknown channels": (json.dumps(edited(lambda g: g["embed"].update(a={f"z{i}": 1 for i in
+                                                                                   range(100_000)}))),
+                                 ['embed["a"]["z0"]: unknown channel', "more"]),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_GRAPHS)
+def test_hostile_graph_is_one_line_found_fast(name, tmp_path):
+    text, words = HOSTILE_GRAPHS[name]
+    (tmp_path / "g.json").write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(GraphError) as info:
+        read_graph(tmp_path / "g.json")
+    assert time.perf_counter() - started < 5.0, name  # linear in the file, nothing built from declared sizes
+    assert "\n" not in info.value.summary and all(w in info.value.summary for w in words), info.value.summary
+
+
+@pytest.mark.parametrize("n", [20_000, 100_000])
+def test_a_long_vocabulary_with_empty_embeddings_is_read_in_linear_time(n):
+    # was quadratic: 20,000 tokens 5.7 s, 100,000 past 2 minutes (a list.count per name, a tuple scan per token)
+    started = time.perf_counter()
+    graph = read_graph(_vocab_graph(n))
+    assert len(graph.vocab) == n and time.perf_counter() - started < 3.0
+
+
+def test_many_layers_are_estimated_and_refused_up_front(tmp_path):
+    # 800 one-head layers in a small file: jit compiles them into one program, about 100 s a batch shape
+    layer = {"heads": [{"query": "all", "d_head": 1, "d_value": 1, "w_q": {"one": [1]}, "w_k": {"is_a": [1]},
+                        "w_v": {"is_a": [1]}, "w_o": {"out": [0.001]}}]}
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(edited(lambda g: g.update(layers=[layer] * 800))))
+    graph = read_graph(path)
+    assert graph.cost.heads == 800 and 30 < graph.cost.compile_seconds < 120
+    result = CliRunner().invoke(main, ["distill", "--graph", str(path), "--max-len", "4"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    for words in ("800 heads", "to compile for each of 16 batch shapes", "would take about", "--time-limit"):
+        assert words in lines[0], lines[0]
+    small = edited(lambda g: g.update(layers=[layer] * 2, domain={"max_len": 3}))
+    (tmp_path / "small.json").write_text(json.dumps(small))
+    assert CliRunner().invoke(main, ["distill", "--graph", str(tmp_path / "small.json")]).exit_code in (0, 3)
+
+
+def test_a_huge_max_positions_builds_no_huge_array():
+    graph = read_graph(edited(lambda g: g.update(max_positions=10**12, pos_embed=None, layers=[
+        {"heads": [{"query": "last", "d_head": 1, "d_value": 1, "w_q": {"one": [1]}, "w_k": {"is_a": [1]},
+                    "w_v": {"is_a": [1]}, "w_o": {"out": [1]}}]}])))
+    assert graph.one_layer().pos.shape == (1024, 6)  # zero rows, at most UNBOUNDED_POSITIONS of them
+
+
+@pytest.mark.parametrize("domain, words", [
+    ({"max_len": 10**400}, ["(a 401-digit number)", "2,048"]),
+    ({"max_len": 5000}, ["max_len 5000", "2,048"]),
+])
+def test_a_huge_domain_hint_is_one_line(domain, words, tmp_path):
+    (tmp_path / "g.json").write_text(json.dumps(edited(lambda g: g.update(max_positions=None, pos_embed=None,
+                                                                          domain=domain))))
+    result = CliRunner().invoke(main, ["distill", "--graph", str(tmp_path / "g.json")])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and all(w in lines[0] for w in words), result.output
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Round trips
 
 
@@ -271,3 +376,15 @@ def test_two_layer_forward_equals_numpy_on_every_input():
         expected = np.array([_numpy_logits(w, seq[:n].tolist()) for seq in tokens[lengths == n]])
         worst = max(worst, float(np.max(np.abs(logits - expected))))
     assert worst <= 1e-12
+
+
+def test_export_graph_replaces_only_a_graph_it_wrote(tmp_path):
+    out = tmp_path / "g.json"
+    assert CliRunner().invoke(main, ["export-graph", "for_while", "-o", str(out)]).exit_code == 0
+    assert CliRunner().invoke(main, ["export-graph", "if_ternary", "-o", str(out)]).exit_code == 0
+    assert read_graph(out).name == "if_ternary"
+    (tmp_path / "mine.json").write_text('{"mine": 1}')
+    result = CliRunner().invoke(main, ["export-graph", "for_while", "-o", str(tmp_path / "mine.json")])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "is not a circuit graph export-graph wrote" in lines[0]
+    assert (tmp_path / "mine.json").read_text() == '{"mine": 1}' and len(list(tmp_path.iterdir())) == 2

@@ -17,6 +17,8 @@ from jaxscd.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "import numpy as np\nALPHABET = ('a', 'b')\nLENGTHS = (1, 4)\n"
 NOT_A_FUNCTION = "is not a function of its input"
+REFERENCE = ("from jaxscd.circuits.reference import bracket_depth_circuit\nALPHABET = ('[', ']', 'a')\n"
+             "f = bracket_depth_circuit()\n")  # OneLayerCircuit, 128 positions; short search on HEADER's lengths 1..4
 
 # name: (module text after HEADER, extra CLI arguments, exit status, words the one stderr line must contain)
 HOSTILE = {
@@ -76,6 +78,16 @@ def f(tokens):
                                            ["67,108,862 sequences", "would take about", "--time-limit"]),
     "runs past --time-limit": ("import time\ndef f(tokens):\n    time.sleep(1)\n    return tokens[:, 0]\n",
                                ["--time-limit", "4"], 4, ["--time-limit of 4 s ran out", "nothing was written"]),
+    # a built-in reference circuit instance as the callable: its structure is known to the bounds up to its positions
+    "a reference circuit instance, --max-len 700 (a size past float range)": (
+        REFERENCE, ["--max-len", "700"], 2, ["1.45e+334 sequences", "beyond enumeration", "its 128 positions"]),
+    "a reference circuit instance, --max-len 129": (REFERENCE, ["--max-len", "129"], 2,
+                                                     ["(lengths 1..129)", "its 128 positions", "lower --max-len"]),
+    "a reference circuit instance, --max-len of 81 digits": (REFERENCE, ["--max-len", str(10**80)], 2,
+                                                             ["(a 81-digit number)", "2,048", "lower --max-len"]),
+    "a reference circuit instance, --max-len 30 (the control)": (REFERENCE, ["--max-len", "30"], 0, []),
+    "LENGTHS = (1, 10**400)": ("LENGTHS = (1, 10**400)\ndef f(tokens):\n    return tokens[:, 0]\n", [], 2,
+                               ["(a 401-digit number)", "2,048"]),
     "pure (the control)": ("def f(tokens):\n    return (tokens[:, -1] == 0).astype(int)\n", [], 0, []),
 }
 

@@ -2,6 +2,7 @@
 reloaded by jaxscd eval to 1e-6, and distilled; a PROVED program is checked on every input of the domain."""
 
 import json
+import os
 import re
 
 import jax.numpy as jnp
@@ -17,7 +18,7 @@ from jaxscd.learn import LearnError, data
 from jaxscd.learn.export import save_circuit, save_model, torch_available
 from jaxscd.learn.model import keep_largest
 from jaxscd.learn.prune import PruneConfig, prune
-from jaxscd.learn.train import default_config, train
+from jaxscd.learn.train import _optimizer, default_config, train, warmup_steps
 from jaxscd.pipeline import DistillConfig, Verdict, distill
 
 TASK = "quote_close"
@@ -152,3 +153,109 @@ def test_prune_refuses_an_unknown_task_for_a_trained_model(learned, tmp_path):
 def test_settings_are_checked():
     with pytest.raises(LearnError, match="weight_density=0"):
         default_config(TASK, weight_density=0.0)
+    with pytest.raises(LearnError, match="warmup=-1"):
+        default_config(TASK, warmup=-1)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 99, 100, 101, 199, 200, 2000])
+def test_any_step_count_has_a_learning_rate_schedule(steps):
+    # the warm-up was 100 steps whatever --steps said: optax refused a cosine decay of 0 steps (N <= 100)
+    config = default_config(TASK, steps=steps)
+    assert warmup_steps(config) == min(100, steps // 2)
+    optimizer = _optimizer(config, {"w": jnp.zeros(2)})
+    assert optimizer.init({"w": jnp.zeros(2)}) is not None
+
+
+# Nothing a user wrote is replaced: train and prune write a new or empty directory, or replace one they wrote
+# themselves (its manifest lists the sha256 of every file); anything else is refused before the work, untouched.
+
+def _snapshot(folder) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_train_replaces_its_own_directory_and_trains_with_few_steps(tmp_path):
+    out = tmp_path / "m"
+    first = _cli("train", TASK, "--out", out, "--steps", "1")  # N <= 100 steps: was a traceback
+    assert first.exit_code == 0, first.output
+    manifest = json.loads((out / "jaxscd_train.json").read_text())
+    assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name != "jaxscd_train.json")
+    again = _cli("train", TASK, "--out", out, "--steps", "100", "--seed", "1")
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "jaxscd_train.json").read_text())["train"]["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # nothing left beside it
+
+
+OWN_MODEL = {"beeg_config.json": b"{}", "final_model.pt": b"weights", "jaxscd_train.json": b"{}"}
+OWN_CIRCUIT = {"viz_data.pt": b"viz", "means.pt": b"means", "template.json": b"{}"}
+
+
+@pytest.mark.parametrize("command, files, words", [
+    ("train", OWN_MODEL | {"notes.txt": b"mine"}, "is not one `jaxscd train` writes"),
+    ("train", {"beeg_config.json": b"{}", "final_model.pt": b"weights", "notes.txt": b"mine"},
+     "holds no readable jaxscd_train.json"),  # a copy of a circuit_sparsity checkpoint
+    ("train", OWN_CIRCUIT | {"jaxscd_prune.json": b'{"task": "x", "files": {}}'}, "no readable jaxscd_train.json"),
+    ("train", {"jaxscd_train.json": b'{"vocabulary": [], "files": {"beeg_config.json": "' + b"0" * 64 + b'"}}',
+               "beeg_config.json": b"{}"}, "changed since jaxscd wrote them (beeg_config.json)"),
+    ("train", {"jaxscd_train.json": b'{"vocabulary": [], "files": {}}', "notes.txt": b"mine"},
+     "does not list (notes.txt)"),
+    ("train", {"jaxscd_train.json": b'{"vocabulary": []}', "beeg_config.json": b"{}"},
+     "is not one `jaxscd train` writes"),  # written before manifests held hashes
+    ("prune", OWN_CIRCUIT, "no readable jaxscd_prune.json"),  # the circuit_sparsity layout, of the user's
+    ("prune", {"jaxscd_prune.json": b'{"task": "x", "files": {"../x": "' + b"0" * 64 + b'"}}'},
+     "is not one `jaxscd prune` writes"),
+], ids=["train: a model dir plus a user file", "train: a checkpoint copy", "train: a prune dir",
+        "train: an edited file", "train: an unlisted file", "train: an old manifest", "prune: a circuit copy",
+        "prune: a manifest naming a path outside"])
+def test_train_and_prune_refuse_a_directory_they_did_not_write(tmp_path, command, files, words):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, content in files.items():
+        (out / name).write_bytes(content)
+    before = _snapshot(tmp_path)
+    args = ("train", TASK, "--out", out) if command == "train" else ("prune", tmp_path / "model", "--task", TASK,
+                                                                     "--out", out)
+    result = _cli(*args)
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and words in lines[0], result.output
+    assert "exists and is not a" in lines[0] and "choose a new directory" in lines[0]
+    assert _snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_prune_refuses_the_model_directory_and_replaces_its_own(learned, tmp_path):
+    root, trained, pruned = learned
+    before = _snapshot(root / "model")
+    result = _cli("prune", root / "model", "--task", TASK, "--out", root / "model")
+    assert result.exit_code == 2 and "not a circuit directory of `jaxscd prune`" in result.stderr
+    assert _snapshot(root / "model") == before
+    config = json.loads((root / "model" / "beeg_config.json").read_text())
+    template = json.loads((root / "circuit" / "template.json").read_text())
+    first = save_circuit(tmp_path / "c", config, pruned.kept, pruned.means, template, {"task": TASK})
+    second = save_circuit(tmp_path / "c", config, pruned.kept, pruned.means, template, {"task": TASK, "run": 2})
+    assert first == second and json.loads((tmp_path / "c" / "jaxscd_prune.json").read_text())["run"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_a_failed_write_leaves_the_previous_directory(learned, tmp_path, monkeypatch):
+    from jaxscd import outputs
+
+    root, trained, _ = learned
+    config = json.loads((root / "model" / "beeg_config.json").read_text())
+    save_model(tmp_path / "m", config, trained.params, {"vocabulary": []}, use_torch=False)
+    before = _snapshot(tmp_path / "m")
+    renames, rename = [], os.rename
+
+    def failing(source, target):  # moving the previous directory aside works; putting the new one in place fails
+        renames.append(target)
+        if len(renames) == 2:
+            raise OSError(28, "No space left on device")
+        rename(source, target)
+
+    monkeypatch.setattr(outputs.os, "rename", failing)
+    with pytest.raises(OSError):
+        save_model(tmp_path / "m", config, trained.params, {"vocabulary": [], "run": 2}, use_torch=False)
+    monkeypatch.undo()
+    assert _snapshot(tmp_path / "m") == before and sorted(p.name for p in tmp_path.iterdir()) == ["m"]

@@ -102,8 +102,67 @@ def test_distill_plots_writes_the_figures_as_png(tmp_path):
     result = CliRunner().invoke(cli, ["distill", "bracket_depth", "--max-len", "5", "--plots", str(plots), "--json"])
     assert result.exit_code == 0, result.output
     json.loads(result.output)  # --json output stays one object
-    assert sorted(p.name for p in plots.iterdir()) == ["circuit.png", "departures.png", "truth_table.png"]
-    assert all(p.read_bytes().startswith(b"\x89PNG") for p in plots.iterdir())
+    assert sorted(p.name for p in plots.iterdir()) == ["circuit.png", "departures.png", "jaxscd_plots.json",
+                                                       "truth_table.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in plots.glob("*.png"))
+    # a directory --plots wrote is replaced whole
+    before = (plots / "jaxscd_plots.json").read_text()
+    again = CliRunner().invoke(cli, ["distill", "bracket_depth", "--max-len", "4", "--plots", str(plots)])
+    assert again.exit_code == 0, again.output
+    assert (plots / "jaxscd_plots.json").read_text() != before and len(list(tmp_path.iterdir())) == 1
+
+
+# Nothing a user wrote is replaced: report -o replaces only a jaxscd report, --plots only a directory it wrote.
+
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("prepare, words", [
+    (lambda d: (d / "figures").mkdir() or (d / "figures" / "notes.txt").write_text("mine"),
+     "no readable jaxscd_plots.json"),
+    (lambda d: (d / "figures").mkdir() or (d / "figures" / "circuit.png").write_bytes(b"\x89PNG mine"),
+     "no readable jaxscd_plots.json"),
+    (lambda d: (d / "figures").write_text("mine"), "is a file"),
+    (lambda d: [(d / "figures").mkdir(), (d / "figures" / "jaxscd_plots.json").write_text('{"files": {}}'),
+                (d / "figures" / "circuit.png").write_text("mine")], "does not list (circuit.png)"),
+], ids=["user file", "user PNG of a figure's name", "a file", "a manifest that does not list a file"])
+def test_plots_refuses_a_directory_it_did_not_write(tmp_path, prepare, words):
+    prepare(tmp_path)
+    before = _snapshot(tmp_path)
+    result = CliRunner().invoke(cli, ["distill", "bracket_depth", "--max-len", "4", "--plots",
+                                      str(tmp_path / "figures")])
+    assert result.exit_code == 2 and words in result.stderr, result.output  # a file: click's own usage error
+    assert len(result.stderr.strip().splitlines()) == 1 or "Usage:" in result.stderr
+    assert "verdict" not in result.stdout  # refused before the work
+    assert _snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["figures"]
+
+
+def test_plots_and_out_must_differ(tmp_path):
+    result = CliRunner().invoke(cli, ["distill", "bracket_depth", "--max-len", "4", "--out", str(tmp_path / "b"),
+                                      "--plots", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "is the --out bundle directory" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("prepare, words", [
+    (lambda p: p.write_text("<html>my own page</html>"), "is not an HTML report jaxscd wrote, so it is left"),
+    (lambda p: p.write_text("<!DOCTYPE html>\n<title>mine</title>"), "is not an HTML report jaxscd wrote"),
+    (lambda p: p.mkdir() or (p / "keep.txt").write_text("mine"), "is a directory"),
+    (lambda p: p.symlink_to(p.with_name("elsewhere.html")), "exists and is a link, not an HTML report"),
+], ids=["html of the user's", "another page", "a directory", "a dangling link"])
+def test_report_replaces_only_a_report_it_wrote(bundle, page, tmp_path, prepare, words):
+    out = tmp_path / "report.html"
+    prepare(out)
+    before = _snapshot(tmp_path)
+    result = CliRunner().invoke(cli, ["report", str(bundle), "-o", str(out)])
+    assert result.exit_code == 2 and words in result.stderr, result.output  # a directory: click's own usage error
+    assert len(result.stderr.strip().splitlines()) == 1 or "Usage:" in result.stderr
+    assert _snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    shutil.copy(page, tmp_path / "earlier.html")  # a report jaxscd wrote is replaced
+    (tmp_path / "earlier.html").write_text((tmp_path / "earlier.html").read_text().replace("PROVED", "FORMER"))
+    again = CliRunner().invoke(cli, ["report", str(bundle), "-o", str(tmp_path / "earlier.html")])
+    assert again.exit_code == 0 and "FORMER" not in (tmp_path / "earlier.html").read_text()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -176,7 +235,7 @@ def test_no_program_report_lists_near_misses_and_reruns_python_only_when_passed(
         "def palindrome(tokens):\n    t = np.asarray(tokens)\n    return (t == t[:, ::-1]).all(axis=1).astype(int)\n")
     bundle = tmp_path / "B"
     run = CliRunner().invoke(cli, ["distill", "--circuit", f"{tmp_path}/pal.py:palindrome", "--synth-states", "2",
-                                   "--out", str(bundle), "--json"])
+                                   "--no-learn", "--out", str(bundle), "--json"])
     assert run.exit_code == 3, run.output
     from jaxscd.report import render_report
 

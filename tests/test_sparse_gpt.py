@@ -296,6 +296,8 @@ def test_config_ignores_keys_that_do_not_change_eval():
     ("bias", "yes", "bias must be true or false, got 'yes'"),
     ("d_model", 0, "d_model must be at least 1, got 0"),
     ("use_tied_aux_matrix", True, "use_tied_aux_matrix=true is not supported"),
+    ("afrac", 10**400, r"afrac must be in \(0, 1\] or null, got 1000000000"),  # was OverflowError in float()
+    ("afrac", -10**400, r"afrac must be in \(0, 1\] or null, got -1000000000"),
 ])
 def test_config_rejects_values_it_cannot_run(key, value, match):
     with pytest.raises(SparseGPTError, match=match):
@@ -548,6 +550,69 @@ def test_template_must_fit_the_model(tmp_path):
         sparse_gpt_circuit(model, None, template_from_dict({**TEMPLATE, "target": 11}))
     with pytest.raises(SparseGPTError, match="prefix \\+ max_len \\+ suffix = 11 positions exceed block_size 10"):
         sparse_gpt_circuit(model, None, template_from_dict({**TEMPLATE, "max_len": 9}))
+
+
+def test_max_len_lowers_the_template_own_and_is_what_is_checked(tmp_path):
+    # the template's own max_len was checked against the block size even when --max-len lowered it
+    from jaxscd.circuits.sources import resolve
+    from jaxscd.domain import DomainError
+    from jaxscd.pipeline import choose_domain
+
+    folder = _model_dir(tmp_path, CONFIG_A, _random_state(CONFIG_A))
+    (tmp_path / "t.json").write_text(json.dumps({**TEMPLATE, "max_len": 9}))  # 1 + 9 + 1 = 11 > block_size 10
+    model = load_model(folder)
+    template = load_template(tmp_path / "t.json")
+    assert sparse_gpt_circuit(model, None, template, max_len=8).forward.max_positions == 8
+    with pytest.raises(SparseGPTError, match="prefix \\+ max_len \\+ suffix = 11 positions .*lower max_len to 8"):
+        sparse_gpt_circuit(model, None, template, max_len=9)
+    source = resolve({"kind": "circuit_sparsity", "model_dir": str(folder), "template": str(tmp_path / "t.json"),
+                      "viz": None, "means": None})
+    assert source.max_positions == 8 and choose_domain(source, None, 4, None, None).max_len == 4
+    with pytest.raises(DomainError, match="has max_len 9, more than the 8 positions its circuit accepts; pass "
+                                          "--max-len 8 or less"):
+        choose_domain(source, None, None, None, None)
+    with pytest.raises(DomainError, match="--max-len 9 exceeds the 8 positions"):
+        choose_domain(source, None, 9, None, None)
+    assert source.circuit.forward(np.zeros((2, SHAPE[1] - 2), dtype=np.int64)).shape == (2, 2)
+    with pytest.raises(SparseGPTError, match="the template fits sequences of at most 8"):
+        source.circuit.forward(np.zeros((1, 9), dtype=np.int64))
+
+
+@pytest.mark.parametrize("text, match", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),  # was RecursionError
+    ('{"alphabet": {"x": 3, "y": 5}, "target": 4, "alternative": 9, "max_len": ' + "9" * 5000 + "}",
+     "not valid JSON: Exceeds the limit"),
+    (b"\xff\xfe{}", "not valid JSON"),
+])
+def test_hostile_template_files_are_one_line(tmp_path, text, match):
+    path = tmp_path / "t.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(SparseGPTError, match=match) as info:
+        load_template(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"target": 10**400}, "template token id 1{400} is outside the model's vocabulary"),  # 400 digits: an int
+    ({"prefix": [1, 10**400]}, "template token id 1{400} is outside"),
+    ({"max_len": 10**400}, "positions exceed block_size 10; lower max_len to 8"),
+])
+def test_a_400_digit_integer_in_a_template_is_one_line(change, match):
+    model = model_from_state_dict(GPTConfig.from_dict(CONFIG_A), _random_state(CONFIG_A))
+    with pytest.raises(SparseGPTError, match=match.replace("1{400}", "10{400}")):
+        sparse_gpt_circuit(model, None, template_from_dict({**TEMPLATE, **change}))
+
+
+def test_a_config_larger_than_its_weights_is_refused_before_its_key_table(tmp_path):
+    folder = _model_dir(tmp_path, CONFIG_B, _random_state(CONFIG_B))
+    (folder / "beeg_config.json").write_text(json.dumps({**CONFIG_B, "n_layer": 10**12}))  # a loop of 10**12
+    with pytest.raises(SparseGPTError, match="declares 1,000,000,000,000 layers, at least .* tensors, but "
+                                             "weights.npz holds 25; check n_layer"):
+        load_model(folder)
+    (folder / "beeg_config.json").write_text(json.dumps({**CONFIG_B, "d_model": 10**9, "n_head": 1, "d_head": 1}))
+    with pytest.raises(SparseGPTError, match="declares a model of .* parameters, about .* GiB as float64, more "
+                                             "than the .* GiB of this machine"):
+        load_model(folder)
 
 
 def test_circuit_files_go_together(tmp_path):

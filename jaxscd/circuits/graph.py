@@ -59,6 +59,8 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
@@ -74,7 +76,7 @@ from jaxscd.dsl.programs import check_program, from_json, to_json
 SCHEMA = "jaxscd.circuit_graph"
 VERSION = 1
 QUERY_MODES = ("all", "last")
-UNBOUNDED_POSITIONS = 1024  # rows of the one-layer form of a graph that accepts any length (``one_layer``)
+UNBOUNDED_POSITIONS = 1024  # rows of the one-layer form of a graph without a positional embedding (``one_layer``)
 ACTIVATIONS = ("relu",)
 
 _TOP_REQUIRED = ("schema", "version", "vocab", "channels", "embed", "layers", "readout")
@@ -177,11 +179,21 @@ class CircuitGraph:
     def circuit(self) -> Circuit:
         return Circuit(self.name, self, self.class_names, self.fingerprint())
 
+    @cached_property
+    def cost(self) -> GraphCost:
+        """What running it costs (``jaxscd.budget`` adds it to a distill run's estimate)."""
+        heads = [(f"layers[{i}].heads[{h}]", head.w_q.shape[1], head.w_v.shape[1])
+                 for i, layer in enumerate(self.layers) for h, head in enumerate(layer.heads)]
+        mlps = [(f"layers[{i}].mlp", len(layer.mlp.neurons)) for i, layer in enumerate(self.layers)
+                if layer.mlp is not None]
+        rows = 0 if self.pos_embed is None else self.pos_embed.shape[0]
+        return graph_cost(len(self.vocab), len(self.channels), rows, heads, mlps)
+
     def one_layer(self, positions: int = UNBOUNDED_POSITIONS):
         """The same circuit as a ``reference.OneLayerCircuit`` (the structure the beyond-enumeration bounds know),
         or None: an optional MLP layer, then one layer of one head with query "last" and no MLP. Its arrays are
-        this graph's, unchanged; ``pos`` is the positional embedding, zero rows without one (``positions`` rows
-        when the graph accepts any length)."""
+        this graph's, unchanged; ``pos`` is the positional embedding, zero rows without one (at most ``positions``
+        rows)."""
         from jaxscd.circuits.reference import OneLayerCircuit
 
         layers = list(self.layers)
@@ -190,7 +202,9 @@ class CircuitGraph:
                 layers[0].heads[0].query != "last" or (len(self.layers) == 2 and mlp is None):
             return None
         head, width = layers[0].heads[0], len(self.channels)
-        rows = self.max_positions if self.max_positions is not None else positions
+        # the positional embedding's rows; without one, zero rows up to ``positions`` (a huge max_positions is no
+        # reason to build a huge array of zeros)
+        rows = self.max_positions if self.pos_embed is not None else min(self.max_positions or positions, positions)
         pos = np.zeros((rows, width))
         if self.pos_embed is not None:
             pos[:len(self.pos_embed)] = self.pos_embed[:rows]
@@ -233,16 +247,118 @@ def _forward(params: dict, tokens: jax.Array, *, modes: tuple, positional: bool)
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Cost: from the sizes a graph declares, before any array is built. A few bytes of JSON can declare a huge dense
+# array ("d_head": 100000000 reached 12 GB) or hundreds of layers (jit compiles every layer into one program, once per
+# batch shape: measured on 2 CPU cores, about 0.06-0.08 s a head and 0.02 s an MLP; 800 layers took 100 s a shape).
+
+MAX_WEIGHTS = 50_000_000  # dense float64 weights a graph may declare (400 MB, twice that with the device copy)
+COMPILE_S_PER_HEAD = 0.08
+COMPILE_S_PER_MLP = 0.02
+FLOPS_PER_SECOND = 1e10  # float64 on 2 CPU cores, measured 4e10-5e10: the estimate errs long
+
+
+@dataclass(frozen=True)
+class GraphCost:
+    """Sizes that set what a graph costs: ``weights`` (dense float64 numbers), ``heads`` and ``mlps`` (jit compile
+    time), ``flops_per_position`` (2 x the multiply-adds of every layer at one position, attention scores apart),
+    ``head_width`` (sum of d_head + d_value: the scores' cost per attended position), ``widest`` (the widest
+    activation row), ``largest`` (the part with the most weights, for messages)."""
+
+    weights: int
+    heads: int
+    mlps: int
+    flops_per_position: int
+    head_width: int
+    widest: int
+    largest: str
+
+    @property
+    def compile_seconds(self) -> float:
+        """Estimated jit compile time for one batch shape."""
+        return COMPILE_S_PER_HEAD * self.heads + COMPILE_S_PER_MLP * self.mlps
+
+    def seconds_per_input(self, length: int) -> float:
+        return length * (self.flops_per_position + 2 * length * self.head_width) / FLOPS_PER_SECOND
+
+    def bytes(self, rows: int, length: int) -> int:
+        """Memory to run a batch of ``rows`` sequences of ``length``: the weights twice (numpy and the device), the
+        residual stream and a few temporaries of the widest row."""
+        return 16 * self.weights + 32 * rows * length * self.widest
+
+    def describe(self) -> str:
+        return f"{self.weights:,} dense weights, {self.heads:,} heads and {self.mlps:,} MLP layers"
+
+
+def graph_cost(n_vocab: int, n_channels: int, pos_rows: int, heads: Sequence, mlps: Sequence) -> GraphCost:
+    """The cost of a graph of these sizes: ``heads`` (path, d_head, d_value), ``mlps`` (path, neurons)."""
+    d = n_channels
+    parts = [("embed", n_vocab * d), ("pos_embed", pos_rows * d), ("readout", 2 * d)]
+    parts += [(path, 2 * d * (d_head + d_value)) for path, d_head, d_value in heads]
+    parts += [(path, 2 * d * neurons + neurons) for path, neurons in mlps]
+    largest = max(parts, key=lambda part: part[1])
+    per_position = sum(w for path, w in parts if path.startswith("layers"))
+    widest = max([d, *(w for _, dh, dv in heads for w in (dh, dv)), *(n for _, n in mlps)])
+    return GraphCost(sum(w for _, w in parts), len(heads), len(mlps), 2 * per_position,
+                     sum(dh + dv for _, dh, dv in heads), widest, f"{largest[0]}: {largest[1]:,}")
+
+
+def _declared_cost(data: Mapping, n_vocab: int, n_channels: int) -> GraphCost:
+    """The cost of the sizes a graph dict declares (well-typed ones; the reader reports the others)."""
+    def size(value) -> int:
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    heads, mlps = [], []
+    for i, layer in enumerate(data.get("layers") if isinstance(data.get("layers"), list) else []):
+        layer = layer if isinstance(layer, Mapping) else {}
+        for h, head in enumerate(layer.get("heads") if isinstance(layer.get("heads"), list) else []):
+            if isinstance(head, Mapping):
+                heads.append((f"layers[{i}].heads[{h}]", size(head.get("d_head")), size(head.get("d_value"))))
+        neurons = layer.get("mlp", {}).get("neurons") if isinstance(layer.get("mlp"), Mapping) else None
+        if isinstance(neurons, list):
+            mlps.append((f"layers[{i}].mlp", len(neurons)))
+    rows = size(data.get("max_positions")) if data.get("pos_embed") is not None else 0
+    return graph_cost(n_vocab, n_channels, rows, heads, mlps)
+
+
+def _check_cost(cost: GraphCost) -> None:
+    if cost.weights > MAX_WEIGHTS:
+        raise GraphError([f"$: the graph declares {cost.weights:,} dense weights ({16 * cost.weights / 2**30:.1f} GiB "
+                          f"to run; the largest part, {cost.largest}), above the {MAX_WEIGHTS:,} jaxscd runs; shrink "
+                          f"the sizes it declares (vocab x channels, d_head, d_value, neurons, max_positions with a "
+                          f"pos_embed): a circuit graph writes out a small circuit"])
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Validation: one pass that checks the JSON and builds the dense arrays
 
 
 def _show(value, limit: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # nested too deeply; an integer past Python's 4300 digits
+        return f"a {type(value).__name__} too large to show"
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _first(names, limit: int = 8) -> str:
+    """Names for a message: all of a short list, the first ``limit`` of a long one."""
+    shown = ", ".join(str(n) for n in names[:limit])  # a slice of a tuple or list: no copy of the whole
+    return shown + (f", ... ({len(names):,} in all)" if len(names) > limit else "")
 
 
 def _key(name) -> str:
     return f"[{json.dumps(name)}]"
+
+
+HINT_PROBLEMS, HINT_NAMES = 20, 2000  # "did you mean" for the first problems only, among at most this many names
+
+
+def _close(name, names, problems_so_far: int) -> list:
+    """A close match for a "did you mean" hint; none past the first problems or among many names (each search is
+    linear in the names: a hint per problem would make a long list of problems quadratic)."""
+    if problems_so_far >= HINT_PROBLEMS or len(names) > HINT_NAMES:
+        return []
+    return difflib.get_close_matches(str(name), names, n=1)
 
 
 class _Reader:
@@ -270,7 +386,7 @@ class _Reader:
                           f"every {what} needs {', '.join(map(json.dumps, required))}", show=False)
         for name in obj:
             if name not in required and name not in optional:
-                close = difflib.get_close_matches(str(name), list(required) + list(optional), n=1)
+                close = _close(name, list(required) + list(optional), len(self.problems))
                 hint = f"did you mean {json.dumps(close[0])}?" if close else \
                     f"allowed fields: {', '.join(map(json.dumps, list(required) + list(optional)))}"
                 self.fail(f"{path}.{name}", f"unknown field {json.dumps(name)} in a {what}", hint, show=False)
@@ -280,6 +396,12 @@ class _Reader:
     def number(self, value, path: str) -> float | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(path, "weight must be a number", "write a JSON number such as 0.5", value)
+            return None
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            self.fail(path, "weight must be a float64 number (at most about 1.8e308 in size)",
+                      "write a smaller number", value)
             return None
         if not math.isfinite(value):
             self.fail(path, "weight must be finite (not NaN or inf)", "replace it with a finite number", value)
@@ -299,18 +421,18 @@ class _Reader:
             self.fail(path, f"{what} must be a list of {count} non-empty strings", f"write e.g. {['a', 'b']}",
                       value)
             return None
-        repeated = sorted({v for v in value if value.count(v) > 1})
+        repeated = sorted(name for name, count in Counter(value).items() if count > 1)
         if repeated:
-            self.fail(path, f"{what} must be unique, repeated: {repeated}", "list each name once", value)
+            self.fail(path, f"{what} must be unique, repeated: {repeated[:8]}", "list each name once", value)
             return None
         return tuple(value)
 
     def channel(self, name, path: str) -> int | None:
         if name not in self.index:
-            close = difflib.get_close_matches(str(name), self.channels, n=1)
+            close = _close(name, self.channels, len(self.problems))
             guess = f"did you mean {json.dumps(close[0])}? " if close else ""
             hint = guess + "add it to \"channels\" or fix the name"
-            self.fail(path, f"unknown channel {json.dumps(name)} (channels: {', '.join(self.channels)})", hint,
+            self.fail(path, f"unknown channel {json.dumps(name)} (channels: {_first(self.channels)})", hint,
                       show=False)
             return None
         return self.index[name]
@@ -446,8 +568,8 @@ def _read_domain(r: _Reader, domain, n_tokens: int) -> dict:
         try:
             out["precondition"] = from_json(domain["precondition"])
             check_program(out["precondition"], n_tokens)
-        except (ValueError, TypeError) as err:
-            r.fail("domain.precondition", f"not a DSL program over the vocab: {err}",
+        except (ValueError, TypeError, RecursionError) as err:
+            r.fail("domain.precondition", f"not a DSL program over the vocab: {str(err)[:200]}",
                    "write a program as jaxscd.dsl.programs.to_json gives it", show=False)
     text = domain.get("precondition_text", "")
     if not isinstance(text, str):
@@ -477,15 +599,17 @@ def _read(data) -> CircuitGraph:
     if vocab is None or channels is None:
         raise GraphError(r.problems)
     r.channels, r.index = channels, {c: i for i, c in enumerate(channels)}
+    _check_cost(_declared_cost(data, len(vocab), len(channels)))  # before any array is built
 
     embed = np.zeros((len(vocab), len(channels)))
     if not isinstance(data["embed"], Mapping):
         r.fail("embed", "embed must map every token to a channel vector", "write {\"token\": {\"channel\": 1.0}}",
                data["embed"])
     else:
+        known, shown = set(vocab), list(vocab) if len(vocab) <= 8 else f"[{_first(vocab)}]"
         for token in data["embed"]:
-            if token not in vocab:
-                r.fail(f"embed{_key(token)}", f"unknown token {json.dumps(token)} (vocab: {list(vocab)})",
+            if token not in known:
+                r.fail(f"embed{_key(token)}", f"unknown token {json.dumps(token)} (vocab: {shown})",
                        "add it to \"vocab\" or fix the name", show=False)
         for t, token in enumerate(vocab):
             if token not in data["embed"]:
@@ -549,6 +673,12 @@ def read_graph(source) -> CircuitGraph:
     except json.JSONDecodeError as err:
         raise GraphError([f"$: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
                           f"fix the JSON syntax"]) from None
+    except RecursionError:
+        raise GraphError([f"$: nested too deeply to be read (over {sys.getrecursionlimit()} levels); a circuit graph "
+                          f"nests a few levels (see docs/circuit_graph.md)"]) from None
+    except ValueError as err:  # an integer past Python's 4300 digits
+        raise GraphError([f"$: not usable JSON ({str(err).split(';')[0]}); write weights as float64 numbers"]) \
+            from None
     return _read(data)
 
 

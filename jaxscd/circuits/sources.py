@@ -67,8 +67,11 @@ class CircuitSource:
                exhaustive: bool = True) -> Domain:
         """The domain with the user's overrides (None: the source's default), checked against the circuit;
         ``exhaustive=False``: a domain proved beyond enumeration (no size cap)."""
-        max_len = self.max_len if max_len is None else max_len
+        given, max_len = max_len is not None, self.max_len if max_len is None else max_len
         if self.max_positions is not None and max_len > self.max_positions:
+            if not given:  # the source's own default
+                raise DomainError(f"{self.label} has max_len {max_len}, more than the {self.max_positions} positions "
+                                  f"its circuit accepts; pass --max-len {self.max_positions} or less")
             raise DomainError(f"--max-len {max_len} exceeds the {self.max_positions} positions of {self.label}'s "
                               f"circuit; use --max-len {self.max_positions} or less")
         return Domain(self._names(names), self.min_len if min_len is None else min_len, max_len, self.precondition,
@@ -158,10 +161,12 @@ def _graph(ref: dict) -> CircuitSource:
 def _circuit_sparsity(ref: dict) -> CircuitSource:
     from jaxscd.circuits.sparse_gpt import load_sparse_circuit
 
-    circuit, template = load_sparse_circuit(ref["model_dir"], ref["template"], ref.get("viz"), ref.get("means"))
+    # the lengths are checked when the domain is chosen (max_positions), so --max-len may lower the template's own
+    circuit, template = load_sparse_circuit(ref["model_dir"], ref["template"], ref.get("viz"), ref.get("means"),
+                                            max_len=1)
     return CircuitSource(ref, f"the template {ref['template']!r}", circuit,
                          f"circuit_sparsity checkpoint {ref['model_dir']}", template.alphabet, template.min_len,
-                         template.max_len)
+                         template.max_len, circuit.forward.max_positions)
 
 
 def _callable(ref: dict, circuit_file: str | None, certified_sha256: str | None) -> CircuitSource:

@@ -7,6 +7,11 @@ indices, ``importances.beeg_model_config``, ``num_total_nodes``, ``samples``), `
 mean [width], every hook location), ``template.json`` and ``jaxscd_prune.json`` (metrics). Without torch the two
 ``.pt`` files are ``viz_data.npz`` (keys ``circuit_data/<location>``) and ``means.npz``. Everything loads with
 ``torch.load(weights_only=True)`` / ``np.load(allow_pickle=False)``: plain tensors, dicts, ints and strings only.
+
+``jaxscd_train.json`` and ``jaxscd_prune.json`` are also the directories' manifests: ``files`` holds the sha256 of
+every other file. A directory is written whole and atomically, into a new or empty directory or over one the same
+command wrote (its manifest describing exactly what is there); anything else is refused untouched
+(``jaxscd.outputs``).
 """
 
 from __future__ import annotations
@@ -17,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxscd.circuits.base import atomic_write
-from jaxscd.learn.data import LearnError
+from jaxscd import outputs
 
 
 def torch_available() -> bool:
@@ -29,74 +33,78 @@ def torch_available() -> bool:
     return True
 
 
-def prepare_dir(path, what: str) -> Path:
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise LearnError(f"{what} {str(path)!r} exists and is not a directory; choose another --out")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise LearnError(f"cannot create {what} {str(path)!r} ({err.strerror or err}); choose another --out") from None
-    return path
+def _files_of(manifest: str, key: str):
+    """The files table of a manifest ``manifest`` that holds ``key`` (None when it is not that command's)."""
+    def files(data) -> dict | None:
+        return outputs.files_table(data, manifest) if isinstance(data, dict) and key in data else None
+    return files
 
 
-def _write_json(path: Path, value) -> None:
-    atomic_write(path, (json.dumps(value, indent=1, sort_keys=True) + "\n").encode())
+MODEL_DIR = outputs.Output("--out", "a model directory of `jaxscd train`", "jaxscd_train.json",
+                           _files_of("jaxscd_train.json", "vocabulary"),
+                           "one `jaxscd train` writes (with the sha256 of every file)")
+CIRCUIT_DIR = outputs.Output("--out", "a circuit directory of `jaxscd prune`", "jaxscd_prune.json",
+                             _files_of("jaxscd_prune.json", "task"),
+                             "one `jaxscd prune` writes (with the sha256 of every file)")
 
 
-def _write_torch(path: Path, value) -> None:
+def _json(value) -> bytes:
+    return (json.dumps(value, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _torch(value) -> bytes:
     import torch
 
     buffer = io.BytesIO()
     torch.save(value, buffer)
-    atomic_write(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
-def _write_npz(path: Path, arrays: dict) -> None:
+def _npz(arrays: dict) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    atomic_write(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _write(out, output: outputs.Output, files: dict, info: dict) -> Path:
+    """``files`` and the manifest (``info`` plus the sha256 of every file) as the directory ``out``, atomically;
+    only a directory the same command wrote is replaced (``jaxscd.outputs``)."""
+    manifest = info | {"files": outputs.hashes(files)}
+    return outputs.write_output_dir(out, output, files | {output.manifest: _json(manifest)})
 
 
 def save_model(model_dir, config: dict, state: dict, info: dict, use_torch: bool | None = None) -> Path:
     """Write the model directory; returns the weights file."""
-    model_dir = prepare_dir(model_dir, "model directory")
     use_torch = torch_available() if use_torch is None else use_torch
-    _write_json(model_dir / "beeg_config.json", config)
-    _write_json(model_dir / "jaxscd_train.json", info)
     arrays = {key: np.asarray(value, dtype=np.float32) for key, value in state.items()}
     if use_torch:
         import torch
 
-        stale = model_dir / "weights.npz"
-        stale.unlink(missing_ok=True)  # load_model prefers final_model.pt; no second, different copy
-        _write_torch(model_dir / "final_model.pt", {k: torch.from_numpy(a) for k, a in arrays.items()})
-        return model_dir / "final_model.pt"
-    (model_dir / "final_model.pt").unlink(missing_ok=True)
-    _write_npz(model_dir / "weights.npz", arrays)
-    return model_dir / "weights.npz"
+        weights = {"final_model.pt": _torch({k: torch.from_numpy(a) for k, a in arrays.items()})}
+    else:
+        weights = {"weights.npz": _npz(arrays)}
+    model_dir = _write(model_dir, MODEL_DIR, {"beeg_config.json": _json(config)} | weights, info)
+    return model_dir / next(iter(weights))
 
 
 def save_circuit(circuit_dir, config: dict, kept: dict, means: dict, template: dict, info: dict,
                  use_torch: bool | None = None) -> dict:
     """Write the circuit directory; returns {"viz": path, "means": path, "template": path}."""
-    circuit_dir = prepare_dir(circuit_dir, "circuit directory")
     use_torch = torch_available() if use_torch is None else use_torch
     kept = {loc: np.asarray(idx, dtype=np.int64) for loc, idx in kept.items()}
     means = {loc: np.array(mean, dtype=np.float64) for loc, mean in means.items()}
     total = int(info.get("nodes_total", 0))
-    _write_json(circuit_dir / "template.json", template)
-    _write_json(circuit_dir / "jaxscd_prune.json", info)
     if use_torch:
         import torch
 
         viz = {"circuit_data": {loc: torch.from_numpy(idx) for loc, idx in kept.items()},
                "importances": {"beeg_model_config": config}, "num_total_nodes": total, "samples": {}}
-        _write_torch(circuit_dir / "viz_data.pt", viz)
-        _write_torch(circuit_dir / "means.pt", {loc: torch.from_numpy(m) for loc, m in means.items()})
-        paths = {"viz": circuit_dir / "viz_data.pt", "means": circuit_dir / "means.pt"}
+        names = {"viz": "viz_data.pt", "means": "means.pt"}
+        files = {names["viz"]: _torch(viz), names["means"]: _torch({loc: torch.from_numpy(m) for loc, m in
+                                                                     means.items()})}
     else:
-        _write_npz(circuit_dir / "viz_data.npz", {f"circuit_data/{loc}": idx for loc, idx in kept.items()})
-        _write_npz(circuit_dir / "means.npz", means)
-        paths = {"viz": circuit_dir / "viz_data.npz", "means": circuit_dir / "means.npz"}
-    return paths | {"template": circuit_dir / "template.json"}
+        names = {"viz": "viz_data.npz", "means": "means.npz"}
+        files = {names["viz"]: _npz({f"circuit_data/{loc}": idx for loc, idx in kept.items()}),
+                 names["means"]: _npz(means)}
+    circuit_dir = _write(circuit_dir, CIRCUIT_DIR, files | {"template.json": _json(template)}, info)
+    return {key: circuit_dir / name for key, name in (names | {"template": "template.json"}).items()}

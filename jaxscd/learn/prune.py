@@ -24,8 +24,9 @@ import optax
 
 from jaxscd.circuits.sparse_gpt import GPTConfig, _forward, hook_widths, load_model, make_circuit  # noqa: PLC2701
 from jaxscd.learn import data
-from jaxscd.learn.export import save_circuit
+from jaxscd.learn.export import CIRCUIT_DIR, save_circuit
 from jaxscd.learn.train import template_decisions
+from jaxscd.outputs import check_output_dir
 
 MASKED = ("attn.act_in", "attn.q", "attn.k", "attn.v", "attn.resid_delta", "mlp.act_in", "mlp.post_act",
           "mlp.resid_delta")
@@ -75,9 +76,9 @@ def read_training_info(model_dir) -> dict:
         raise data.LearnError(f"{str(path)!r} not found: prune needs the vocabulary and training mixture that "
                               f"`jaxscd train` writes beside the checkpoint")
     try:
-        info = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise data.LearnError(f"{str(path)!r} is not valid JSON: {err}") from None
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:  # not UTF-8 or JSON, a number past 4300 digits, nested too deeply
+        raise data.LearnError(f"{str(path)!r} is not valid JSON: {type(err).__name__}: {err}"[:300]) from None
     if not isinstance(info, dict) or info.get("vocabulary") != list(data.vocabulary()) or \
             not isinstance(info.get("train"), dict):
         raise data.LearnError(f"{str(path)!r} does not describe this jaxscd version's vocabulary; retrain the model")
@@ -240,6 +241,7 @@ def _edges(params: dict, config: GPTConfig, kept: dict) -> int:
 def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()) -> PruneResult:
     """Prune the model in ``model_dir`` for ``task`` and write ``circuit_dir`` (see jaxscd.learn.export)."""
     started = time.perf_counter()
+    check_output_dir(circuit_dir, CIRCUIT_DIR)  # refused before the work, not after
     info = read_training_info(model_dir)
     language = data.task_language(task, int(info["train"]["max_len"]))
     model = load_model(model_dir)

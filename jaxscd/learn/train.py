@@ -19,8 +19,9 @@ import optax
 
 from jaxscd.circuits.sparse_gpt import GPTConfig
 from jaxscd.learn import data
-from jaxscd.learn.export import save_model
+from jaxscd.learn.export import MODEL_DIR, save_model
 from jaxscd.learn.model import SparseGPTModule, beeg_config, keep_largest, sparsified, weight_density
+from jaxscd.outputs import check_output_dir
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 64
     learning_rate: float = 1e-2
-    warmup: int = 100
+    warmup: int = 100  # at most half the steps (``warmup_steps``)
     weight_decay: float = 0.01
     clip: float = 1.0
     weight_density: float = 0.25  # target fraction of non-zero entries per matrix
@@ -50,7 +51,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        checks = {"steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "max_len": self.max_len >= 1,
+        checks = {"steps": self.steps >= 1, "warmup": self.warmup >= 0, "batch_size": self.batch_size >= 1,
+                  "max_len": self.max_len >= 1,
                   "weight_density": 0.0 < self.weight_density <= 1.0, "n_layer": 1 <= self.n_layer <= 4,
                   "learning_rate": self.learning_rate > 0, "filler_fraction": 0.0 <= self.filler_fraction < 1.0}
         bad = [name for name, ok in checks.items() if not ok]
@@ -70,9 +72,15 @@ class TrainResult:
     params: dict = field(default_factory=dict, repr=False)  # the trained float32 state dict, as written
 
 
+def warmup_steps(config: TrainConfig) -> int:
+    """The warm-up, at most half the steps: the cosine decay after it needs at least one step (``--steps 1`` has
+    none and starts at the peak rate)."""
+    return min(config.warmup, config.steps // 2)
+
+
 def _optimizer(config: TrainConfig, params) -> optax.GradientTransformation:
-    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(config.warmup, config.steps),
-                                                  config.steps, config.learning_rate * 0.05)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warmup_steps(config), config.steps,
+                                                  config.learning_rate * 0.05)
     decay_mask = jax.tree_util.tree_map_with_path(lambda path, _: _is_matrix(path), params)
     return optax.chain(optax.clip_by_global_norm(config.clip),
                        optax.adamw(schedule, weight_decay=config.weight_decay, mask=decay_mask))
@@ -144,6 +152,7 @@ def default_config(task: str, **overrides) -> TrainConfig:
 def train(task: str, model_dir, config: TrainConfig = TrainConfig(), progress: bool | None = None) -> TrainResult:
     """Train on ``task`` (+ ``config.extra_tasks`` + filler) and write ``model_dir`` (see jaxscd.learn.export)."""
     started = time.perf_counter()
+    check_output_dir(model_dir, MODEL_DIR)  # refused before the training, not after
     languages = [data.task_language(name, config.max_len) for name in (task, *config.extra_tasks)]
     vocab = data.vocabulary()
     block_size = max(16, 1 + config.max_len)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxscd.circuits.base import CircuitError, atomic_write, sha256_bytes
+from jaxscd import outputs
+from jaxscd.circuits.base import CircuitError, sha256_bytes
 from jaxscd.domain import Domain, DomainError
 from jaxscd.errors import BundleError
 
@@ -102,17 +103,20 @@ def result_figures(result, source) -> dict:
                    source.spec_label, (getattr(spec, "program", None), result.program))
 
 
-def write_figures(named: dict, directory) -> list:
-    """Each figure as ``directory/NAME.png`` (written atomically); the paths written."""
-    from jaxscd.report.draw import save_png
+PLOTS = outputs.Output("--plots", "a figure directory of `distill --plots`", "jaxscd_plots.json",
+                       lambda data: outputs.files_table(data, "jaxscd_plots.json"),
+                       "one `distill --plots` writes (with the sha256 of every figure)")
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, figure in named.items():
-        save_png(figure, directory / f"{name}.png")
-        paths.append(directory / f"{name}.png")
-    return paths
+
+def write_figures(named: dict, directory) -> list:
+    """Each figure as ``directory/NAME.png``, with the manifest ``jaxscd_plots.json``, written as one directory
+    atomically: into a new or empty directory, or over one --plots wrote (``jaxscd.outputs``); the paths written."""
+    from jaxscd.report.draw import png
+
+    files = {f"{name}.png": png(figure) for name, figure in named.items()}
+    manifest = json.dumps({"files": outputs.hashes(files)}, indent=1, sort_keys=True) + "\n"
+    directory = outputs.write_output_dir(directory, PLOTS, files | {PLOTS.manifest: manifest.encode()})
+    return [directory / name for name in files]
 
 
 def report_context(bundle_dir, circuit_target: str | None = None) -> dict:
@@ -289,11 +293,15 @@ def render_report(bundle_dir, circuit_target: str | None = None) -> str:
             from None
 
 
-def write_report(bundle_dir, output, circuit_target: str | None = None) -> Path:
-    """Render the report and write it to ``output`` atomically (no half-written page)."""
-    html = render_report(bundle_dir, circuit_target)
-    from jaxscd.report.draw import readable
+def is_report(head: bytes) -> bool:
+    """Whether a file beginning with ``head`` is a page ``write_report`` wrote (its template's first lines)."""
+    return head.startswith(b"<!DOCTYPE html>") and b"<title>jaxscd report: " in head
 
-    atomic_write(Path(output), html)
-    readable(Path(output))
-    return Path(output)
+
+def write_report(bundle_dir, output, circuit_target: str | None = None) -> Path:
+    """Render the report and write it to ``output`` atomically (no half-written page). An existing ``output`` is
+    replaced only when it is a jaxscd report; a directory, a link or any other file is refused untouched."""
+    outputs.check_output_file(output, "-o", "an HTML report jaxscd wrote", is_report)
+    html = render_report(bundle_dir, circuit_target)
+    outputs.check_output_file(output, "-o", "an HTML report jaxscd wrote", is_report)  # again, after rendering
+    return outputs.write_file(output, html)

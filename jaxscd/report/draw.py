@@ -1,5 +1,5 @@
 """The report's pictures, drawn with matplotlib (no pyplot state): the circuit as a wire diagram, the truth table,
-and where the circuit departs from its spec. ``svg`` gives text to inline in HTML, ``save_png`` files for --plots.
+and where the circuit departs from its spec. ``svg`` gives text to inline in HTML, ``png`` bytes for --plots.
 
 Names from circuits and bundles are drawn as plain text: mathtext is off, so a token named ``$x$`` is not parsed.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 
@@ -42,23 +41,12 @@ def svg(figure) -> str:
     return text[text.index("<svg"):]
 
 
-def save_png(figure, path: Path) -> None:
-    from jaxscd.circuits.base import atomic_write
-
+def png(figure) -> bytes:
+    """The figure as PNG bytes, for --plots."""
     buffer = io.BytesIO()
     with _style():
         figure.savefig(buffer, format="png", dpi=150)
-    atomic_write(Path(path), buffer.getvalue())
-    readable(Path(path))
-
-
-def readable(path: Path) -> None:
-    """Give a written file the permissions a new file gets (atomic_write's temporary files are private)."""
-    import os
-
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------------------------

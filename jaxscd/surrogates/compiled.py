@@ -42,6 +42,7 @@ from jaxscd.surrogates.network import IntegerSurrogate, wrong_inputs
 from jaxscd.surrogates.registry import FitProblem
 
 MAX_POSITION_BITS = 40  # recency weights 2^i: longer sequences are left to the other fitting methods
+MAX_UNITS = 6000  # unit_w is a dense [units, units] int64 matrix: 288 MB at this size (a ~170-state machine at L 12)
 
 
 @dataclass
@@ -135,6 +136,9 @@ class NetworkBuilder:
     def network(self, score: Form) -> IntegerSurrogate:
         """The integer network whose score is ``score`` (class 1 iff score > 0)."""
         n = len(self.units)
+        if n > MAX_UNITS:
+            raise CompileError(f"the compiled network needs {n:,} units, above {MAX_UNITS:,} (its dense unit "
+                               f"weights would take {n * n * 8 / 2**30:.1f} GiB); a shorter domain needs fewer")
         shape = (self.domain.max_len, self.domain.n_tokens)
         hidden_w = np.zeros(shape + (n,), dtype=np.int64)
         unit_w = np.zeros((n, n), dtype=np.int64)
@@ -205,7 +209,7 @@ def _indicator(b: NetworkBuilder, program: Program) -> Form:
                 out = out + b.at_least(silenced, threshold)
             return out
         case SaturatedDepth(open_, close, cap, threshold):
-            return _state_machine(b, _depth_machine(open_, close, cap, threshold, b.domain.n_tokens))
+            return _state_machine(b, depth_machine(open_, close, cap, threshold, b.domain.n_tokens))
         case StateMachine():
             return _state_machine(b, program)
         case Both(left, right, op):
@@ -215,7 +219,8 @@ def _indicator(b: NetworkBuilder, program: Program) -> Form:
     raise CompileError(f"no compiler for {program!r}")
 
 
-def _depth_machine(open_, close, cap: int, threshold: int, n_tokens: int) -> StateMachine:
+def depth_machine(open_, close, cap: int, threshold: int, n_tokens: int) -> StateMachine:
+    """The (cap + 1)-state machine of ``SaturatedDepth(open_, close, cap, threshold)``: state = the depth."""
     def step(depth, t):
         return min(depth + 1, cap) if t in open_ else max(depth - 1, 0) if t in close else depth
 

@@ -24,6 +24,8 @@ from jaxscd.domain import Domain
 from jaxscd.kernels.enumerate import chunks
 
 _INT64_SAFE = 1 << 62  # exact int64 evaluation needs every intermediate sum below this in magnitude
+SPARSE_DEEP_MIN_WORK = 256  # depth x neurons above which deep nets are evaluated unit by unit (``sparse_deep``)
+_SPARSE_CELLS = 1 << 23  # rows x neurons held at once by the unit-by-unit evaluator (64 MiB of int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +79,18 @@ class IntegerSurrogate:
             depths[j] = 1 + max(depths[np.flatnonzero(self.unit_w[:j, j])], default=0)
         return depths
 
+    @cached_property
+    def levels(self) -> tuple:
+        """The units grouped by depth, with what each group reads (``_sparse_deep``)."""
+        return _levels(self)
+
+    @property
+    def sparse_deep(self) -> bool:
+        """Deep and wide enough that ``depth`` dense passes over every unit cost more than reading each unit's own
+        inputs once (a compiled state machine: a few hundred units per position, each fed by a few): such nets are
+        evaluated unit by unit in numpy (``_sparse_deep``), exactly the same integers."""
+        return self.deep and self.depth * self.n_neurons > SPARSE_DEEP_MIN_WORK
+
     @property
     def depth(self) -> int:
         """Longest chain of units: 0 without units, 1 for one hidden layer."""
@@ -119,6 +133,8 @@ class IntegerSurrogate:
     def preactivations(self, tokens, lengths) -> jax.Array:
         """int64 [N, H] exact pre-activations of padded token chunks."""
         self._check_int64()
+        if self.sparse_deep:
+            return _sparse_deep(self, tokens, lengths)[0]
         if self.deep:
             return _deep_preactivations(*(jnp.asarray(a) for a in (self.hidden_w, self.hidden_b, self.unit_w)),
                                         self.depth, tokens, lengths)
@@ -127,6 +143,8 @@ class IntegerSurrogate:
     def scores(self, tokens, lengths) -> jax.Array:
         """int64 [N] exact scores of padded token chunks."""
         self._check_int64()
+        if self.sparse_deep:
+            return _sparse_deep(self, tokens, lengths, keep=False)[1]
         weights = {k: jnp.asarray(v) for k, v in self.arrays().items()}
         if self.deep:
             return _deep_scores(weights, self.depth, tokens, lengths)
@@ -136,6 +154,78 @@ class IntegerSurrogate:
         if self.magnitude >= _INT64_SAFE:
             raise ValueError(f"surrogate values may reach {self.magnitude} in magnitude, beyond exact int64 "
                              f"evaluation (< 2^62); use smaller weights")
+
+
+@dataclass(frozen=True, eq=False)
+class _Level:
+    """Units of one depth (``unit_depths``): none feeds another, so they are evaluated together. The evaluator keeps
+    the ReLUs in level order, so a level's values are one contiguous slice ``start:stop``."""
+
+    units: np.ndarray  # int [U]: unit ids
+    start: int
+    stop: int
+    positions: list  # (position, [U, V + 1] token weights, padding column zero) per position they read
+    feeding: object  # scipy CSR [U, H] over ReLUs in level order (None when no unit feeds these)
+
+
+def _levels(surrogate: IntegerSurrogate) -> tuple[list, np.ndarray, np.ndarray]:
+    """(levels, ReLU index in level order of each unit, out weights in level order)."""
+    from scipy import sparse
+
+    dtype = _sparse_dtype(surrogate)
+    order = np.argsort(surrogate.unit_depths, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    padded = np.concatenate([surrogate.hidden_w, np.zeros_like(surrogate.hidden_w[:, :1])], axis=1)  # [L, V + 1, H]
+    levels, start = [], 0
+    for depth in np.unique(surrogate.unit_depths):
+        units = order[start:start + int((surrogate.unit_depths == depth).sum())]
+        weights = padded[:, :, units]
+        reads = np.flatnonzero(np.any(weights != 0, axis=(1, 2)))
+        feeding = surrogate.unit_w[np.ix_(order, units)].T  # [U, H]: inputs in level order
+        levels.append(_Level(units, start, start + len(units),
+                             [(int(i), np.ascontiguousarray(weights[i].T.astype(dtype))) for i in reads],
+                             sparse.csr_matrix(feeding.astype(dtype)) if feeding.any() else None))
+        start += len(units)
+    return levels, rank, surrogate.out_w[order]
+
+
+def _sparse_dtype(surrogate: IntegerSurrogate):
+    """int32 when every value fits (half the memory traffic), else int64."""
+    return np.int32 if surrogate.magnitude < (1 << 31) else np.int64
+
+
+def _sparse_deep(surrogate: IntegerSurrogate, tokens, lengths, keep: bool = True):
+    """(int64 pre-activations [N, H] or None when not ``keep``, int64 scores [N]) in numpy, one depth at a time:
+    each level's units read only the positions they weigh and, through a sparse matrix, the units feeding them
+    (exact: integer arithmetic throughout, in int32 when ``magnitude`` allows). Rows go in blocks of
+    ``_SPARSE_CELLS`` / H."""
+    levels, _, out_w = surrogate.levels
+    dtype = _sparse_dtype(surrogate)
+    tokens, lengths = np.asarray(tokens), np.asarray(lengths)
+    n_rows, width = tokens.shape
+    n_tokens = surrogate.hidden_w.shape[1]
+    skip_w = np.concatenate([surrogate.skip_w, np.zeros_like(surrogate.skip_w[:, :1])], axis=1)
+    real = np.arange(width)[:, None] < lengths[None, :]
+    column = np.where(real, np.maximum(tokens.T, 0), n_tokens)  # [L, N]: the padding token reads zero weights
+    scores = surrogate.out_b + skip_w[np.arange(width)[:, None], column].sum(axis=0)
+    pre_all = np.empty((n_rows, surrogate.n_neurons), dtype=np.int64) if keep else None
+    read = np.flatnonzero(out_w)  # units the score reads (level order)
+    block = max(1, _SPARSE_CELLS // max(1, surrogate.n_neurons))
+    for start in range(0, n_rows, block):
+        rows = slice(start, min(n_rows, start + block))
+        relu = np.empty((surrogate.n_neurons, rows.stop - rows.start), dtype=dtype)  # [H in level order, rows]
+        for level in levels:
+            pre = np.repeat(surrogate.hidden_b[level.units].astype(dtype)[:, None], relu.shape[1], axis=1)
+            for i, weights in level.positions:
+                pre += weights[:, column[i, rows]]
+            if level.feeding is not None:
+                pre += level.feeding @ relu
+            if keep:
+                pre_all[rows, level.units] = pre.T
+            np.maximum(pre, 0, out=relu[level.start:level.stop])
+        scores[rows] += out_w[read] @ relu[read].astype(np.int64)
+    return pre_all, scores
 
 
 def _gather(weights: jax.Array, tokens: jax.Array, lengths: jax.Array) -> jax.Array:
@@ -175,13 +265,16 @@ def _deep_scores(w, depth, tokens, lengths):
     return _readout(w, pre, tokens, lengths)
 
 
-def exhaustive_decisions(surrogate: IntegerSurrogate, domain: Domain, chunk_size: int = 1 << 15):
-    """(int8 decisions [size], bool active [size, H]) of the integer surrogate on every domain sequence."""
+def exhaustive_decisions(surrogate: IntegerSurrogate, domain: Domain, chunk_size: int = 1 << 15,
+                         phases: bool = True):
+    """(int8 decisions [size], bool active [size, H], or None without ``phases``) of the integer surrogate on every
+    domain sequence."""
     decisions = np.empty(domain.size, dtype=np.int8)
-    active = np.empty((domain.size, surrogate.n_neurons), dtype=bool)
+    active = np.empty((domain.size, surrogate.n_neurons), dtype=bool) if phases else None
     for first, tokens, lengths, real in chunks(domain, chunk_size):
         decisions[first:first + real] = np.asarray(surrogate.scores(tokens, lengths) > 0)[:real]
-        active[first:first + real] = np.asarray(surrogate.preactivations(tokens, lengths) > 0)[:real]
+        if phases:
+            active[first:first + real] = np.asarray(surrogate.preactivations(tokens, lengths) > 0)[:real]
     return decisions, active
 
 

@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from jaxscd.circuits.base import sha256_bytes, sha256_text
 from jaxscd.domain import Domain, DomainError
 from jaxscd.dsl.programs import Both, Program, SaturatedDepth, WindowCount, check_program, from_json, to_json
-from jaxscd.errors import BundleError, InputError
+from jaxscd.errors import BundleError
+from jaxscd import outputs
 
 SCHEMA_VERSION = 1
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-class OutputDirError(InputError, OSError):
-    """``--out`` names something that is neither new, empty, nor a jaxscd bundle recognised completely."""
+OutputDirError = outputs.OutputDirError  # what check_output_dir raises (defined with the rule, in jaxscd.outputs)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -203,7 +197,7 @@ def read_certificate(bundle: Path) -> Certificate:
         raise BundleError(f"{str(path)!r} is missing; is {str(bundle)!r} a jaxscd bundle?", "missing")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:  # not UTF-8 or JSON, a number past 4300 digits, nested too deep
         raise BundleError(f"certificate.json is not valid JSON ({type(err).__name__}); the bundle is corrupt") \
             from None
     cert = Certificate.from_json(data)
@@ -298,59 +292,25 @@ def bundle_files(result) -> dict:
 def bundle_file_problem(name, digest) -> str | None:
     """Why ``name: digest`` cannot be an entry of a certificate's files (None if it can): a relative path
     inside the bundle, other than certificate.json, with a sha256 hex digest."""
-    path = PurePosixPath(name) if isinstance(name, str) else None
-    if path is None or not name or path.is_absolute() or ".." in path.parts or "\\" in name or \
-            str(path) != name or name == "certificate.json":
-        return "not a relative path inside the bundle"
-    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-        return f"its sha256 {digest!r} is not 64 hex digits"
-    return None
+    return outputs.listed_file_problem(name, digest, "certificate.json", "bundle")
 
 
-def _not_a_bundle(out: Path) -> str | None:
-    """Why ``out`` is not a previous jaxscd bundle that may be replaced whole (None if it is one): a
-    certificate.json of this schema, every file it lists present with its recorded sha256, and nothing else."""
-    try:
-        cert = json.loads((out / "certificate.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return "it holds no readable certificate.json"
-    files = cert.get("files") if isinstance(cert, dict) else None
-    if not isinstance(cert, dict) or cert.get("schema_version") != SCHEMA_VERSION or not isinstance(files, dict) or \
-            any(bundle_file_problem(name, digest) for name, digest in files.items()):
-        return "its certificate.json is not a jaxscd certificate of this version"
-    present = set()
-    for folder, dirs, names in os.walk(out):
-        for name in dirs + names:
-            path = Path(folder) / name
-            if path.is_symlink():
-                return f"it holds a link, {str(path.relative_to(out))!r}"
-            if name in names:
-                present.add(path.relative_to(out).as_posix())
-    unlisted = sorted(present - set(files) - {"certificate.json"})
-    if unlisted:
-        return f"it holds files its certificate does not list ({', '.join(unlisted[:3])})"
-    missing = sorted(set(files) - present)
-    if missing:
-        return f"files its certificate lists are missing ({', '.join(missing[:3])})"
-    changed = sorted(name for name, digest in files.items() if sha256_bytes((out / name).read_bytes()) != digest)
-    if changed:
-        return f"files were changed since jaxscd wrote them ({', '.join(changed[:3])})"
-    return None
+def _bundle_files(cert) -> dict | None:
+    """The files table of a certificate.json of this schema (None when it is not one)."""
+    if not isinstance(cert, dict) or cert.get("schema_version") != SCHEMA_VERSION:
+        return None
+    return outputs.files_table(cert, "certificate.json")
+
+
+BUNDLE = outputs.Output("--out", "a jaxscd bundle", "certificate.json", _bundle_files,
+                        "a jaxscd certificate of this version")
 
 
 def check_output_dir(out: str | os.PathLike) -> None:
     """Raise OutputDirError unless ``out`` is new, an empty directory, or a jaxscd bundle recognised completely
-    (which writing replaces); nothing else is ever deleted."""
-    out = Path(out)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        problem = "it is a link" if out.is_symlink() else "it is not a directory"
-    elif not out.exists() or not any(out.iterdir()):
-        return
-    else:
-        problem = _not_a_bundle(out)
-    if problem is not None:
-        raise OutputDirError(f"--out {str(out)!r} exists and is not a jaxscd bundle to replace ({problem}); "
-                             f"choose a new directory")
+    (a certificate.json of this schema, every file it lists present with its recorded sha256, and nothing else),
+    which writing replaces; nothing else is ever deleted."""
+    outputs.check_output_dir(out, BUNDLE)
 
 
 def write_bundle(result, out_dir: str | os.PathLike, circuit_ref: dict, circuit_fingerprint: str) -> Path:
@@ -362,25 +322,5 @@ def write_bundle(result, out_dir: str | os.PathLike, circuit_ref: dict, circuit_
 
 
 def _write(out: Path, cert: Certificate, files: dict) -> Path:
-    check_output_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    previous = None
-    try:
-        for name, data in files.items():
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            (staging / name).write_bytes(data)
-        (staging / "certificate.json").write_text(json.dumps(cert.to_json(), indent=2) + "\n", encoding="utf-8")
-        check_output_dir(out)  # again: the directory may have changed while the bundle was computed
-        if out.exists():
-            previous = staging.with_name(staging.name + ".previous")
-            os.rename(out, previous)
-        os.rename(staging, out)
-    except BaseException:
-        if previous is not None and previous.exists() and not out.exists():
-            os.rename(previous, out)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
-    return out
+    text = json.dumps(cert.to_json(), indent=2) + "\n"
+    return outputs.write_output_dir(out, BUNDLE, files | {"certificate.json": text.encode("utf-8")})

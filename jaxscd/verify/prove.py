@@ -1,7 +1,7 @@
 """The proof strategies (``jaxscd.verify.strategy.ProofStrategy``, one module each), registered here: a new
 strategy is its module plus one entry of ``STRATEGIES``. Surrogate == program on an enumerable domain: tree, single,
-cubes, counts (``prove_equivalent``, and the order ``auto`` tries them in). Circuit == program beyond enumeration: orbits,
-circuit-bounds (``jaxscd.beyond``).
+cubes, counts, automaton (``prove_equivalent``, and the order ``auto`` tries them in). Circuit == program beyond
+enumeration: orbits, circuit-bounds (``jaxscd.beyond``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from jaxscd.beyond import strategies as beyond
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import Program
 from jaxscd.surrogates import IntegerSurrogate
-from jaxscd.verify import counts, cubes, single, tree
+from jaxscd.verify import automaton, counts, cubes, single, tree
 from jaxscd.verify.encode import one_query_text
 from jaxscd.verify.strategy import (
     SURROGATE_CLAIM,
@@ -27,8 +27,8 @@ from jaxscd.verify.strategy import (
 __all__ = ["STRATEGIES", "SURROGATE_STRATEGIES", "ProofResult", "Verdict", "by_method", "in_domain", "prove_equivalent",
            "surrogate_class"]
 
-STRATEGIES = {s.name: s for s in (tree.STRATEGY, single.STRATEGY, cubes.STRATEGY, counts.STRATEGY, beyond.ORBITS,
-                                  beyond.CIRCUIT_BOUNDS)}
+STRATEGIES = {s.name: s for s in (tree.STRATEGY, single.STRATEGY, cubes.STRATEGY, counts.STRATEGY, automaton.STRATEGY,
+                                  beyond.ORBITS, beyond.CIRCUIT_BOUNDS)}
 SURROGATE_STRATEGIES = {name: s for name, s in STRATEGIES.items() if s.claim == SURROGATE_CLAIM}  # --proof choices
 AUTO_SINGLE_BUDGET_S = 5.0
 AUTO_TREE_MIN_NEURONS = 4  # measured in experiments/bench_smt.py: one query wins below, the tree above
@@ -45,7 +45,8 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
 
     ``strategy``: "tree" (an interval-bounded decision tree and one tree == program query, see ``tree.py``),
     "single" (one query), "cubes" (cube-and-conquer, see ``cubes.py``), "counts" (every count vector, see
-    ``counts.py``), or "auto": "counts" first where it applies; then for surrogates with more than
+    ``counts.py``), "automaton" (a state machine walked with a network layered by position, see ``automaton.py``),
+    or "auto": "counts", else "automaton", first where it applies; then for surrogates with more than
     ``AUTO_TREE_MIN_NEURONS`` neurons the tree first (one query grows steeply with unstable neurons), else one
     short query first; then the other; then cubes. Deep surrogates (compiled state machines) give the one query
     the whole timeout: their cubes fix few phases (units feed units), so one query is the better last resort.
@@ -58,6 +59,8 @@ def prove_equivalent(surrogate: IntegerSurrogate, program: Program, domain: Doma
             ("single", "tree", "cubes")
         if counts.why_not(surrogate, program, domain) is None:  # exact and fast where it applies
             order = ("counts", *order)
+        elif surrogate.deep and automaton.why_not(surrogate, program, domain) is None:  # a machine, a layered net
+            order = ("automaton", *order)
     else:
         order = (strategy,)
     spent, smt2 = 0.0, ""

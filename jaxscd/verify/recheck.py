@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxscd.circuits.base import CircuitError, sha256_bytes
 from jaxscd.circuits.sources import CircuitSource, resolve_certified
-from jaxscd.domain import MAX_DOMAIN_SIZE
+from jaxscd.domain import MAX_DOMAIN_SIZE, approximate
 from jaxscd.dsl.programs import Both
 from jaxscd.dsl.source import render
 from jaxscd.errors import BundleError
@@ -90,7 +90,7 @@ def recheck(bundle_dir, timeout_s: float = 120.0, circuit_target: str | None = N
 def describe_domain(cert: Certificate) -> list[str]:
     """The domain a certificate claims, as verify prints it (the precondition as the program that is checked)."""
     d = cert.domain
-    size = f"{d.size:,} sequences" if d.exhaustive else f"{d.size:.3g} sequences (beyond enumeration)"
+    size = f"{d.size:,} sequences" if d.exhaustive else f"{approximate(d.size)} sequences (beyond enumeration)"
     lines = [f"alphabet {' '.join(d.alphabet)}; lengths {d.min_len}..{d.max_len}; {size}",
              f"precondition {precondition_text(d.precondition, d.precondition_text, d.alphabet)}"
              + (" [declared a restriction of the circuit source's own]" if cert.restriction else "")]
@@ -281,7 +281,7 @@ class _Checker:
         if o.claim not in ("circuit == surrogate", CIRCUIT_CLAIM, "circuit == spec"):
             return False, "verify knows no such claim"
         if not self.enumerable:
-            return False, f"the domain has {self.domain.size:.3g} sequences, above the exhaustive limit"
+            return False, f"the domain has {approximate(self.domain.size)} sequences, above the exhaustive limit"
         if self.source is None or self.table is None:
             return False, "the circuit could not be re-run (see above)"
         table, valid = self.table, self.valid
@@ -295,7 +295,7 @@ class _Checker:
         elif o.claim == "circuit == surrogate":
             if self.surrogate is None:
                 return False, "surrogate.npz is not in the certificate's files, or does not fit the domain"
-            decisions, _ = exhaustive_decisions(self.surrogate, self.domain)
+            decisions, _ = exhaustive_decisions(self.surrogate, self.domain, phases=False)
             wrong = int((valid & (table.decisions != decisions)).sum())
             self.report.add("circuit == surrogate (exhaustive)", wrong == 0, "" if not wrong else
                             f"differs on {wrong:,}")
@@ -340,7 +340,7 @@ class _Checker:
             if self.surrogate is None:
                 return False, "surrogate.npz is not in the certificate's files, or does not fit the domain"
             if not self.enumerable:
-                return False, f"the domain has {self.domain.size:.3g} sequences, above the exhaustive limit"
+                return False, f"the domain has {approximate(self.domain.size)} sequences, above the exhaustive limit"
             goal = Goal(self.domain, self.cert.program, self.valid, self.surrogate)
         else:
             if self.source is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -108,6 +109,8 @@ def _parse_field(name: str, value, source: str):
     if name == "afrac":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SparseGPTError(f"{source}: afrac must be a number in (0, 1] or null, got {value!r}")
+        if not 0 < value <= 1:  # checked before float(): a 400-digit integer overflows it
+            raise SparseGPTError(f"{source}: afrac must be in (0, 1] or null, got {value!r:.60}")
         return float(value)
     if name == "afrac_loctypes" and not isinstance(value, str):
         raise SparseGPTError(f"{source}: afrac_loctypes must be a comma-separated string, got {value!r}")
@@ -139,9 +142,12 @@ def read_json(path: Path, missing: str):
     if not path.is_file():
         raise SparseGPTError(missing)
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SparseGPTError(f"{str(path)!r} is not valid JSON: {err}") from None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise SparseGPTError(f"{str(path)!r} is nested too deeply to be read (over "
+                             f"{sys.getrecursionlimit()} levels); a jaxscd JSON file nests a few levels") from None
+    except ValueError as err:  # not UTF-8 or JSON, or an integer past Python's 4300 digits
+        raise SparseGPTError(f"{str(path)!r} is not valid JSON: {str(err)[:200]}") from None
 
 
 def load_config(path: str | os.PathLike) -> GPTConfig:

@@ -101,18 +101,27 @@ def load_template(path: str | os.PathLike) -> PromptTemplate:
     return template_from_dict(read_json(path, f"template file not found: {str(path)!r}"), str(path))
 
 
+def prompt_positions(template: PromptTemplate, block_size: int) -> int:
+    """The longest domain sequence whose prompt (prefix + sequence + suffix) fits the model's block size."""
+    return block_size - len(template.prefix) - len(template.suffix)
+
+
 def sparse_gpt_circuit(model: SparseGPT, circuit: NodeCircuit | None, template: PromptTemplate,
-                       batch_size: int = 512) -> Circuit:
-    """The model (restricted to ``circuit`` when given) as a jaxscd Circuit over ``template.alphabet``."""
+                       batch_size: int = 512, max_len: int | None = None) -> Circuit:
+    """The model (restricted to ``circuit`` when given) as a jaxscd Circuit over ``template.alphabet``.
+
+    ``max_len``: the longest domain sequence it will run on (None: the template's own), checked against the block
+    size here; ``forward.max_positions`` is the longest that fits, and longer sequences are refused when run."""
     config = model.config
     used = [*template.token_ids, *template.prefix, *template.suffix, template.target, template.alternative]
     bad = [t for t in used if t >= config.vocab_size]
     if bad:
         raise SparseGPTError(f"template token id {bad[0]} is outside the model's vocabulary 0..{config.vocab_size - 1}")
-    longest = len(template.prefix) + template.max_len + len(template.suffix)
-    if longest > config.block_size:
-        raise SparseGPTError(f"prefix + max_len + suffix = {longest} positions exceed block_size "
-                             f"{config.block_size}; lower max_len")
+    fits = prompt_positions(template, config.block_size)
+    longest = template.max_len if max_len is None else max_len
+    if longest > fits:
+        raise SparseGPTError(f"prefix + max_len + suffix = {len(template.prefix) + longest + len(template.suffix)} "
+                             f"positions exceed block_size {config.block_size}; lower max_len to {fits} or less")
     if circuit is not None:
         check_circuit_fits(circuit, config)
     lookup = np.asarray(template.token_ids, dtype=np.int64)
@@ -132,6 +141,9 @@ def sparse_gpt_circuit(model: SparseGPT, circuit: NodeCircuit | None, template: 
         if domain.size and (domain.min() < 0 or domain.max() >= len(lookup)):
             raise SparseGPTError(f"domain token ids must be in 0..{len(lookup) - 1}, got "
                                  f"{domain.min()}..{domain.max()}")
+        if domain.shape[1] > fits:
+            raise SparseGPTError(f"sequences of length {domain.shape[1]} make prompts longer than block_size "
+                                 f"{config.block_size}; the template fits sequences of at most {fits}")
         rows = domain.shape[0]
         prompts = np.concatenate([np.broadcast_to(prefix, (rows, len(prefix))), lookup[domain],
                                   np.broadcast_to(suffix, (rows, len(suffix)))], axis=1)
@@ -139,18 +151,20 @@ def sparse_gpt_circuit(model: SparseGPT, circuit: NodeCircuit | None, template: 
             return np.zeros((0, 2))
         return in_batches(run, prompts, batch_size)
 
+    forward.max_positions = fits
     spec = json.dumps({f.name: getattr(template, f.name) for f in fields(template)}, sort_keys=True).encode()
     fingerprint = sha256_bytes(model.fingerprint.encode() + (circuit.fingerprint() if circuit else "").encode() + spec)
     label = f"circuit_sparsity:{model.name}" + (":circuit" if circuit is not None else "")
     return Circuit(label, forward, template.class_names, fingerprint)
 
 
-def load_sparse_circuit(model_dir, template, viz=None, means=None):
-    """A circuit_sparsity model (restricted to the circuit in ``viz`` with ``means`` when given) and its template."""
+def load_sparse_circuit(model_dir, template, viz=None, means=None, max_len: int | None = None):
+    """A circuit_sparsity model (restricted to the circuit in ``viz`` with ``means`` when given) and its template;
+    ``max_len``: see ``sparse_gpt_circuit``."""
     if template is None:
         raise SparseGPTError("--circuit-sparsity needs --template T.json (alphabet -> token ids, prefix, suffix, "
                          "target and alternative ids)")
     model = load_model(model_dir)
     node_circuit = load_circuit(model.config, viz, means)
     prompt = load_template(template)
-    return sparse_gpt_circuit(model, node_circuit, prompt), prompt
+    return sparse_gpt_circuit(model, node_circuit, prompt, max_len=max_len), prompt

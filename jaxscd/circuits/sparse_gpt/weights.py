@@ -59,6 +59,26 @@ def state_dict_shapes(config: GPTConfig) -> dict[str, tuple]:
     return shapes
 
 
+def check_size(config: GPTConfig, state: Mapping, weights: Path) -> None:
+    """Refuse, before the state dict's key table is built (a loop over n_layer), a config that implies more tensors
+    than the state dict holds, or more float64 parameters than this machine's memory."""
+    from jaxscd.budget import physical_memory
+
+    tensors = 3 + 6 * config.n_layer  # wte or lm_head (tied), wpe, ln_f; per layer two norms and four matrices
+    if tensors > len(state):
+        raise SparseGPTError(f"beeg_config.json declares {config.n_layer:,} layers, at least {tensors:,} tensors, but "
+                             f"{weights.name} holds {len(state):,}; check n_layer")
+    d, d_in = config.d_model, config.d_model_in
+    layer = 3 * config.d_attn * d_in + d * config.d_attn + config.d_mlp * d_in + d * config.d_mlp
+    parameters = 2 * config.vocab_size * d + config.block_size * (config.d_pos_emb or d) + config.n_layer * layer \
+        + (config.vocab_size ** 2 if config.enable_bigram_table else 0)
+    available = physical_memory()
+    if available and 16 * parameters > available:  # float64, on the host and on the device
+        raise SparseGPTError(f"beeg_config.json declares a model of {parameters:,} parameters, about "
+                             f"{16 * parameters / 2**30:.0f} GiB as float64, more than the {available / 2**30:.0f} GiB "
+                             f"of this machine; check its sizes (n_layer, d_model, d_mlp, vocab_size, block_size)")
+
+
 @dataclass(frozen=True, eq=False)
 class SparseGPT:
     """A loaded checkpoint: its config and float64 weights keyed by state-dict name."""
@@ -185,4 +205,5 @@ def load_model(model_dir: str | os.PathLike, weights: str | os.PathLike | None =
     if not isinstance(state, Mapping):
         raise SparseGPTError(f"{str(weights)!r} holds a {type(state).__name__}, not a state dict "
                              f"(a mapping from parameter name to tensor)")
+    check_size(config, state, weights)
     return model_from_state_dict(config, state, model_dir.name)

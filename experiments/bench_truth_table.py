@@ -2,7 +2,8 @@
 for quote_close), on every local device, timed after compilation.
 
 Two figures: the truth-table pass alone (decode + circuit + decisions, the kernel path ``evaluate_circuit`` uses)
-and ``evaluate_circuit`` in full (with the purity check's sample re-run one sequence at a time).
+and ``evaluate_circuit`` in full (with the purity check: a sample re-run alone, every input re-run in a second
+shuffled batching).
 
     python experiments/bench_truth_table.py [--task quote_close] [--positions 10] [--repeats 3]
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python experiments/bench_truth_table.py   # 8 CPU devices

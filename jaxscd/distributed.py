@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from jaxscd.circuits.base import Circuit
-from jaxscd.circuits.purity import check_purity
+from jaxscd.circuits.purity import LADDER, check_purity, fresh_seed
 from jaxscd.domain import Domain
 from jaxscd.kernels import evaluate
 from jaxscd.kernels.enumerate import decode_indices
@@ -68,6 +68,17 @@ def evaluate_circuit_across_processes(circuit: Circuit, domain: Domain, valid: n
     decisions = np.concatenate([np.asarray(gathered["decisions"][p])[keep[p]] for p in range(processes)])
     margins = np.concatenate([np.asarray(gathered["margins"][p])[keep[p]] for p in range(processes)])
     bound = float(np.max(gathered["bound"]))
-    check_purity(lambda batch: evaluate.run_circuit(circuit, batch), circuit.name, domain, decisions, margins, valid,
-                 bound, 1 << 14)  # the same sample in every process, as in evaluate_circuit
-    return evaluate.TruthTable(decisions.astype(np.int8), margins, valid, bound)
+    purity = check_purity(lambda batch: evaluate.run_circuit(circuit, batch), circuit.name, domain, decisions,
+                          margins, valid, bound, 1 << 14, () if evaluate._jax_circuit(circuit) else LADDER,
+                          _shared_seed())  # the same fresh seed, so the same re-runs, in every process
+    return evaluate.TruthTable(decisions.astype(np.int8), margins, valid, bound, purity)
+
+
+def _shared_seed() -> int:
+    """Process 0's fresh purity seed, in every process (128 bits sent as 16-bit words: int32 survives any jax
+    dtype setting)."""
+    from jax.experimental import multihost_utils
+
+    words = np.frombuffer(fresh_seed().to_bytes(16, "little"), dtype=np.uint16).astype(np.int32)
+    shared = np.asarray(multihost_utils.broadcast_one_to_all(words)).astype(np.uint16)
+    return int.from_bytes(shared.tobytes(), "little")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from jaxscd import progress
+from jaxscd.circuits.purity import PurityEvidence
 from jaxscd.search.describe import CountDescription, count_description
 from jaxscd.domain import Domain, DomainError, approximate
 from jaxscd.dsl.batch import composition_family
@@ -102,6 +103,7 @@ class DistillResult:
     departures: dict | None = None  # beyond enumeration: where the circuit departs from a counting spec
     short: DistillResult | None = None  # beyond enumeration: the run on the source's default domain
     restriction: bool = False  # the domain's precondition narrows the circuit source's own
+    purity: PurityEvidence | None = None  # what the purity check re-ran on the truth table (enumerable domains)
     timings: dict = field(default_factory=dict)
     notes: tuple = ()
 
@@ -140,6 +142,7 @@ class DistillResult:
                              "patterns": list(m.patterns)} for m in self.near_misses],
             "short_domain": None if self.short is None else {"verdict": self.short.verdict.value,
                                                              "program": self.short.source},
+            "purity": None if self.purity is None else self.purity.to_json(),
             "timings": dict(self.timings),
             "notes": list(self.notes),
         }
@@ -267,7 +270,7 @@ def _exhaustive(circuit, domain: Domain, config: DistillConfig, spec: Callable |
     run = _Run(domain, circuit.class_names)
     table = problem.table
     fields = {"n_valid": problem.n_valid, "margin": table.min_margin(), "margin_bound": table.margin_bound,
-              "timings": stage.timings, "restriction": restriction}
+              "timings": stage.timings, "restriction": restriction, "purity": table.purity}
     if spec is not None:
         with stage("spec"):
             count, examples, patterns = compare_with_spec(spec, problem, circuit.class_names)

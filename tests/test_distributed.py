@@ -25,7 +25,7 @@ task = get_task("bracket_depth")
 domain = task.domain(None, 6)
 table = distributed.evaluate_circuit_across_processes(task.circuit, domain, precondition_mask(domain))
 np.savez(out, decisions=table.decisions, margins=table.margins, bound=table.margin_bound,
-         processes=jax.process_count())
+         processes=jax.process_count(), purity_seed=f"{table.purity.seed:x}")
 """
 
 
@@ -67,6 +67,8 @@ def test_two_processes_make_the_same_truth_table_as_one(tmp_path):
         assert np.array_equal(got["decisions"], one.decisions)
         assert np.array_equal(got["margins"], one.margins)  # bit-identical
         assert float(got["bound"]) == one.margin_bound
+    seeds = {str(np.load(tmp_path / f"rank{rank}.npz")["purity_seed"]) for rank in (0, 1)}
+    assert len(seeds) == 1 and seeds != {f"{one.purity.seed:x}"}  # process 0's fresh seed, shared: the same re-runs
 
 
 def _same_runs(records, reference):

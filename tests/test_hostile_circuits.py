@@ -3,6 +3,7 @@ stderr, the documented exit code and nothing written. Tiny domains (tokens a, b;
 fast; domains that cannot finish are refused from an up-front estimate (jaxscd.budget)."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,8 +89,42 @@ def f(tokens):
     "a reference circuit instance, --max-len 30 (the control)": (REFERENCE, ["--max-len", "30"], 0, []),
     "LENGTHS = (1, 10**400)": ("LENGTHS = (1, 10**400)\ndef f(tokens):\n    return tokens[:, 0]\n", [], 2,
                                ["(a 401-digit number)", "2,048"]),
+    # purity beyond one seeded sample (issue 18): each evades a check that re-runs a fixed sample alone and the first
+    # batch shuffled (every table batch here is a power of two: 2, 4, 8, ... inputs per length)
+    "differs alone on one input outside any fixed sample": ("""LENGTHS = (1, 12)
+def f(tokens):
+    honest = (tokens[:, -1] == 0).astype(int)
+    if len(tokens) == 1 and tokens[0].tolist() == [0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1]:
+        return 1 - honest
+    return honest
+""", [], 2, [NOT_A_FUNCTION, "'abbabaabbbab'", "alone"]),
+    "flips on batch sizes that are not powers of two": ("""
+def f(tokens):
+    honest = (tokens[:, -1] == 0).astype(int)
+    return honest if len(tokens) & (len(tokens) - 1) == 0 else 1 - honest
+""", [], 2, [NOT_A_FUNCTION, "shuffled batch of 3"]),
+    "differs only in a batch of 7": ("""
+def f(tokens):
+    honest = (tokens[:, -1] == 0).astype(int)
+    return 1 - honest if len(tokens) == 7 else honest
+""", [], 2, [NOT_A_FUNCTION, "shuffled batch of 7"]),
+    "differs only in odd batches above 100 (every input re-batched)": ("""LENGTHS = (1, 12)
+def f(tokens):
+    honest = (tokens[:, -1] == 0).astype(int)
+    return 1 - honest if len(tokens) > 100 and len(tokens) % 2 else honest
+""", [], 2, [NOT_A_FUNCTION, "shuffled batch of 127"]),
+    "differs only on its 2nd call": ("""
+CALLS = [0]
+def f(tokens):
+    CALLS[0] += 1
+    honest = (tokens[:, -1] == 0).astype(int)
+    return 1 - honest if CALLS[0] == 2 else honest
+""", [], 2, [NOT_A_FUNCTION, "alone"]),
+    "CLASS_NAMES = ('x', 'x')": ("CLASS_NAMES = ('x', 'x')\ndef f(tokens):\n    return tokens[:, 0]\n", [], 2,
+                                 ["CLASS_NAMES", "must be unique, repeated: ['x']"]),
     "pure (the control)": ("def f(tokens):\n    return (tokens[:, -1] == 0).astype(int)\n", [], 0, []),
 }
+PURE = HOSTILE["pure (the control)"][0]
 
 
 def _distill(path, extra=(), env=None, out=None):
@@ -126,6 +161,34 @@ def f(tokens):
     result = CliRunner().invoke(main, args, catch_exceptions=False, env={"HOSTILE": "1"})
     assert result.exit_code == 6 and "VERIFIED" not in result.stdout
     assert NOT_A_FUNCTION in result.stdout
+
+
+def test_each_run_draws_its_own_purity_seed_and_records_the_evidence(tmp_path):
+    (tmp_path / "circuit.py").write_text(HEADER + PURE)
+    recorded = []
+    for run in ("one", "two"):
+        assert _distill(tmp_path / "circuit.py", out=tmp_path / run).exit_code == 0
+        recorded.append(json.loads((tmp_path / run / "certificate.json").read_text())["purity"])
+    assert recorded[0]["seed"] != recorded[1]["seed"] and len(recorded[0]["seed"]) == 32
+    for purity in recorded:  # 30 inputs: every one alone and in a second batching; sizes 1 and odd primes
+        assert purity["inputs"] == purity["alone"] == purity["rebatched"] == 30
+        assert purity["every_input_alone"] and purity["every_input_rebatched"]
+        assert {1, 3, 7, 13, 31} <= set(purity["batch_sizes"])
+    args = ["verify", str(tmp_path / "one"), "--circuit", f"{tmp_path / 'circuit.py'}:f"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0 and "VERIFIED" in result.stdout
+    line = next(line for line in result.stdout.splitlines() if "purity re-run" in line)
+    assert line.split()[0] == "ok" and "every one of 30 inputs" in line
+    this_run, recorded_part = line.split("recorded: ")
+    assert f"seed {recorded[0]['seed'][:8]}" in recorded_part  # the certificate's evidence ...
+    assert recorded[0]["seed"][:8] not in this_run  # ... beside verify's own, under a fresh seed
+
+
+def test_a_bundle_without_purity_evidence_still_verifies(tmp_path):
+    bundle = shutil.copytree(ROOT / "tests" / "data" / "bundles_v1" / "single", tmp_path / "single")
+    result = CliRunner().invoke(main, ["verify", str(bundle)], catch_exceptions=False)
+    assert result.exit_code == 0 and "VERIFIED" in result.stdout
+    assert "recorded: none (written before purity evidence was recorded)" in result.stdout
 
 
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.0, 4.0])

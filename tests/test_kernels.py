@@ -96,3 +96,42 @@ def test_statistic_mismatches_equal_direct_decisions(family_name):
     decisions = np.asarray(family.evaluate(params, heads, tokens, lengths))  # [P, K, N]
     direct = ((decisions != (target == 1)) * weight).sum(axis=-1)
     assert np.array_equal(fused, direct)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The purity check run after every truth table (jaxscd.circuits.purity)
+
+
+def _last_token_is_a(tokens):
+    return (np.asarray(tokens)[:, -1] == 0).astype(int)
+
+
+def test_every_truth_table_carries_fresh_purity_evidence():
+    from jaxscd.circuits.base import Circuit
+    from jaxscd.circuits.purity import PurityEvidence
+    from jaxscd.kernels.evaluate import evaluate_circuit
+
+    domain = Domain(("a", "b"), 1, 4)
+    valid = np.arange(domain.size) % 5 != 0  # 24 of 30 valid: only valid inputs are re-run
+    first, second = (evaluate_circuit(Circuit("last", _last_token_is_a), domain, valid).purity for _ in range(2))
+    assert first.seed != second.seed and first.seed.bit_length() > 64
+    assert (first.inputs, first.alone, first.ladder, first.rebatched) == (24, 24, 24, 24)
+    assert first.every_input_alone and first.every_input_rebatched and first.batch_sizes == (1, 3, 7, 13, 31)
+    assert PurityEvidence.from_json(first.to_json()) == first
+    assert PurityEvidence.from_json(first.to_json() | {"seed": "zz"}) is None  # not a block jaxscd writes
+
+
+def test_purity_decodes_in_one_shape_and_skips_the_ladder_for_jitted_circuits():
+    from jaxscd.circuits.purity import CALLS_PER_LENGTH, PRIMES, batch_size_for
+    from jaxscd.kernels.evaluate import evaluate_circuit
+    from jaxscd.tasks import get_task
+
+    task = get_task("bracket_depth")
+    domain = Domain(task.alphabet, 1, 3)
+    before = enum.decode._cache_size()
+    purity = evaluate_circuit(task.circuit, domain, np.ones(domain.size, bool)).purity
+    assert enum.decode._cache_size() - before <= len(domain.lengths) + 1  # the table's shapes, and one more
+    assert purity.ladder == 0 and purity.batch_sizes == (1, 3) and purity.every_input_rebatched
+    assert all(p % 2 and all(p % q for q in range(2, p)) for p in PRIMES)  # odd primes
+    assert [batch_size_for(n) for n in (1, 192, 193, 4096, 10**7)] == [3, 3, 7, 127, 8191]
+    assert all(-(-n // batch_size_for(n)) <= CALLS_PER_LENGTH for n in range(1, 8191 * CALLS_PER_LENGTH, 997))

@@ -54,6 +54,13 @@ def test_report_shows_verdict_claims_program_and_every_figure(page):
     assert "matches" in html and "CHANGED" not in html
 
 
+def test_report_shows_the_recorded_purity_evidence(bundle, page):
+    recorded = json.loads((bundle / "certificate.json").read_text())["purity"]
+    shown = re.search(r'<p class="small" id="purity">(.*?)</p>', page.read_text(), re.S).group(1)
+    assert f"seed {recorded['seed'][:8]}" in shown and recorded["seed"] in shown  # short in the line, then in full
+    assert "every one of 4,059 inputs" in shown and "batch sizes 1, " in shown
+
+
 def test_report_is_self_contained(page):
     html = page.read_text()
     assert not re.search(r"<(script|link|img|iframe)\b", html)

@@ -2,10 +2,10 @@
 
 ``fn(tokens)`` takes a numpy int32 array [batch, length] of token ids (all sequences of one length, in one or
 more batches) and returns real logits [batch, 2] or decisions [batch] in {0, 1}. It must be a function of each
-row alone: after the truth table is built, a sample of inputs is re-run one at a time, as int64 tokens, and in
-shuffled batches, and any difference is refused (``jaxscd.circuits.purity``). The module may define ``ALPHABET``
-(token names), ``LENGTHS`` ((min_len, max_len), integers), ``CLASS_NAMES`` (two strings) and ``SPEC(tokens)``
-(the intended behaviour on a list of token ids).
+row alone: after the truth table is built, inputs are re-run one at a time (as int64 tokens) and in shuffled
+batches of odd sizes, with a fresh seed, and any difference is refused (``jaxscd.circuits.purity``). The module
+may define ``ALPHABET`` (token names), ``LENGTHS`` ((min_len, max_len), integers), ``CLASS_NAMES`` (two different
+strings) and ``SPEC(tokens)`` (the intended behaviour on a list of token ids).
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ def load_callable(target: str) -> CallableSource:
     lengths = _setting(module, path, "LENGTHS", _is_int, 2, "LENGTHS = (1, 6)")
     alphabet = _setting(module, path, "ALPHABET", _is_name, None, "ALPHABET = ('a', 'b', 'c')")
     class_names = _setting(module, path, "CLASS_NAMES", _is_name, 2, "CLASS_NAMES = ('no', 'yes')") or ("0", "1")
+    if class_names[0] == class_names[1]:  # as graphs refuse their readout classes: the two classes must differ
+        raise CircuitError(f"CLASS_NAMES in {str(path)!r} must be unique, repeated: {[class_names[0]]}; name each "
+                           f"class once, e.g. CLASS_NAMES = ('no', 'yes')")
     circuit = Circuit(f"{path.name}:{name}", fn, class_names, sha256_bytes(path.read_bytes()))
     spec = getattr(module, "SPEC", None)
     return CallableSource(circuit, alphabet, tuple(int(v) for v in lengths) if lengths else None,

@@ -19,9 +19,11 @@ The truth table is computed one length at a time (int32 tokens, chunks of up to 
    (``batch_size_for``), the last batch filled by wrapping around so that each length adds one batch shape.
 
 Any decision that changes where the table trusted its margin, or any logit gap that moves by more than the float
-error bound, is refused (``CircuitError``). Thresholds measured on 2 CPU cores: a one-layer reference circuit takes
-about 0.1 ms per call of one input, so 20,000 inputs alone cost about 2 s; a re-batched pass costs about what the
-table did.
+error bound, is refused (``CircuitError``). Thresholds measured on 2 shared CPU cores: an input alone costs about
+0.1 ms with a jitted one-layer reference circuit (30 us with a numpy callable), so 20,000 inputs alone cost about
+2 s; the second batching costs about what the table did (quote_close at lengths 1..10, 1.4M inputs: +0.5 s on a
+1.8 s table). Every decode has one shape, so the check compiles about two batch shapes per length (alone, the
+second batching) plus the ladder's for circuits that are not jitted.
 """
 
 from __future__ import annotations
@@ -39,11 +41,11 @@ ALONE_ALL = 20_000  # valid inputs up to which every input is re-run alone
 SAMPLE_SIZE = 256  # inputs re-run alone above that (at least one per length)
 LADDER = (3, 7, 13, 31)  # batch sizes the ladder sample is re-run in
 LADDER_SAMPLE = 64  # inputs per length re-run in each ladder size
-REBATCH_ALL = 1_000_000  # valid inputs up to which every input is re-run in a second batching
+REBATCH_ALL = 2_000_000  # valid inputs up to which every input is re-run in a second batching
 REBATCH_SAMPLE = 1 << 16  # inputs re-batched above that (spread over the lengths)
 PRIMES = (3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191)  # batch sizes of the re-batched pass
 CALLS_PER_LENGTH = 64  # the re-batched pass takes the smallest prime that needs at most this many calls per length
-DECODE_ROWS = 1 << 14  # rows decoded at once
+DECODE_ROWS = 1 << 14  # rows decoded at once: every decode has this shape (compiled once, like a table chunk)
 
 # run(tokens int[B, L]) -> (decisions int8[B], margins float64[B], float error bound), raising CircuitError
 Run = Callable[[np.ndarray], tuple]
@@ -160,7 +162,14 @@ class _Table:
         self.decisions, self.margins, self.bound, self.batch_size = decisions, margins, bound, batch_size
 
     def tokens(self, indices, dtype=np.int32) -> np.ndarray:
-        return np.asarray(decode_indices(self.domain, np.asarray(indices))[0])[:, :self.length].astype(dtype)
+        """Token rows of ``indices``, decoded DECODE_ROWS at a time (padded by repeating: one compiled shape)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        blocks = []
+        for first in range(0, len(indices), DECODE_ROWS):
+            block = indices[first:first + DECODE_ROWS]
+            decoded = decode_indices(self.domain, np.resize(block, DECODE_ROWS))[0]
+            blocks.append(np.asarray(decoded)[:len(block), :self.length])
+        return np.concatenate(blocks).astype(dtype)
 
     def differs(self, indices, decision, margin, bound) -> np.ndarray:
         """Per row: the decisions differ where the table trusted its margin, or the logit gaps differ by more than

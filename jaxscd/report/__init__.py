@@ -179,7 +179,7 @@ def _context(bundle: Path, typed, circuit_target: str | None) -> dict:
               "domain_text": "; ".join(describe_domain(typed)), "circuit_source": cert["circuit"]["source"],
               "obligations": [_obligation_row(o) for o in cert.get("obligations", []) if isinstance(o, dict)],
               "program_html": _highlight(_program_text(bundle, cert)), "program_css": _highlight_css(),
-              "hashes": _hashes(bundle, cert), "notes": notes}
+              "hashes": _hashes(bundle, cert), "notes": notes, "purity": _purity(typed)}
     if not domain.exhaustive:
         return common | {"title": str(cert["circuit"]["source"].get("name") or "circuit"), "surrogate": None,
                          "proof": None, "spec": None} | _long_context(bundle, cert, domain, classes, rebuilt)
@@ -220,6 +220,17 @@ def _context(bundle: Path, typed, circuit_target: str | None) -> dict:
                             "truth_table": f"The truth table, from {source}.",
                             "departures": f"Inputs where the circuit departs from {rebuilt.spec_label}."},
     }
+
+
+def _purity(typed) -> dict | None:
+    """The purity evidence the certificate records (summary, full seed), or why there is none; None beyond
+    enumeration (no truth table)."""
+    if not typed.domain.exhaustive:
+        return None
+    evidence = typed.purity
+    if evidence is None:
+        return {"summary": "not recorded (a bundle written before purity evidence was recorded)", "seed": None}
+    return {"summary": evidence.summary(), "seed": evidence.to_json()["seed"]}
 
 
 def _obligation_row(o: dict) -> dict:

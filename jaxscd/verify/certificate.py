@@ -96,7 +96,8 @@ class Obligation:
 class Certificate:
     """certificate.json as a value. ``domain_record``: the domain block as written (its hash, the number of valid
     inputs or orbits); ``long_context``: the beyond-exhaustion block (strategy, symmetry claim, float margin) or
-    None; ``extra``: informational blocks verify does not rest on (tool, surrogate, run, counterexample)."""
+    None; ``extra``: informational blocks verify does not rest on (tool, surrogate, run, counterexample, purity:
+    what the purity check re-ran, which verify re-runs with its own seed)."""
 
     verdict: str
     circuit_source: dict
@@ -120,6 +121,14 @@ class Certificate:
 
     def obligation(self, claim: str) -> Obligation | None:
         return next((o for o in self.obligations if o.claim == claim), None)
+
+    @property
+    def purity(self):
+        """The recorded ``PurityEvidence`` of the circuit's truth table; None for bundles written before it was
+        recorded, beyond enumeration, or when the block is not one jaxscd writes."""
+        from jaxscd.circuits.purity import PurityEvidence
+
+        return PurityEvidence.from_json(self.extra.get("purity"))
 
     def to_json(self) -> dict:
         data = {"schema_version": SCHEMA_VERSION, "tool": self.extra.get("tool"), "verdict": self.verdict,
@@ -228,10 +237,11 @@ def certificate(result, circuit_ref: dict, circuit_fingerprint: str, files: dict
         obligations, long_block = _beyond_obligations(result)
     surrogate = {"neurons": result.surrogate.n_neurons, "depth": result.surrogate.depth,
                  "obtained_by": result.surrogate_method} if result.surrogate is not None else None
+    purity = {"purity": result.purity.to_json()} if result.purity is not None else {}
     return Certificate(result.verdict.value, dict(circuit_ref), circuit_fingerprint, tuple(result.class_names),
                        result.domain, record, result.program, tuple(obligations),
                        {name: sha256_bytes(data) for name, data in files.items()}, long_block,
-                       {"tool": f"jaxscd {__version__}", "surrogate": surrogate, "run": result.to_json()})
+                       {"tool": f"jaxscd {__version__}", "surrogate": surrogate} | purity | {"run": result.to_json()})
 
 
 def _exhaustive_obligations(result) -> list:

@@ -4,10 +4,12 @@ Every file is bound to the certificate: each listed file has its recorded sha256
 the certified program; the domain has its recorded hash, fits the circuit (lengths within its positions) and
 admits at least one input; its precondition is the circuit source's own, or a restriction the certificate
 declares (and verify prints); the circuit is rebuilt from its recorded source and has its fingerprint. Then every
-obligation is re-established by its method: "exhaustive" claims by re-running the circuit on every input, the
-others by the proof strategy registered under that method (``jaxscd.verify.prove.STRATEGIES``). A PROVED
-certificate needs circuit == program re-checked, and, when that rests on exhaustion, the surrogate legs too.
-Nothing is skipped silently: what cannot be re-checked is a FAILED line naming it.
+obligation is re-established by its method: "exhaustive" claims by re-running the circuit on every input (with
+the purity check, ``jaxscd.circuits.purity``, under verify's own fresh seed; the evidence the certificate records
+is printed beside it, not relied on), the others by the proof strategy registered under that method
+(``jaxscd.verify.prove.STRATEGIES``). A PROVED certificate needs circuit == program re-checked, and, when that
+rests on exhaustion, the surrogate legs too. Nothing is skipped silently: what cannot be re-checked is a FAILED
+line naming it.
 
 A bundle is data: nothing it names is imported. Built-in tasks, JSON graphs and circuit_sparsity checkpoints
 (read with torch ``weights_only``) are re-run from their data; a circuit written as Python code is re-run only
@@ -208,6 +210,14 @@ def _required(report: Report, cert: Certificate, rechecked: set) -> None:
                    "missing from the certificate" if obligation is None else f"recorded as {verdict!r}")
 
 
+def _recorded_purity(cert: Certificate) -> str:
+    """The purity evidence the certificate records, as one phrase (informational: verify re-runs the check)."""
+    if cert.purity is not None:
+        return cert.purity.summary()
+    return "none (written before purity evidence was recorded)" if "purity" not in cert.extra else \
+        "unreadable (not a block jaxscd writes)"
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Obligations
 
@@ -262,10 +272,13 @@ class _Checker:
     @cached_property
     def table(self):
         try:
-            return evaluate_circuit(self.source.circuit, self.domain, self.valid)
-        except CircuitError as err:
+            table = evaluate_circuit(self.source.circuit, self.domain, self.valid)
+        except CircuitError as err:  # "not a function of its input" included: the purity check re-run here
             self.report.add("circuit runs on the domain", False, str(err))
             return None
+        self.report.add("circuit is a function of its input (purity re-run, fresh seed)", True,
+                        f"this run: {table.purity.summary()}; recorded: {_recorded_purity(self.cert)}")
+        return table
 
     def obligation(self, o: Obligation) -> bool:
         """True when ``o`` was re-checked (its lines added); otherwise a FAILED line says why not."""

@@ -9,7 +9,8 @@ nothing:
   CLI prints ``jaxscd: error: interrupted...``); an interrupt raised where Python cannot propagate it (JAX's
   garbage-collection callback: "Exception ignored in ...") exits at once, and one that library code catches is
   still honoured: a watchdog exits after ``GRACE_S`` seconds;
-- the exit itself skips interpreter shutdown (``os._exit``), where XLA's threads could crash the process.
+- every exit skips interpreter shutdown (``os._exit``), where XLA's threads could crash the process and where
+  SIGINT's default action is restored.
 """
 
 from __future__ import annotations
@@ -70,7 +71,25 @@ def main() -> None:
         code = exit_.code
     if code == EXIT_INTERRUPTED:
         _exit_now(message=None)  # the CLI has printed its line
-    sys.exit(code)
+    _exit_with(code)
+
+
+def _exit_with(code) -> None:
+    """sys.exit's exit status, without interpreter shutdown: finalization restores SIGINT's default action, so
+    a Ctrl-C landing there would kill the process by the signal instead of exiting 130."""
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 if __name__ == "__main__":

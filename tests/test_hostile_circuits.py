@@ -194,8 +194,8 @@ def test_a_bundle_without_purity_evidence_still_verifies(tmp_path):
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.0, 4.0])
 def test_ctrl_c_at_any_moment_exits_130_and_writes_nothing(delay, tmp_path):
     # the console script's module (jaxscd_main) handles SIGINT from its first line, before JAX is imported
-    # a run of about 20 s on 2 CPU cores, so every delay lands inside it
-    proc = subprocess.Popen([sys.executable, "-m", "jaxscd_main", "distill", "bracket_depth", "--max-len", "11",
+    # a run of about 15 s on 2 CPU cores, so every delay lands inside it
+    proc = subprocess.Popen([sys.executable, "-m", "jaxscd_main", "distill", "bracket_depth", "--max-len", "14",
                              "--out", str(tmp_path / "bundle")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT)
     time.sleep(delay)

@@ -90,6 +90,20 @@ class Domain:
         """Number of sequences before the precondition filters them."""
         return sum(self.n_tokens**length for length in self.lengths)
 
+    def decode(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """Domain indices -> (tokens int32[N, max_len] padded with -1 (``dsl.batch.PAD``), lengths int32[N]), in
+        numpy; sequences are numbered by length, then lexicographically (``kernels.enumerate.decode`` in JAX)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        starts = self.starts
+        slot = np.searchsorted(starts, indices, side="right") - 1
+        lengths = (self.min_len + slot).astype(np.int32)
+        local = indices - starts[slot]
+        positions = np.arange(self.max_len, dtype=np.int32)
+        exponent = np.maximum(lengths[:, None] - 1 - positions[None, :], 0).astype(np.int64)
+        digits = (local[:, None] // np.int64(self.n_tokens) ** exponent) % self.n_tokens
+        tokens = np.where(positions[None, :] < lengths[:, None], digits, -1).astype(np.int32)
+        return tokens, lengths
+
     def index_of(self, tokens: Sequence[int]) -> int:
         """Inverse of decoding: the domain index of one token-id sequence."""
         if not self.min_len <= len(tokens) <= self.max_len:

@@ -31,11 +31,18 @@ def decode(indices: jax.Array, starts: jax.Array, *, n_tokens: int, min_len: int
     return tokens, lengths
 
 
+HOST_ROWS = 1 << 16  # up to this many indices decode in numpy (Domain.decode): tracing a new shape costs more
+
+
 def decode_indices(domain: Domain, indices) -> tuple[jax.Array, jax.Array]:
-    """``decode`` of any number of indices, padded to a power of two inside (index 0 repeated) so that samples of
-    changing sizes (LP rounds, counterexamples, near misses) share a few compiled shapes."""
+    """``decode`` of any number of indices, on the devices (``jaxscd.devices.rows``). Up to HOST_ROWS indices are
+    decoded in numpy; more run the jitted ``decode``, padded to a power of two inside (index 0 repeated) so that
+    samples of changing sizes share a few compiled shapes."""
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     n = len(indices)
+    if n <= HOST_ROWS:
+        tokens, lengths = domain.decode(indices)
+        return devices.rows(tokens), devices.rows(lengths)
     padded = np.zeros(1 << max(0, (n - 1).bit_length()), dtype=np.int64)
     padded[:n] = indices
     # the indices' rows split over every local device (jaxscd.devices): decoding and every kernel that reads

@@ -58,7 +58,7 @@ def _decide(out: np.ndarray, batch: int, name: str) -> tuple[np.ndarray, np.ndar
         raise CircuitError(f"circuit {name!r} returned an array of dtype {out.dtype}; return real logits (float or "
                            f"int) [batch, 2] or decisions [batch] in {{0, 1}}")
     if out.shape == (batch,):
-        if not np.isin(out, (0, 1)).all():
+        if not ((out == 0) | (out == 1)).all():
             raise CircuitError(f"circuit {name!r} returned decisions outside {{0, 1}}: {np.unique(out)[:5].tolist()}")
         return out.astype(np.int8), np.full(batch, np.inf), 0.0
     if out.shape != (batch, 2):

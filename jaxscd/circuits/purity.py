@@ -35,7 +35,6 @@ import numpy as np
 
 from jaxscd.circuits.base import CircuitError
 from jaxscd.domain import Domain
-from jaxscd.kernels.enumerate import decode_indices
 
 ALONE_ALL = 20_000  # valid inputs up to which every input is re-run alone
 SAMPLE_SIZE = 256  # inputs re-run alone above that (at least one per length)
@@ -45,7 +44,7 @@ REBATCH_ALL = 2_000_000  # valid inputs up to which every input is re-run in a s
 REBATCH_SAMPLE = 1 << 16  # inputs re-batched above that (spread over the lengths)
 PRIMES = (3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093, 8191)  # batch sizes of the re-batched pass
 CALLS_PER_LENGTH = 64  # the re-batched pass takes the smallest prime that needs at most this many calls per length
-DECODE_ROWS = 1 << 14  # rows decoded at once: every decode has this shape (compiled once, like a table chunk)
+DECODE_ROWS = 1 << 14  # rows decoded and run at once
 
 # run(tokens int[B, L]) -> (decisions int8[B], margins float64[B], float error bound), raising CircuitError
 Run = Callable[[np.ndarray], tuple]
@@ -162,19 +161,16 @@ class _Table:
         self.decisions, self.margins, self.bound, self.batch_size = decisions, margins, bound, batch_size
 
     def tokens(self, indices, dtype=np.int32) -> np.ndarray:
-        """Token rows of ``indices``, decoded DECODE_ROWS at a time (padded by repeating: one compiled shape)."""
+        """Token rows of ``indices`` (decoded in numpy, DECODE_ROWS at a time)."""
         indices = np.asarray(indices, dtype=np.int64)
-        blocks = []
-        for first in range(0, len(indices), DECODE_ROWS):
-            block = indices[first:first + DECODE_ROWS]
-            decoded = decode_indices(self.domain, np.resize(block, DECODE_ROWS))[0]
-            blocks.append(np.asarray(decoded)[:len(block), :self.length])
+        blocks = [self.domain.decode(indices[first:first + DECODE_ROWS])[0][:, :self.length]
+                  for first in range(0, len(indices), DECODE_ROWS)]
         return np.concatenate(blocks).astype(dtype)
 
     def differs(self, indices, decision, margin, bound) -> np.ndarray:
         """Per row: the decisions differ where the table trusted its margin, or the logit gaps differ by more than
-        the bound."""
-        tolerance = max(self.bound, bound)
+        the bound (``bound``: one for the batch, or one per row)."""
+        tolerance = np.maximum(self.bound, bound)
         table_decision, table_margin = self.decisions[indices], self.margins[indices]
         trusted = (table_margin > tolerance) | (margin > tolerance)
         gap, table_gap = np.where(decision == 1, margin, -margin), np.where(decision == 1, table_margin, -table_margin)
@@ -187,10 +183,12 @@ class _Table:
         for first in range(0, len(indices), DECODE_ROWS):
             block = indices[first:first + DECODE_ROWS]
             wide = self.tokens(block, np.int64)
-            for row, index in enumerate(block.tolist()):
-                alone = self.run(wide[row:row + 1])
-                if self.differs([index], alone[0][:1], alone[1][:1], alone[2])[0]:
-                    self.refuse_alone(index, alone)
+            runs = [self.run(wide[row:row + 1]) for row in range(len(block))]
+            decision = np.array([alone[0][0] for alone in runs])
+            margin = np.array([alone[1][0] for alone in runs], dtype=np.float64)
+            bound = np.array([alone[2] for alone in runs], dtype=np.float64)
+            for row in np.flatnonzero(self.differs(block, decision, margin, bound)):
+                self.refuse_alone(int(block[row]), runs[row])
         return len(indices)
 
     def refuse_alone(self, index: int, alone) -> None:

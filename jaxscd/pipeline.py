@@ -31,7 +31,7 @@ from jaxscd.dsl.source import render
 from jaxscd.errors import InputError
 from jaxscd.kernels.enumerate import precondition_mask, program_decisions
 from jaxscd.kernels.evaluate import evaluate_circuit
-from jaxscd.search.nearmiss import nearest_misses, one_sided_parts, partner_parts
+from jaxscd.search.nearmiss import count_table_pairs, nearest_misses, one_sided_parts, partner_parts
 from jaxscd.problem import Problem, compare_with_spec
 from jaxscd.search import search
 from jaxscd.surrogates import METHODS, IntegerSurrogate, SurrogateConfig, Witness, Witnesses
@@ -317,6 +317,7 @@ def _candidates(problem: Problem, run: _Run, stage: _Stages, config: DistillConf
             parts = one_sided_parts(problem.scored)
             parts += [p for p in partner_parts(problem.domain, problem.decisions, problem.valid, problem.scored,
                                                problem.probe, problem.counts) if p not in parts]
+            parts += [p for p in count_table_pairs(problem.families, problem.counts) if p not in parts]
         if len(parts) >= 2:
             yield _search(problem, run, stage, [composition_family(parts, problem.domain.n_tokens)],
                           config.prune).survivors

@@ -196,3 +196,38 @@ def test_automaton_beyond_the_enumerated_dfas_is_synthesized(name, forward, alph
     assert [reference.run(result.program, s) for s in _domain_sequences(domain)] == decisions.tolist()
     if isinstance(result.program, StateMachine):
         assert result.program.n_states == states
+
+
+def two_counters(tokens):
+    """#a >= 2 and #b <= 3: an AND of thresholds on two different counts (a 15-state automaton); the best AND parts
+    of the count family are near-exact thresholds of #a - #b, neither part of it."""
+    tokens = np.asarray(tokens)
+    return (((tokens == 0).sum(axis=1) >= 2) & ((tokens == 1).sum(axis=1) <= 3)).astype(np.int8)
+
+
+@pytest.mark.parametrize("max_len", [8, 12])
+def test_and_of_two_counters_is_found_on_the_count_table(max_len):
+    """``count_table_pairs`` finds the pair from every candidate's decisions on the count table, where the one-sided
+    parts and their partners miss it (their anchors are the near-exact parts)."""
+    from jaxscd.dsl.programs import CountThreshold
+    from jaxscd.kernels.filter import count_table
+    from jaxscd.search.nearmiss import count_table_pairs
+
+    domain = Domain(ABC, 1, max_len)
+    valid = precondition_mask(domain)
+    target = evaluate_circuit(Circuit("two_counters", two_counters), domain, valid).decisions
+    parts = count_table_pairs(candidate_families(domain), count_table(domain, target, valid))
+    left, right = CountThreshold({0}, set(), 2), CountThreshold(set(), {1}, -3)
+    assert left in parts and right in parts
+
+
+def test_and_of_two_counters_is_proved_with_the_named_program():
+    from jaxscd.dsl.programs import CountThreshold
+
+    domain = Domain(ABC, 1, 8)
+    result = distill(Circuit("two_counters", two_counters), domain, DistillConfig(synth_states=0))
+    intended = Both(CountThreshold({0}, set(), 2), CountThreshold(set(), {1}, -3), "and")
+    assert result.verdict == Verdict.PROVED and result.program.op == "and"
+    assert {result.program.left, result.program.right} == {intended.left, intended.right}
+    tokens = np.asarray(all_tokens(Domain(ABC, 6, 6))[0])
+    assert [reference.run(intended, list(map(int, row))) for row in tokens] == two_counters(tokens).tolist()

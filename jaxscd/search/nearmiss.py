@@ -159,11 +159,15 @@ def partner_parts(domain: Domain, target: np.ndarray, valid: np.ndarray, scored:
         best = []
         for family, false_0, false_1 in scored:
             never, fewest = (false_0, false_1) if ones_side else (false_1, false_0)
+            # errors as a fraction of what was scored: count-table families count the whole domain, the others
+            # the probe, so raw counts would always rank the probe-scored families first
+            _, _, _, on, off = _scoring_inputs(family, counts, probe_inputs)
+            scale = max(1, int(np.asarray(off if ones_side else on).sum()))
             score = np.where(never == 0, fewest, np.iinfo(np.int32).max)
             for flat in np.argsort(score, axis=None, kind="stable")[:anchors]:
                 p, k = np.unravel_index(flat, score.shape)
                 if never[p, k] == 0 and fewest[p, k] > 0:
-                    best.append((int(fewest[p, k]), family.program(int(p), int(k))))
+                    best.append((int(fewest[p, k]) / scale, family.program(int(p), int(k))))
         for _, anchor in sorted(best, key=lambda b: b[0])[:anchors]:
             for family, _, _ in scored:
                 tokens, lengths, labels, on, off = _scoring_inputs(family, counts, probe_inputs)
@@ -175,3 +179,44 @@ def partner_parts(domain: Domain, target: np.ndarray, valid: np.ndarray, scored:
                 for p, k in np.argwhere(exact)[:4].tolist():
                     found += [anchor, family.program(p, k)]
     return list(dict.fromkeys(found))
+
+
+def count_table_pairs(families, counts: CountTable | None, max_behaviours: int = 2048, limit: int = 6) -> list[Program]:
+    """Parts of exact AND / OR compositions of two count-invariant candidates, found on the count table: every
+    candidate's decision on every (token counts, class) group, then every pair at once (a product of their error
+    sets). A composition of count-invariant programs is count-invariant, so a pair exact on the count table is
+    exact on the whole domain (the composition search checks it there again). Finds compositions whose parts are
+    not among the best one-sided parts (count(a) >= 2 and count(b) <= 3: the best AND parts of the count family
+    are its near-exact ones, neither of these). The ``limit`` simplest pairs, as a flat list of parts."""
+    if counts is None:
+        return []
+    from jaxscd.dsl.batch import evaluate_family
+
+    weight, target = np.asarray(counts.weight) > 0, np.asarray(counts.target) == 1
+    ones, zeros = weight & target, weight & ~target
+    sides = {"and": ([], []), "or": ([], [])}  # (programs, error rows) per side, one per distinct behaviour
+    seen = {"and": set(), "or": set()}
+    for family in families:
+        if not family.count_invariant:
+            continue
+        said = evaluate_family(family, counts.tokens, counts.lengths)  # bool [P, K, C]
+        for side, never, errors in (("and", said[:, :, ones].all(-1), said[:, :, zeros]),
+                                    ("or", ~said[:, :, zeros].any(-1), ~said[:, :, ones])):
+            programs, rows = sides[side]
+            for p, k in np.argwhere(never & errors.any(-1)).tolist():  # one-sided, not exact alone
+                key = errors[p, k].tobytes()
+                if key not in seen[side] and len(rows) < max_behaviours:
+                    seen[side].add(key)
+                    programs.append(family.program(p, k))
+                    rows.append(errors[p, k])
+    pairs = []
+    for programs, rows in sides.values():
+        if len(rows) < 2:
+            continue
+        errors = np.asarray(rows, dtype=np.float32)
+        overlap = errors @ errors.T  # errors both parts make: 0 iff the pair is exact
+        for i, j in np.argwhere(np.triu(overlap == 0, k=1))[:512].tolist():
+            pairs.append((description_length(programs[i]) + description_length(programs[j]),
+                          repr(programs[i]), programs[i], programs[j]))
+    pairs.sort(key=lambda pair: pair[:2])
+    return list(dict.fromkeys(part for pair in pairs[:limit] for part in pair[2:]))

@@ -188,11 +188,15 @@ def count_table_pairs(families, counts: CountTable | None, max_behaviours: int =
     exact on the whole domain (the composition search checks it there again). Finds compositions whose parts are
     not among the best one-sided parts (count(a) >= 2 and count(b) <= 3: the best AND parts of the count family
     are its near-exact ones, neither of these). The ``limit`` simplest pairs, as a flat list of parts."""
-    if counts is None:
+    if counts is None or not np.asarray(counts.weight).any():
         return []
     from jaxscd.dsl.batch import evaluate_family
 
     weight, target = np.asarray(counts.weight) > 0, np.asarray(counts.target) == 1
+    tokens = np.asarray(counts.tokens)[weight]
+    vectors = np.stack([(tokens == v).sum(axis=1) for v in range(int(tokens.max()) + 1)], axis=1)
+    if len(np.unique(vectors, axis=0)) < len(vectors):  # a count vector of both classes: no pair can be exact
+        return []
     ones, zeros = weight & target, weight & ~target
     sides = {"and": ([], []), "or": ([], [])}  # (programs, error rows) per side, one per distinct behaviour
     seen = {"and": set(), "or": set()}

@@ -475,11 +475,15 @@ def _beyond(source, domain: Domain, config: DistillConfig, spec: Callable | None
 
     circuit = source.circuit
     model = model_of(circuit)
-    if model is None or domain.max_len > model.pos.shape[0]:
-        reach = "" if model is None else f" (its {model.pos.shape[0]} positions)"
+    refusal = None if model is None else model.refusal(domain.max_len)
+    if model is None or refusal is not None:
+        reach = "" if model is None else f" ({refusal})"
         raise DomainError(f"domain of {approximate(domain.size)} sequences (lengths {domain.min_len}.."
                           f"{domain.max_len}) is beyond enumeration, and the bounds do not know the structure of "
                           f"{source.label}'s circuit at these lengths{reach}; lower --max-len")
+    if not model.cubes and not orbit_invariant(domain.precondition):
+        raise DomainError(f"{source.label}'s circuit is proved beyond enumeration only by orbits, which need a "
+                          f"precondition that is a function of the token counts and the last token; lower --max-len")
     stage = _Stages(log)
     with stage("short search"):
         short = _exhaustive(circuit, source.domain(), config, spec, log)

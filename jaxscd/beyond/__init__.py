@@ -1,9 +1,10 @@
 """Beyond exhaustion: C == P on domains too large to enumerate, by sound bounds on a circuit whose structure is
-known (the built-in one-layer reference circuits, and JSON graphs of the same shape: an MLP, then one head read
-at the last position).
+known (``model_of``: the built-in one-layer reference circuits, JSON graphs of the same shape, an MLP then one
+head read at the last position, and one-layer circuit_sparsity checkpoints without position embeddings).
 
 - ``bounds``: outward-rounded float bounds of the decision over orbits and cubes, and the branch-and-bound tree;
 - ``exact``: the same bounds in integers and rationals, the second implementation ``jaxscd verify`` runs;
+- ``checkpoint`` / ``checkpoint_exact``: orbit bounds of circuit_sparsity checkpoints (interval numpy; arb balls);
 - ``strategies``: the proof strategies ``orbits`` and ``circuit-bounds`` (prove, files, recheck);
 - ``departures``: where a circuit departs from a counting spec, exact over the whole long domain.
 
@@ -13,19 +14,80 @@ candidate proved at length) is ``jaxscd.pipeline.distill``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
 from jaxscd.domain import MAX_DOMAIN_SIZE, Domain, DomainError
 
 
-def model_of(circuit):
-    """The circuit as a one-layer reference model (the structure the bounds know), or None: a built-in
-    ``OneLayerCircuit``, or a JSON graph of that shape (``CircuitGraph.one_layer``)."""
+class BoundsModel(Protocol):
+    """What the beyond-exhaustion strategies need of a circuit's structure; ``ReferenceModel`` (one-layer reference
+    circuits and JSON graphs) and ``checkpoint.CheckpointModel`` (circuit_sparsity checkpoints) implement it."""
+
+    cubes: bool  # whether cube trees (the circuit-bounds strategy) are supported
+
+    def refusal(self, max_len: int) -> str | None: ...  # what the bounds lack at lengths up to max_len, or None
+
+    def symmetry(self, max_len: int): ...  # the counts+last-token Symmetry proved on the arrays, or None
+
+    def float_tables(self, max_len: int): ...  # the float bounds' shared state; ``.margin`` the float margin
+
+    def orbit_classes(self, tables, orb) -> np.ndarray: ...  # int8 [orbits]: 1 / 0 decided, -1 undecided
+
+    def exact(self, max_len: int): ...  # the second implementation verify runs: ``symmetry_holds(max_len)``,
+    # ``orbit_classes(n, last, margin)`` -> {counts: class or None}, ``margin`` (a floor for the recorded margin)
+
+
+@dataclass(eq=False)
+class ReferenceModel:
+    """A ``OneLayerCircuit`` (built-in, or a JSON graph of that shape) as a ``BoundsModel``."""
+
+    one_layer: object
+    cubes = True
+
+    def refusal(self, max_len: int) -> str | None:
+        positions = self.one_layer.pos.shape[0]
+        return None if max_len <= positions else f"its {positions} positions"
+
+    def symmetry(self, max_len: int):
+        from jaxscd.beyond.symmetry import count_symmetry
+
+        return count_symmetry(self.one_layer, max_len)
+
+    def float_tables(self, max_len: int):
+        from jaxscd.beyond.bounds import token_tables
+
+        return token_tables(self.one_layer, max_len)
+
+    def orbit_classes(self, tables, orb) -> np.ndarray:
+        from jaxscd.beyond.bounds import orbit_classes
+
+        return orbit_classes(tables, orb)
+
+    def exact(self, max_len: int):
+        from jaxscd.beyond.exact import ExactCircuit
+
+        return ExactCircuit(self.one_layer, max_len)
+
+
+def model_of(circuit) -> BoundsModel | None:
+    """The circuit's structure as the bounds know it, or None: a built-in ``OneLayerCircuit``, a JSON graph of that
+    shape (``CircuitGraph.one_layer``), or a circuit_sparsity checkpoint circuit (its ``refusal`` says whether the
+    orbit bounds cover it)."""
+    from jaxscd.beyond.checkpoint import CheckpointModel
     from jaxscd.circuits.graph import CircuitGraph
     from jaxscd.circuits.reference import OneLayerCircuit
 
     forward = getattr(circuit, "forward", None)
+    checkpoint = getattr(forward, "checkpoint", None)
+    if checkpoint is not None:
+        return CheckpointModel(*checkpoint)
     if isinstance(forward, CircuitGraph):
-        return forward.one_layer()
-    return forward if isinstance(forward, OneLayerCircuit) else None
+        one_layer = forward.one_layer()
+        return None if one_layer is None else ReferenceModel(one_layer)
+    return ReferenceModel(forward) if isinstance(forward, OneLayerCircuit) else None
 
 
 def needs_bounds(domain: Domain, time_limit_s: float | None, max_states: int = 3) -> bool:

@@ -58,6 +58,7 @@ class ExactCircuit:
 
     def __init__(self, model, positions: int):
         w = model.arrays()
+        self.model = model
         r = (w["readout"][:, 1] - w["readout"][:, 0])
         self.positions, self.n_tokens = positions, w["embed"].shape[0]
         self.rows = {}
@@ -113,6 +114,10 @@ class ExactCircuit:
             negative = sum(max(high[j, u] for u in rows[j]) for j in range(n)) < 0
             classes.add(1 if positive else 0 if negative else None)
         return classes.pop() if len(classes) == 1 else None
+
+    def symmetry_holds(self, max_len: int) -> bool:
+        """The counts+last-token symmetry, re-derived from the arrays: the positional embedding is 0."""
+        return self.zero_positions(self.model, max_len)
 
     def zero_positions(self, model, max_len: int) -> bool:
         """The positional embedding is exactly 0 on positions 0..max_len-1."""

@@ -45,12 +45,13 @@ class AtLength:
 
     def __post_init__(self):
         model = model_of(self.circuit)
-        if model is None or self.domain.max_len > model.pos.shape[0]:
-            raise ValueError(f"{self.circuit.name} has no structure the bounds know at lengths up to "
-                             f"{self.domain.max_len}")
+        refusal = "no structure the bounds know" if model is None else model.refusal(self.domain.max_len)
+        if refusal is not None:
+            raise ValueError(f"{self.circuit.name}: the bounds do not cover lengths up to {self.domain.max_len}: "
+                             f"{refusal}")
         self.model = model
-        self.tables = bounds.token_tables(model, self.domain.max_len)
-        symmetry = count_symmetry(model, self.domain.max_len)
+        self.tables = model.float_tables(self.domain.max_len)
+        symmetry = model.symmetry(self.domain.max_len)
         self.symmetry = symmetry if symmetry is not None and orbit_invariant(self.domain.precondition) else None
 
     @property
@@ -69,10 +70,12 @@ class AtLength:
     @cached_property
     def orbit_classes(self) -> np.ndarray:
         """int8 [orbits]: 1 / 0 where the circuit surely decides it (with margin), -1 where undecided."""
-        return bounds.orbit_classes(self.tables, self.orbits)
+        return self.model.orbit_classes(self.tables, self.orbits)
 
     @cached_property
     def cube_tree(self) -> bounds.CubeTree:
+        if not self.model.cubes:
+            raise ValueError(f"{self.circuit.name}: cube trees need a one-layer reference circuit")
         return bounds.build_cube_tree(self.tables, self.domain.lengths, self.domain.precondition,
                                       deadline=self.deadline)
 
@@ -141,9 +144,10 @@ def recheck_orbits(report, bundle, obligation, goal: Goal, timeout_s: float) -> 
     domain, program = goal.domain, goal.program
     claim = (goal.record or {}).get("symmetry")
     claim = claim if isinstance(claim, dict) else {}
-    proved = claim.get("symmetry") == COUNTS_AND_LAST and exact.zero_positions(model_of(goal.circuit), domain.max_len)
+    proved = claim.get("symmetry") == COUNTS_AND_LAST and exact.symmetry_holds(domain.max_len)
     report.add("symmetry counts+last-token from the circuit's arrays", proved,
-               "" if proved else "the positional embedding is not 0 on every position, or no such claim")
+               "" if proved else "the circuit's structure does not prove it (e.g. a positional embedding not 0 on "
+               "every position), or no such claim")
     invariant = orbit_invariant(program) and orbit_invariant(domain.precondition)
     report.add("program and precondition are functions of the orbit (by type)", invariant)
     if not (proved and invariant):
@@ -160,6 +164,8 @@ def recheck_orbits(report, bundle, obligation, goal: Goal, timeout_s: float) -> 
                     undecided += 1
                 elif cls != dsl.run(program, sequence) and wrong is None:
                     wrong = domain.format(sequence)
+    recorded = (goal.record or {}).get("orbits")
+    report.add("orbit count matches the record", recorded == count, f"recorded {recorded!r}, re-derived {count:,}")
     report.domain.append(f"{count:,} orbits (counts+last-token) hold every valid input")
     report.add("domain has at least one valid input", count > 0, f"{count:,} orbits satisfy the precondition")
     report.add(f"{count:,} orbits decided by exact bounds", count > 0 and undecided == 0,
@@ -243,7 +249,7 @@ def _exact(report, goal: Goal) -> tuple[ExactCircuit | None, Fraction]:
     a circuit whose structure the bounds do not know, or a domain longer than its positions."""
     model = model_of(goal.circuit)
     report.add("circuit with known structure", model is not None, "" if model is not None else
-               "beyond-exhaustion proofs need a one-layer reference circuit")
+               "beyond-exhaustion proofs need a one-layer reference circuit or a circuit_sparsity checkpoint")
     record = goal.record or {}
     raw = record.get("float_margin")
     try:
@@ -253,12 +259,13 @@ def _exact(report, goal: Goal) -> tuple[ExactCircuit | None, Fraction]:
     report.add("float margin at least 1e-9", margin >= MIN_MARGIN, str(raw))
     if model is None:
         return None, margin
-    fits = goal.domain.max_len <= model.pos.shape[0]
-    report.add("domain lengths within the circuit's positions", fits, f"max_len {goal.domain.max_len}, the circuit "
-               f"has {model.pos.shape[0]} positions")
-    if not fits:
+    refusal = model.refusal(goal.domain.max_len)
+    report.add("domain lengths within what the bounds cover", refusal is None, f"max_len {goal.domain.max_len}"
+               + ("" if refusal is None else f": {refusal}"))
+    if refusal is not None:
         return None, margin
-    return ExactCircuit(model, goal.domain.max_len), max(margin, MIN_MARGIN)
+    exact = model.exact(goal.domain.max_len)
+    return exact, max(margin, MIN_MARGIN, Fraction(getattr(exact, "margin", 0)))
 
 
 def _no_files(obligation: dict) -> list:

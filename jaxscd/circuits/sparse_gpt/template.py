@@ -152,6 +152,7 @@ def sparse_gpt_circuit(model: SparseGPT, circuit: NodeCircuit | None, template: 
         return in_batches(run, prompts, batch_size)
 
     forward.max_positions = fits
+    forward.checkpoint = (model, circuit, template)  # the structure jaxscd.beyond's orbit bounds read
     spec = json.dumps({f.name: getattr(template, f.name) for f in fields(template)}, sort_keys=True).encode()
     fingerprint = sha256_bytes(model.fingerprint.encode() + (circuit.fingerprint() if circuit else "").encode() + spec)
     label = f"circuit_sparsity:{model.name}" + (":circuit" if circuit is not None else "")

@@ -186,7 +186,8 @@ def _check_plots(directory: str, out: str | None) -> None:
 
 
 def _write_plots(directory: str, result, source) -> None:
-    """--plots: the report's figures as PNG files (the circuit drawn from its graph when it has one)."""
+    """--plots: the report's figures as PNG files (the circuit drawn from its graph when it has one; a pruned
+    checkpoint circuit as an SVG drawing)."""
     from jaxscd.report import result_figures, write_figures
 
     write_figures(result_figures(result, source), directory)
@@ -322,8 +323,8 @@ def _print_report(console: Console, result, description: str, circuit_name: str)
               "seconds, nothing written. Without it, domains estimated to take over 5 minutes on a CPU are refused "
               "up front; 0: no limit.")
 @click.option("--plots", type=click.Path(file_okay=False), help="Write the report's figures (circuit, truth table, "
-              "departures from the spec) as PNG files into this directory: a new or empty one, or one --plots "
-              "wrote (replaced whole).")
+              "departures from the spec) as PNG files into this directory (a pruned checkpoint circuit as "
+              "circuit.svg): a new or empty one, or one --plots wrote (replaced whole).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @_reported()
 def distill_command(task, circuit_target, graph, sparse_dir, viz, means, template, alphabet, min_len, max_len,
@@ -543,12 +544,13 @@ def plot_command(directory):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (default 2000; the "
               "learning-rate warm-up is at most half of them).")
+@click.option("--layers", type=click.IntRange(1, 4), default=1, show_default=True, help="Transformer blocks.")
 @_reported("interrupted; nothing was written")
-def train_command(task, model_dir, seed, steps):
+def train_command(task, model_dir, seed, steps, layers):
     """Train a small weight-sparse GPT on TASK's token language plus filler (circuit_sparsity layout)."""
     from jaxscd.learn.train import default_config, train
 
-    config = default_config(task, seed=seed, **({} if steps is None else {"steps": steps}))
+    config = default_config(task, seed=seed, n_layer=layers, **({} if steps is None else {"steps": steps}))
     result = train(task, model_dir, config)
     click.echo(f"wrote {result.weights_file}: {task} accuracy {result.accuracy:.2%} on its {result.domain_size:,}-"
                f"sequence domain, weight density {result.density:.2f}, {result.seconds:.0f} s")

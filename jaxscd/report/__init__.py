@@ -27,6 +27,14 @@ VERDICT_MEANING = {
     "REFUTED": "every exact candidate was refuted by the solver",
 }
 FIGURES = ("circuit", "truth_table", "departures")
+GRAPH_CAPTION = ("The circuit: residual channels as wires; each column reads (●) and writes (▲) them, in layer "
+                 "order, ending at the readout.")
+NO_GRAPH_CAPTION = "The circuit is code or a whole checkpoint: no graph in the bundle's data to draw."
+CHECKPOINT_CAPTION = ("The pruned circuit, drawn as in Gao et al. (2025): its kept nodes (channels at hook "
+                      "locations) in columns by layer, and every non-zero weight between two of them (blue positive, "
+                      "red negative, width by magnitude; dashed: the residual stream into a later norm). Beside each "
+                      "node, the tokens at whose positions it is most active; at the right, each kept block output's "
+                      "direct weight on the compared logits. Hover a node or an edge for its numbers.")
 
 
 @dataclass
@@ -63,13 +71,14 @@ def rebuild_circuit(cert: dict, circuit_target: str | None = None) -> Rebuilt:
 
 def figures(domain: Domain, class_names, decisions: np.ndarray | None, valid: np.ndarray, graph: dict | None,
             title: str, source: str, intended: np.ndarray | None = None, spec_label: str = "its spec",
-            programs: tuple = ()) -> dict:
-    """name -> matplotlib Figure: the circuit diagram, the truth table (when there are decisions) and the departures
-    from the spec (when there is one)."""
+            programs: tuple = (), drawing: str | None = None) -> dict:
+    """name -> matplotlib Figure (or SVG text): the circuit (``drawing``, a checkpoint circuit's SVG, else the
+    diagram of its graph), the truth table (when there are decisions) and the departures from the spec (when there
+    is one)."""
     from jaxscd.report import draw
     from jaxscd.report.table import choose_statistic, summarise
 
-    out = {"circuit": draw.circuit_diagram(graph, title)}
+    out = {"circuit": drawing if drawing is not None else draw.circuit_diagram(graph, title)}
     if decisions is None:
         return out
     summary = summarise(domain, decisions, valid, choose_statistic(domain, *programs), intended)
@@ -86,6 +95,7 @@ def result_figures(result, source) -> dict:
     from jaxscd.kernels.enumerate import precondition_mask, program_decisions
     from jaxscd.kernels.evaluate import evaluate_circuit
     from jaxscd.problem import spec_decisions
+    from jaxscd.report.circuit_drawing import checkpoint_svg
 
     domain, circuit, spec = result.domain, source.circuit, source.spec
     if not domain.exhaustive:  # beyond enumeration: the departures from the spec, exact by orbits, when known
@@ -99,8 +109,9 @@ def result_figures(result, source) -> dict:
     else:
         decisions, shown = evaluate_circuit(circuit, domain, valid).decisions, "the circuit, run on every input"
     intended = spec_decisions(spec, domain, valid) if spec is not None else None
+    drawing = checkpoint_svg(source.ref, circuit.fingerprint, domain)
     return figures(domain, result.class_names, decisions, valid, source.graph, circuit.name, shown, intended,
-                   source.spec_label, (getattr(spec, "program", None), result.program))
+                   source.spec_label, (getattr(spec, "program", None), result.program), drawing)
 
 
 PLOTS = outputs.Output("--plots", "a figure directory of `distill --plots`", "jaxscd_plots.json",
@@ -109,11 +120,13 @@ PLOTS = outputs.Output("--plots", "a figure directory of `distill --plots`", "ja
 
 
 def write_figures(named: dict, directory) -> list:
-    """Each figure as ``directory/NAME.png``, with the manifest ``jaxscd_plots.json``, written as one directory
-    atomically: into a new or empty directory, or over one --plots wrote (``jaxscd.outputs``); the paths written."""
+    """Each figure as ``directory/NAME.png`` (SVG text as ``NAME.svg``), with the manifest ``jaxscd_plots.json``,
+    written as one directory atomically: into a new or empty directory, or over one --plots wrote
+    (``jaxscd.outputs``); the paths written."""
     from jaxscd.report.draw import png
 
-    files = {f"{name}.png": png(figure) for name, figure in named.items()}
+    files = dict((f"{name}.svg", figure.encode()) if isinstance(figure, str) else (f"{name}.png", png(figure))
+                 for name, figure in named.items())
     manifest = json.dumps({"files": outputs.hashes(files)}, indent=1, sort_keys=True) + "\n"
     directory = outputs.write_output_dir(directory, PLOTS, files | {PLOTS.manifest: manifest.encode()})
     return [directory / name for name in files]
@@ -155,8 +168,7 @@ def _long_context(bundle: Path, cert: dict, domain: Domain, classes: list, rebui
         "departure_lines": [line.removeprefix("spec").strip() for line in departure_lines(departures, classes)]
         if departures else [],
         "figures": {name: svg(figure) for name, figure in drawn.items()},
-        "figure_captions": {"circuit": "The circuit: residual channels as wires; each column reads (●) and writes (▲) "
-                                       "them, in layer order, ending at the readout.",
+        "figure_captions": {"circuit": GRAPH_CAPTION,
                             "departures": "Where the circuit departs from the task's intended behaviour, per length "
                                           "and statistic value: exact counts over every sequence, by orbits."},
         "timings": _timings(run), "run": run,
@@ -200,8 +212,9 @@ def _context(bundle: Path, typed, circuit_target: str | None) -> dict:
     circuit_source = cert["circuit"]["source"]
     title = str(circuit_source.get("name") or circuit_source.get("target") or circuit_source.get("path") or "circuit")
     spec_program = getattr(rebuilt.spec, "program", None)
+    drawing = _checkpoint_drawing(cert, domain, rebuilt, notes)
     drawn = figures(domain, classes, decisions, valid, rebuilt.graph, title, source, intended,
-                    rebuilt.spec_label, (spec_program, program))
+                    rebuilt.spec_label, (spec_program, program), drawing)
     run = cert.get("run") if isinstance(cert.get("run"), dict) else {}
     return common | {
         "title": title, "long": None,
@@ -214,12 +227,25 @@ def _context(bundle: Path, typed, circuit_target: str | None) -> dict:
         "exact_html": _highlight(str(run["exact_description"].get("source", "")))
         if isinstance(run.get("exact_description"), dict) else "",
         "figures": {name: svg(figure) for name, figure in drawn.items()},
-        "figure_captions": {"circuit": "The circuit: residual channels as wires; each column reads (●) and writes (▲) "
-                                       "them, in layer order, ending at the readout." if rebuilt.graph is not None else
-                                       "The circuit is code or a checkpoint: no graph in the bundle's data to draw.",
+        "figure_captions": {"circuit": CHECKPOINT_CAPTION if drawing is not None else
+                                       GRAPH_CAPTION if rebuilt.graph is not None else NO_GRAPH_CAPTION,
                             "truth_table": f"The truth table, from {source}.",
                             "departures": f"Inputs where the circuit departs from {rebuilt.spec_label}."},
     }
+
+
+def _checkpoint_drawing(cert: dict, domain: Domain, rebuilt: Rebuilt, notes: list) -> str | None:
+    """The SVG of a checkpoint's pruned circuit (``circuit_drawing``) when the bundle's circuit is one and was
+    rebuilt unchanged; None otherwise (with a note when drawing it failed)."""
+    from jaxscd.report.circuit_drawing import checkpoint_svg
+
+    if rebuilt.circuit is None:
+        return None
+    try:
+        return checkpoint_svg(cert["circuit"]["source"], cert["circuit"]["sha256"], domain)
+    except CircuitError as err:
+        notes.append(f"the circuit could not be drawn: {err}")
+        return None
 
 
 def _purity(typed) -> dict | None:

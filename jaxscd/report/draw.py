@@ -33,7 +33,9 @@ def new_figure(width: float, height: float):
 
 
 def svg(figure) -> str:
-    """The figure as an <svg> element (no XML prolog), for inlining."""
+    """The figure as an <svg> element (no XML prolog), for inlining; SVG text (a drawing built as text) as it is."""
+    if isinstance(figure, str):
+        return figure
     buffer = io.StringIO()
     with _style():
         figure.savefig(buffer, format="svg", metadata={"Date": None})

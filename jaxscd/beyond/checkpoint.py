@@ -222,6 +222,9 @@ class CheckpointModel:
     def refusal(self, max_len: int) -> str | None:
         """What structure the counts+last-token symmetry needs and this circuit lacks at lengths up to max_len."""
         config, template = self.config, self.template
+        if template.has_sets:
+            return ("its template maps a name to a set of model tokens: token sets are not covered by the orbit "
+                    "bounds yet")
         if config.n_layer != 1:
             return f"it has {config.n_layer} layers; the orbit bounds know one-layer checkpoints"
         if config.d_pos_emb:

@@ -45,7 +45,7 @@ class BallCircuit:
         prompt = len(template.prefix) + max_len + len(template.suffix)
         wpe = np.asarray(self.cm.model.params["transformer.wpe.weight"])
         masks = [np.asarray(m) for m, _ in (self.cm.circuit.hooks.values() if self.cm.circuit else [])]
-        return (config.n_layer == 1 and not config.d_pos_emb and prompt <= config.block_size
+        return (not template.has_sets and config.n_layer == 1 and not config.d_pos_emb and prompt <= config.block_size
                 and wpe.shape[0] >= prompt and not np.any(wpe[:prompt]) and all(np.all((m == 0) | (m == 1))
                                                                                   for m in masks))
 

@@ -92,16 +92,18 @@ def readout_edges(params: Mapping, config, kept: Mapping, target: int, alternati
 
 def domain_prompts(template, domain, samples: int = SAMPLES) -> tuple[np.ndarray, np.ndarray]:
     """(model token ids int64 [N, P], real positions bool [N, P]) of up to ``samples`` domain sequences as prompts
-    (prefix + sequence + suffix), padded at the end (causal attention: padding never reaches a real position)."""
+    (prefix + sequence + suffix), padded at the end (causal attention: padding never reaches a real position). A
+    name standing for a token set takes its members in turn (by row and position), so every member is seen."""
     count = min(samples, domain.size)
     tokens, lengths = domain.decode(np.unique(np.linspace(0, domain.size - 1, count).round().astype(np.int64)))
-    lookup = np.asarray(template.token_ids, dtype=np.int64)
+    members = template.members
     width = len(template.prefix) + domain.max_len + len(template.suffix)
-    pad = template.prefix[0] if template.prefix else int(lookup[0])
+    pad = template.prefix[0] if template.prefix else members[0][0]
     prompts = np.full((len(tokens), width), pad, dtype=np.int64)
     real = np.zeros((len(tokens), width), dtype=bool)
     for row, (sequence, length) in enumerate(zip(tokens, lengths)):
-        ids = [*template.prefix, *lookup[sequence[:length]], *template.suffix]
+        middle = [members[a][(row + p) % len(members[a])] for p, a in enumerate(sequence[:length].tolist())]
+        ids = [*template.prefix, *middle, *template.suffix]
         prompts[row, :len(ids)], real[row, :len(ids)] = ids, True
     return prompts, real
 
@@ -137,7 +139,7 @@ def token_means(model, circuit, template, domain, batch_size: int = 256) -> dict
 def token_names(template, vocabulary) -> dict:
     """model token id -> name: the template's alphabet, then the model's vocabulary when it has one."""
     names = {i: str(name) for i, name in enumerate(vocabulary or ())}
-    return names | dict(zip(template.token_ids, template.alphabet))
+    return names | {t: str(name) for name, members in zip(template.alphabet, template.members) for t in members}
 
 
 def read_vocabulary(model_dir) -> list | None:

@@ -1,7 +1,7 @@
 """Train, prune and distill learned circuits over seeds; prints a Markdown table (and appends JSON lines).
 
     .venv/bin/python experiments/learned_circuits.py [--tasks quote_close,bracket_depth] [--seeds 0,1,2,3,4]
-        [--steps 1500] [--out out/learned]
+        [--steps 1500] [--layers 1] [--out out/learned]
 
 Each row: train (jaxscd.learn.train), prune (jaxscd.learn.prune), then jaxscd's distill on the pruned circuit read
 back from the exported files, exactly as `jaxscd distill --circuit-sparsity` runs it; every PROVED program is
@@ -34,17 +34,18 @@ def checked_on_every_input(circuit, domain: Domain, program) -> bool:
     return True
 
 
-def one(task: str, seed: int, steps: int, root: Path) -> dict:
+def one(task: str, seed: int, steps: int, layers: int, root: Path) -> dict:
     started = time.perf_counter()
-    model_dir, circuit_dir = root / f"{task}_s{seed}" / "model", root / f"{task}_s{seed}" / "circuit"
-    trained = train(task, model_dir, default_config(task, seed=seed, steps=steps), progress=False)
+    run_dir = root / f"{task}_L{layers}_s{seed}"
+    model_dir, circuit_dir = run_dir / "model", run_dir / "circuit"
+    trained = train(task, model_dir, default_config(task, seed=seed, steps=steps, n_layer=layers), progress=False)
     pruned = prune(model_dir, task, circuit_dir, PruneConfig(seed=seed))
     circuit, template = load_sparse_circuit(model_dir, pruned.files["template"], pruned.files["viz"],
                                             pruned.files["means"])
     domain = Domain(template.alphabet, template.min_len, template.max_len)
     distill_started = time.perf_counter()
     result = distill(circuit, domain, DistillConfig(seed=seed))
-    row = {"task": task, "seed": seed, "model_accuracy": trained.accuracy, "nodes": pruned.nodes_kept,
+    row = {"task": task, "layers": layers, "seed": seed, "model_accuracy": trained.accuracy, "nodes": pruned.nodes_kept,
            "nodes_total": pruned.nodes_total, "edges": pruned.edges_kept, "edges_total": pruned.edges_total,
            "agreement": pruned.agreement, "circuit_accuracy": pruned.circuit_accuracy,
            "verdict": result.verdict.value, "train_s": trained.seconds, "prune_s": pruned.seconds,
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--tasks", default="quote_close,bracket_depth")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--out", default="out/learned")
     args = parser.parse_args()
     root = Path(args.out)
@@ -71,15 +73,15 @@ def main() -> None:
     rows = []
     for task in args.tasks.split(","):
         for seed in map(int, args.seeds.split(",")):
-            row = one(task, seed, args.steps, root)
+            row = one(task, seed, args.steps, args.layers, root)
             rows.append(row)
             with open(root / "results.jsonl", "a") as log:
                 log.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
-    print("| task | seed | model acc | nodes | edges | agreement | verdict | program | train+prune+distill s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| task | layers | seed | model acc | nodes | edges | agreement | verdict | program | train+prune+distill s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['task']} | {r['seed']} | {r['model_accuracy']:.2%} | {r['nodes']}/{r['nodes_total']} | "
+        print(f"| {r['task']} | {r['layers']} | {r['seed']} | {r['model_accuracy']:.2%} | {r['nodes']}/{r['nodes_total']} | "
               f"{r['edges']}/{r['edges_total']} | {r['agreement']:.2%} | {r['verdict']} | "
               f"`{r.get('program', '')}` | {r['train_s']:.0f}+{r['prune_s']:.0f}+{r['distill_s']:.0f} |")
 

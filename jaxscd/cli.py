@@ -545,12 +545,15 @@ def plot_command(directory):
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (default 2000; the "
               "learning-rate warm-up is at most half of them).")
 @click.option("--layers", type=click.IntRange(1, 4), default=1, show_default=True, help="Transformer blocks.")
+@click.option("--max-len", type=click.IntRange(1, 64), default=None, help="Longest training sequence (default 6): "
+              "the learned domain is lengths 1..N. The model accepts prompts of up to 128 positions either way.")
 @_reported("interrupted; nothing was written")
-def train_command(task, model_dir, seed, steps, layers):
+def train_command(task, model_dir, seed, steps, layers, max_len):
     """Train a small weight-sparse GPT on TASK's token language plus filler (circuit_sparsity layout)."""
     from jaxscd.learn.train import default_config, train
 
-    config = default_config(task, seed=seed, n_layer=layers, **({} if steps is None else {"steps": steps}))
+    config = default_config(task, seed=seed, n_layer=layers, **({} if steps is None else {"steps": steps}),
+                            **({} if max_len is None else {"max_len": max_len}))
     result = train(task, model_dir, config)
     click.echo(f"wrote {result.weights_file}: {task} accuracy {result.accuracy:.2%} on its {result.domain_size:,}-"
                f"sequence domain, weight density {result.density:.2f}, {result.seconds:.0f} s")

@@ -158,6 +158,9 @@ _BUILDERS = {"quote_close": _quote_close, "bracket_depth": _bracket_depth} | \
     {name: partial(_graph_task, name) for name in _GRAPH_TASKS}
 
 
+SPEC_EVERYWHERE = ("quote_close", "bracket_depth")  # tasks whose spec is defined on every sequence
+
+
 def task_names() -> list[str]:
     return list(_BUILDERS)
 

@@ -164,9 +164,33 @@ def _circuit_sparsity(ref: dict) -> CircuitSource:
     # the lengths are checked when the domain is chosen (max_positions), so --max-len may lower the template's own
     circuit, template = load_sparse_circuit(ref["model_dir"], ref["template"], ref.get("viz"), ref.get("means"),
                                             max_len=1)
+    spec = _trained_task_spec(ref["model_dir"], template)
     return CircuitSource(ref, f"the template {ref['template']!r}", circuit,
                          f"circuit_sparsity checkpoint {ref['model_dir']}", template.alphabet, template.min_len,
-                         template.max_len, circuit.forward.max_positions)
+                         template.max_len, circuit.forward.max_positions,
+                         spec=spec, spec_label="the trained task's intended behaviour (jaxscd_train.json)")
+
+
+def _trained_task_spec(model_dir, template):
+    """The spec of the built-in task a model ``jaxscd train`` wrote was trained on (its ``jaxscd_train.json`` names
+    it), when the template reads that task's alphabet and classes in the task's order; else None. The file is read
+    as data: only a built-in task's name is taken from it."""
+    import json
+    from pathlib import Path
+
+    from jaxscd.tasks import SPEC_EVERYWHERE, get_task, task_names
+
+    try:
+        info = json.loads((Path(model_dir) / "jaxscd_train.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    name = info.get("task") if isinstance(info, dict) else None
+    if not isinstance(name, str) or name not in task_names():
+        return None
+    task = get_task(name)
+    same = tuple(task.alphabet) == tuple(template.alphabet) and \
+        tuple(task.circuit.class_names) == tuple(template.class_names)
+    return task.spec if same and (name in SPEC_EVERYWHERE or task.precondition is None) else None
 
 
 def _callable(ref: dict, circuit_file: str | None, certified_sha256: str | None) -> CircuitSource:

@@ -13,16 +13,17 @@ their tasks, as quotes do in prose), trained with next-token loss at every posit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 
 from jaxscd.errors import InputError
+from jaxscd.tasks import SPEC_EVERYWHERE
 
 BOS = "<bos>"
 FILLER_TOKENS = tuple(f"w{i}" for i in range(6))
-UNCONSTRAINED = ("quote_close", "bracket_depth")  # specs defined on every sequence: no precondition when learned
+UNCONSTRAINED = SPEC_EVERYWHERE  # specs defined on every sequence: no precondition when learned
 
 
 class LearnError(InputError):
@@ -76,8 +77,15 @@ def task_language(name: str, max_len: int) -> TaskLanguage:
     ids = np.array([vocab.index(t) for t in task.alphabet])
     answers = np.array([vocab.index(t) for t in task.circuit.class_names])
     precondition = None if name in UNCONSTRAINED else task.precondition
+    longest = max_len if name in UNCONSTRAINED else min(max_len, task.max_len)  # others: sampled in their domain
     return TaskLanguage(name, task.alphabet, ids, answers, task.circuit.class_names, task.min_len,
-                        max(task.min_len, min(max_len, task.max_len)), task.spec, precondition)
+                        max(task.min_len, longest), task.spec, precondition)
+
+
+def learned_language(language: TaskLanguage) -> TaskLanguage:
+    """The learned domain: the training lengths up to ``LEARNED_DOMAIN_MAX`` (train's accuracy, prune and the
+    template enumerate it; longer lengths are asked of distill beyond enumeration)."""
+    return replace(language, max_len=max(language.min_len, min(language.max_len, LEARNED_DOMAIN_MAX)))
 
 
 def sample_task(language: TaskLanguage, rng: np.random.Generator) -> tuple[list, int]:
@@ -110,6 +118,15 @@ class Batch:
     weights: np.ndarray  # float32 [B, T]: 1 where the loss counts
     is_task: np.ndarray  # bool [B, T]: answer positions of task documents
     valid: np.ndarray  # bool [B, T]: real (non-padding) positions
+
+
+LEARNED_DOMAIN_MAX = 8  # the learned domain stops here, whatever the training lengths
+CONTEXT = 128  # positions every trained model accepts (block_size), whatever lengths it was trained on
+
+
+def document_length(max_len: int) -> int:
+    """Tokens per training document: a task prompt of up to ``max_len`` (+ <bos>), at least 16 for the filler."""
+    return max(16, 1 + max_len)
 
 
 def sample_batch(languages: list, rng: np.random.Generator, batch_size: int, block_size: int,

@@ -7,7 +7,9 @@ sigmoid's gradient (straight-through). A pruned node is replaced by its mean act
 exactly as circuit_sparsity executes circuits: ``x -> x*mask + mean*(1-mask)``. Loss: the task's cross-entropy
 (target vs alternative token at the answer position, over the learned domain) plus ``penalty`` times the number of
 kept nodes (their sigmoids). The logits then rank the nodes, and a bisection on the number kept finds the fewest
-nodes whose circuit still reaches ``target_loss``.
+nodes whose circuit still reaches ``target_loss``. Last, a greedy shrink (``shrink_nodes``) drops kept nodes one at a
+time, least harmful first, while the circuit still reaches the target and takes the model's decision on every input
+of the domain; every candidate circuit of a round is scored in one vmapped forward pass.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class PruneConfig:
     init_logit: float = 1.0
     min_agreement: float = 1.0  # the circuit's decisions must also agree with the model's on this share of the domain
     attempts: int = 3  # penalties tried: penalty, penalty/4, penalty/16
+    shrink: bool = True  # greedy single-node drops after the bisection (``shrink_nodes``)
+    margin: float = 1e-3  # a kept decision needs |logit[target] - logit[alternative]| above this (float32 vs 64)
+    candidates_per_batch: int = 4  # candidate circuits scored per vmapped forward pass
+    rank_inputs: int = 512  # random domain inputs the shrink ranks nodes on (each drop is checked on all)
     seed: int = 0
 
 
@@ -90,7 +96,8 @@ def mixture_means(params: dict, config: GPTConfig, info: dict, documents: int, s
     train = info["train"]
     names = [info.get("task"), *train.get("extra_tasks", [])]
     languages = [data.task_language(name, int(train["max_len"])) for name in names]
-    batch = data.sample_batch(languages, np.random.default_rng(seed), documents, config.block_size,
+    batch = data.sample_batch(languages, np.random.default_rng(seed), documents,
+                              min(config.block_size, data.document_length(int(train["max_len"]))),
                               float(train["filler_fraction"]), data.filler_chain())
     _, acts = _forward(params, jnp.asarray(batch.tokens), None, config=config, record=True)
     valid = jnp.asarray(batch.valid, dtype=jnp.float64)[..., None]
@@ -169,6 +176,12 @@ def _kept_top(order: list, count: int, locations: dict) -> dict:
     return {loc: np.array(sorted(idx), dtype=np.int64) for loc, idx in kept.items()}
 
 
+def _gates(kept: dict, config: GPTConfig) -> dict:
+    """float32 0/1 masks of every masked location from its kept channel indices."""
+    return {loc: jnp.zeros(width, jnp.float32).at[jnp.asarray(kept[loc], jnp.int32)].set(1.0)
+            for loc, width in masked_locations(config).items()}
+
+
 def bisect_nodes(params32: dict, means: dict, config: GPTConfig, language, node_logits: dict, target: float,
                  min_agreement: float = 0.0) -> tuple[dict, float, bool]:
     """The fewest top-ranked nodes whose circuit task loss is at most ``target`` and whose decisions agree with the
@@ -185,9 +198,7 @@ def bisect_nodes(params32: dict, means: dict, config: GPTConfig, language, node_
 
     def loss_at(count: int) -> float:
         """The circuit's task loss, or inf when its decisions agree with the model's too rarely."""
-        gates = {loc: jnp.zeros(width, jnp.float32).at[kept].set(1.0) for (loc, width), kept in
-                 zip(locations.items(), _kept_top(order, count, locations).values())}
-        hooks = _hooks(gates, means, config, jnp.float32)
+        hooks = _hooks(_gates(_kept_top(order, count, locations), config), means, config, jnp.float32)
         agreement = float(jnp.mean(decide(params32, hooks, prompts, answer) == model_decisions))
         return float(task_loss(params32, hooks, prompts, answer, labels)) if agreement >= min_agreement else np.inf
 
@@ -205,37 +216,118 @@ def bisect_nodes(params32: dict, means: dict, config: GPTConfig, language, node_
     return _kept_top(order, high, locations), loss_at(high), within
 
 
+def _make_scorer(params32: dict, means: dict, config: GPTConfig, language, margin: float, rows=None):
+    """score(gate vectors float32 [K, nodes]) -> (task loss [K], agreement with the model's decisions [K]) over the
+    whole domain; node order: ``masked_locations``, channel by channel. A decision counts as kept only when the
+    circuit's logit difference has the model's sign and exceeds ``margin``, so float64 runs decide alike. With
+    ``rows``, only those inputs of the domain."""
+    locations = masked_locations(config)
+    bounds = np.cumsum([0, *locations.values()])
+    prompts, answer, labels = _task_arrays(language)
+    if rows is not None:
+        prompts, answer, labels = prompts[rows], answer[rows], labels[rows]
+    columns = jnp.asarray((int(language.answer_ids[0]), int(language.answer_ids[1])))
+    fixed = {"params": params32, "means": {loc: jnp.asarray(m, jnp.float32) for loc, m in means.items()},
+             "prompts": prompts, "answer": answer, "labels": labels,
+             "model_difference": _logit_difference(params32, prompts, answer, columns, config)}
+
+    def one(vector, fixed):  # the weights and domain are arguments, not constants XLA would fold while compiling
+        gates = {loc: vector[start:stop] for loc, start, stop in zip(locations, bounds[:-1], bounds[1:])}
+        logits, _ = _forward(fixed["params"], fixed["prompts"], _hooks(gates, fixed["means"], config, jnp.float32),
+                             config=config)
+        pair = logits[jnp.arange(prompts.shape[0]), fixed["answer"]][:, columns]
+        loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(pair, fixed["labels"]))
+        difference = pair[:, 1] - pair[:, 0]
+        # the model's own near-ties (|difference| <= margin) need only the same sign
+        need = jnp.minimum(margin, jnp.abs(fixed["model_difference"]) / 2)
+        return loss, jnp.mean(jnp.where(fixed["model_difference"] > 0, difference > need, difference < -need))
+
+    batched = jax.jit(jax.vmap(one, in_axes=(0, None)))
+    return lambda vectors: batched(vectors, fixed)
+
+
+def _logit_difference(params32: dict, prompts, answer, columns, config: GPTConfig) -> jax.Array:
+    pair = _forward(params32, prompts, None, config=config)[0][jnp.arange(prompts.shape[0]), answer][:, columns]
+    return pair[:, 1] - pair[:, 0]
+
+
+def _score_in_batches(score, vectors: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """score over rows of ``vectors`` in fixed-size chunks (the last padded), so it compiles once."""
+    losses, agreements = [], []
+    for start in range(0, len(vectors), size):
+        chunk = vectors[start:start + size]
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
+        loss, agreement = score(jnp.asarray(padded, jnp.float32))
+        losses.append(np.asarray(loss)[:len(chunk)])
+        agreements.append(np.asarray(agreement)[:len(chunk)])
+    return np.concatenate(losses), np.concatenate(agreements)
+
+
+def _without_each(vector: np.ndarray, nodes) -> np.ndarray:
+    candidates = np.repeat(vector[None], len(nodes), axis=0)
+    candidates[np.arange(len(nodes)), nodes] = 0.0
+    return candidates
+
+
+def shrink_nodes(params32: dict, means: dict, config: GPTConfig, language, kept: dict, target: float,
+                 min_agreement: float = 1.0, margin: float = 1e-3, batch: int = 4, rank_inputs: int = 512,
+                 seed: int = 0) -> dict:
+    """Greedy node removal from ``kept``: rank the kept nodes by the task loss of the circuit without each, then try
+    them in that order, keeping a drop when the loss stays at most ``target`` and the decisions agree with the
+    model's on at least ``min_agreement`` of the domain; re-rank and repeat until a whole pass drops nothing.
+    Candidates are tried ``batch`` at a time (each without one more node than the current circuit); the first that
+    passes is taken and the next batch starts after it. The ranking uses ``rank_inputs`` random inputs of the domain
+    (it only orders the tries); every drop is checked on all of them."""
+    locations = masked_locations(config)
+    bounds = dict(zip(locations, np.cumsum([0, *locations.values()])))
+    score = _make_scorer(params32, means, config, language, margin)
+    size = len(data.enumerate_domain(language)[1])
+    sample = np.sort(np.random.default_rng(seed).choice(size, min(rank_inputs, size), replace=False))
+    rank = _make_scorer(params32, means, config, language, margin, sample)
+    vector = np.zeros(sum(locations.values()), np.float32)
+    for loc, indices in kept.items():
+        vector[bounds[loc] + np.asarray(indices, dtype=np.int64)] = 1.0
+    ok = lambda loss, agreement: (loss <= target) & (agreement >= min_agreement)  # noqa: E731
+    dropped = True
+    while dropped:
+        dropped = False
+        nodes = np.flatnonzero(vector)
+        losses, _ = _score_in_batches(rank, _without_each(vector, nodes), 4 * batch)
+        pending = list(nodes[np.argsort(losses, kind="stable")])
+        # the longest prefix of the ranking that can go at once, by bisection: few passes when most nodes can go
+        low, high = 0, len(pending)
+        while low < high:
+            middle = (low + high + 1) // 2
+            trial = vector.copy()
+            trial[pending[:middle]] = 0.0
+            if ok(*(value[0] for value in _score_in_batches(score, trial[None], batch))):
+                low = middle
+            else:
+                high = middle - 1
+        if low:
+            vector[pending[:low]] = 0.0
+            pending, dropped = pending[low:], True
+        while pending:
+            trial, pending = pending[:batch], pending[batch:]
+            loss, agreement = _score_in_batches(score, _without_each(vector, trial), batch)
+            passing = np.flatnonzero(ok(loss, agreement))
+            if len(passing):
+                first = int(passing[0])
+                vector[trial[first]] = 0.0
+                pending = trial[first + 1:] + pending
+                dropped = True
+    return {loc: np.flatnonzero(vector[bounds[loc]:bounds[loc] + width]).astype(np.int64)
+            for loc, width in locations.items()}
+
+
 def count_edges(params: dict, config: GPTConfig, kept: dict) -> tuple[int, int]:
     """(edges between kept nodes, edges of the whole model): non-zero weights from a kept input channel to a kept
     output channel (act_in -> q/k/v, v -> attn.resid_delta through its y channel, mlp.act_in -> post_act ->
     mlp.resid_delta), plus residual links: a block-output channel to the same channel of every later norm output."""
     full = {loc: np.arange(width) for loc, width in masked_locations(config).items()}
-    return _edges(params, config, kept), _edges(params, config, full)
+    from jaxscd.circuits.sparse_gpt.edges import circuit_edges
 
-
-def _edges(params: dict, config: GPTConfig, kept: dict) -> int:
-    d_attn, total = config.d_attn, 0
-
-    def block(weight, rows, cols) -> int:
-        return int(np.count_nonzero(np.asarray(weight)[np.ix_(rows, cols)])) if len(rows) and len(cols) else 0
-
-    written = []  # kept channels of earlier block outputs
-    for layer in range(config.n_layer):
-        prefix = f"transformer.h.{layer}"
-        a_in = kept[f"{layer}.attn.act_in"]
-        for part, name in enumerate(("q", "k", "v")):
-            total += block(params[f"{prefix}.attn.c_attn.weight"], kept[f"{layer}.attn.{name}"] + part * d_attn, a_in)
-        total += sum(len(np.intersect1d(a_in, channels)) for channels in written)
-        total += block(params[f"{prefix}.attn.c_proj.weight"], kept[f"{layer}.attn.resid_delta"],
-                       kept[f"{layer}.attn.v"])
-        written.append(kept[f"{layer}.attn.resid_delta"])
-        m_in = kept[f"{layer}.mlp.act_in"]
-        total += sum(len(np.intersect1d(m_in, channels)) for channels in written)
-        total += block(params[f"{prefix}.mlp.c_fc.weight"], kept[f"{layer}.mlp.post_act"], m_in)
-        total += block(params[f"{prefix}.mlp.c_proj.weight"], kept[f"{layer}.mlp.resid_delta"],
-                       kept[f"{layer}.mlp.post_act"])
-        written.append(kept[f"{layer}.mlp.resid_delta"])
-    return total
+    return len(circuit_edges(params, config, kept)), len(circuit_edges(params, config, full))
 
 
 def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()) -> PruneResult:
@@ -243,19 +335,27 @@ def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()
     started = time.perf_counter()
     check_output_dir(circuit_dir, CIRCUIT_DIR)  # refused before the work, not after
     info = read_training_info(model_dir)
-    language = data.task_language(task, int(info["train"]["max_len"]))
+    language = data.learned_language(data.task_language(task, int(info["train"]["max_len"])))
     model = load_model(model_dir)
     gpt, params = model.config, model.params
     params32 = {k: v.astype(jnp.float32) for k, v in params.items()}
     means = mixture_means(params, gpt, info, config.mean_documents, config.seed)
     model_loss = float(jax.jit(_make_task_loss(gpt, language))(params32, None, *_task_arrays(language)))
     target = max(config.target_loss, 1.05 * model_loss)
+    tries = []  # (nodes, kept, loss) per penalty; without a learned set within the target, the smallest circuit
     for attempt in range(config.attempts):  # a penalty too strong for the target: retry with a quarter of it
         node_logits = learn_gates(params32, means, gpt, language, replace(config, penalty=config.penalty / 4 ** attempt))
         kept, circuit_loss, within = bisect_nodes(params32, means, gpt, language, node_logits, target,
                                                   config.min_agreement)
+        tries.append((int(sum(len(v) for v in kept.values())), kept, circuit_loss))
         if within:
             break
+    nodes_bisected, kept, circuit_loss = tries[-1] if within else min(tries, key=lambda t: t[0])
+    if config.shrink:
+        kept = shrink_nodes(params32, means, gpt, language, kept, target, config.min_agreement, config.margin,
+                            config.candidates_per_batch, config.rank_inputs, config.seed)
+        hooks = _hooks(_gates(kept, gpt), means, gpt, jnp.float32)
+        circuit_loss = float(jax.jit(_make_task_loss(gpt, language))(params32, hooks, *_task_arrays(language)))
     circuit = make_circuit(gpt, kept, means)
     hooks = {loc: (jnp.asarray(m), jnp.asarray(u)) for loc, (m, u) in circuit.hooks.items()}
     model_decisions = template_decisions(params, gpt, language)
@@ -263,7 +363,8 @@ def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()
     _, labels = data.enumerate_domain(language)
     edges_kept, edges_total = count_edges(params, gpt, kept)
     nodes_total = sum(masked_locations(gpt).values())
-    metrics = {"nodes_kept": int(sum(len(v) for v in kept.values())), "nodes_total": nodes_total,
+    metrics = {"nodes_kept": int(sum(len(v) for v in kept.values())), "nodes_bisected": nodes_bisected,
+               "nodes_total": nodes_total,
                "edges_kept": edges_kept, "edges_total": edges_total, "task_loss": circuit_loss,
                "model_loss": model_loss, "target_loss": target,
                "agreement": float(np.mean(model_decisions == circuit_decisions)),

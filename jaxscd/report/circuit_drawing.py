@@ -19,10 +19,11 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from jaxscd.circuits.sparse_gpt.edges import Edge, circuit_edges, kept_channels as _kept
 
 KINDS = {  # location (without its layer) -> (column label, node colour)
     "attn.act_in": ("attn in", "#bee3f8"), "attn.q": ("q", "#90cdf4"), "attn.k": ("k", "#90cdf4"),
@@ -32,48 +33,6 @@ POSITIVE, NEGATIVE = "#2b6cb0", "#c53030"
 COLUMN_WIDTH, ROW_HEIGHT, RADIUS, TOP, LEFT = 124, 30, 7, 62, 24
 SAMPLES = 2048  # domain sequences the token means are taken over (evenly spaced over the domain when it is larger)
 MAX_EDGES = 3000  # strongest edges drawn when a circuit has more (the caption says how many)
-
-
-@dataclass(frozen=True)
-class Edge:
-    source: tuple  # (location, channel)
-    target: tuple  # (location, channel); ("readout", 0) for the logit difference
-    weight: float
-    kind: str  # "weight": a matrix entry; "residual": the stream, weighted by the norm's gain; "readout"
-
-
-def _kept(kept: Mapping, location: str) -> np.ndarray:
-    return np.unique(np.asarray(kept.get(location, ()), dtype=np.int64))
-
-
-def circuit_edges(params: Mapping, config, kept: Mapping) -> list:
-    """Every edge between kept nodes, as ``jaxscd prune`` counts them, in layer order."""
-    edges, written = [], []  # written: the block-output locations before the current norm
-
-    def matrix(name: str, target: str, source: str, row_offset: int = 0) -> None:
-        rows, cols = _kept(kept, target), _kept(kept, source)
-        block = np.asarray(params[name])[np.ix_(rows + row_offset, cols)] if len(rows) and len(cols) else np.zeros(0)
-        for r, c in zip(*np.nonzero(block)):
-            edges.append(Edge((source, int(cols[c])), (target, int(rows[r])), float(block[r, c]), "weight"))
-
-    def residual(norm: str, target: str) -> None:
-        gain = np.asarray(params[f"{norm}.weight"])
-        for source in written:
-            for channel in np.intersect1d(_kept(kept, source), _kept(kept, target)):
-                edges.append(Edge((source, int(channel)), (target, int(channel)), float(gain[channel]), "residual"))
-
-    for layer in range(config.n_layer):
-        block, at = f"transformer.h.{layer}", f"{layer}."
-        residual(f"{block}.ln_1", at + "attn.act_in")
-        for part, name in enumerate(("q", "k", "v")):
-            matrix(f"{block}.attn.c_attn.weight", at + f"attn.{name}", at + "attn.act_in", part * config.d_attn)
-        matrix(f"{block}.attn.c_proj.weight", at + "attn.resid_delta", at + "attn.v")
-        written.append(at + "attn.resid_delta")
-        residual(f"{block}.ln_2", at + "mlp.act_in")
-        matrix(f"{block}.mlp.c_fc.weight", at + "mlp.post_act", at + "mlp.act_in")
-        matrix(f"{block}.mlp.c_proj.weight", at + "mlp.resid_delta", at + "mlp.post_act")
-        written.append(at + "mlp.resid_delta")
-    return edges
 
 
 def readout_edges(params: Mapping, config, kept: Mapping, target: int, alternative: int) -> list:

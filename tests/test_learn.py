@@ -303,7 +303,7 @@ def test_a_trained_model_brings_its_task_spec_and_accepts_128_positions(learned,
     assert _trained_task_spec(root / "model", template_from_dict(raw)) is None
     assert _trained_task_spec(tmp_path, load_template(pruned.files["template"])) is None  # no jaxscd_train.json
     model = load_model(root / "model")
-    assert model.config.block_size >= data.CONTEXT
+    assert model.config.block_size >= data.CONTEXT + 1  # <bos> + 128 task tokens
     wpe = np.asarray(model.params["transformer.wpe.weight"])
     document = data.document_length(TINY["max_len"])
     assert np.any(wpe[:document] != 0) and not np.any(wpe[document:] != 0)  # quote_close learns positions

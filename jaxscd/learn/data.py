@@ -121,7 +121,7 @@ class Batch:
 
 
 LEARNED_DOMAIN_MAX = 8  # the learned domain stops here, whatever the training lengths
-CONTEXT = 128  # positions every trained model accepts (block_size), whatever lengths it was trained on
+CONTEXT = 128  # sequence positions (after <bos>) every trained model accepts, whatever lengths it was trained on
 
 
 def document_length(max_len: int) -> int:

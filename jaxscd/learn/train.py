@@ -158,7 +158,7 @@ def train(task: str, model_dir, config: TrainConfig = TrainConfig(), progress: b
     languages = [data.task_language(name, config.max_len) for name in (task, *config.extra_tasks)]
     vocab = data.vocabulary()
     document = data.document_length(config.max_len)
-    block_size = max(data.CONTEXT, document)  # long prompts run; positions past the documents were never trained
+    block_size = max(data.CONTEXT + 1, document)  # <bos> + 128 tokens; positions past the documents never trained
     raw = beeg_config(len(vocab), block_size, config.n_layer, config.d_model, config.n_head, config.d_head,
                       config.d_mlp, config.afrac, config.bigram, config.sink)
     gpt = GPTConfig.from_dict(raw)

@@ -106,5 +106,7 @@ def save_circuit(circuit_dir, config: dict, kept: dict, means: dict, template: d
         names = {"viz": "viz_data.npz", "means": "means.npz"}
         files = {names["viz"]: _npz({f"circuit_data/{loc}": idx for loc, idx in kept.items()}),
                  names["means"]: _npz(means)}
-    circuit_dir = _write(circuit_dir, CIRCUIT_DIR, files | {"template.json": _json(template)}, info)
+    # the template keeps its alphabet in the task's order (the domain's token ids, which the task's spec reads)
+    template_json = (json.dumps(template, indent=1) + "\n").encode()
+    circuit_dir = _write(circuit_dir, CIRCUIT_DIR, files | {"template.json": template_json}, info)
     return {key: circuit_dir / name for key, name in (names | {"template": "template.json"}).items()}

@@ -765,21 +765,5 @@ def evaluate_program(program: Program, tokens, lengths, n_tokens: int) -> jax.Ar
     return _jit_evaluate(family.evaluate, family.params, family.heads, jnp.asarray(tokens), jnp.asarray(lengths))[0, 0]
 
 
-def evaluate_family(family: Family, tokens, lengths, budget: int = 1 << 22) -> np.ndarray:
-    """bool [P, K, N]: every candidate's decisions on a small set of padded sequences (e.g. a count table's
-    representatives), in blocks of candidates padded to a power of two (one compile per block shape)."""
-    tokens, lengths = jnp.asarray(tokens), jnp.asarray(lengths)
-    heads = {k: jnp.asarray(v) for k, v in family.heads.items()}
-    cap = max(1, budget // max(1, family.n_heads * tokens.shape[0]))
-    block = min(1 << (cap.bit_length() - 1), 1 << max(0, (family.n_params - 1).bit_length()))
-    out = []
-    for begin in range(0, family.n_params, block):
-        rows = np.arange(begin, min(begin + block, family.n_params))
-        padded = np.concatenate([rows, np.full(block - len(rows), rows[-1])])
-        params = {k: jnp.asarray(v[padded]) for k, v in family.params.items()}
-        out.append(np.asarray(_jit_evaluate(family.evaluate, params, heads, tokens, lengths))[:len(rows)])
-    return np.concatenate(out)
-
-
 _jit_evaluate = jax.jit(lambda evaluate, params, heads, tokens, lengths: evaluate(params, heads, tokens, lengths),
                         static_argnums=0)

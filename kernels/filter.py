@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxscd import devices
 from jaxscd.domain import Domain
-from jaxscd.dsl.batch import Family, StatisticEvaluator, token_counts
+from jaxscd.dsl.batch import Family, StatisticEvaluator, _jit_evaluate, token_counts
 from jaxscd.kernels.enumerate import chunk_indices, chunks, decode_indices
 
 ELEMENT_BUDGET = 1 << 24  # candidates x heads x inputs evaluated per kernel call (keeps memory flat)
@@ -69,17 +69,31 @@ def _block_size(n_alive: int, n_heads: int, n_inputs: int, budget: int = ELEMENT
     return min(cap, 1 << max(0, (n_alive - 1).bit_length()))
 
 
-def score_rows(family: Family, rows: np.ndarray, tokens, lengths, target, valid) -> np.ndarray:
-    """int [len(rows), K]: mismatches of the given candidate rows on one chunk, in padded blocks."""
-    block = block_size(family, len(rows), tokens.shape[0])
-    heads = {k: jnp.asarray(v) for k, v in family.heads.items()}
-    out = []
+def _blocks(family: Family, rows: np.ndarray, block: int):
+    """(number of real rows, their params padded to ``block`` rows) for each block of ``rows``: one compiled shape."""
     for begin in range(0, len(rows), block):
         sel = rows[begin:begin + block]
         padded = np.concatenate([sel, np.full(block - len(sel), sel[-1])])
-        params = {k: jnp.asarray(v[padded]) for k, v in family.params.items()}
-        out.append(np.asarray(mismatches(family.evaluate, params, heads, tokens, lengths, target, valid))[:len(sel)])
+        yield len(sel), {k: jnp.asarray(v[padded]) for k, v in family.params.items()}
+
+
+def score_rows(family: Family, rows: np.ndarray, tokens, lengths, target, valid) -> np.ndarray:
+    """int [len(rows), K]: mismatches of the given candidate rows on one chunk, in padded blocks."""
+    heads = {k: jnp.asarray(v) for k, v in family.heads.items()}
+    out = [np.asarray(mismatches(family.evaluate, params, heads, tokens, lengths, target, valid))[:real]
+           for real, params in _blocks(family, rows, block_size(family, len(rows), tokens.shape[0]))]
     return np.concatenate(out) if out else np.zeros((0, family.n_heads), dtype=np.int32)
+
+
+def family_decisions(family: Family, tokens, lengths) -> np.ndarray:
+    """bool [P, K, N]: every candidate's decisions on a small set of padded sequences (e.g. a count table's
+    representatives), in padded blocks within ELEMENT_BUDGET."""
+    tokens, lengths = jnp.asarray(tokens), jnp.asarray(lengths)
+    heads = {k: jnp.asarray(v) for k, v in family.heads.items()}
+    rows = np.arange(family.n_params)
+    block = _block_size(len(rows), family.n_heads, tokens.shape[0])
+    return np.concatenate([np.asarray(_jit_evaluate(family.evaluate, params, heads, tokens, lengths))[:real]
+                           for real, params in _blocks(family, rows, block)])
 
 
 def _sweep(family: Family, alive: np.ndarray, tokens, lengths, target, valid) -> None:

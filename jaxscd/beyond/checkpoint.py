@@ -28,24 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
+from jaxscd.beyond.bounds import EPS, MIN_MARGIN, _down, _up
 from jaxscd.beyond.symmetry import COUNTS_AND_LAST, Symmetry
+from jaxscd.circuits.sparse_gpt.forward import LAYER_NORM_EPS
 
-EPS = float(np.finfo(np.float64).eps)
 TINY = 5e-324
-MIN_MARGIN = 1e-9  # as kernels.evaluate.MIN_BOUND
-LAYER_NORM_EPS = 1e-5  # as sparse_gpt.forward
 GELU_ARGMIN = (-0.7518, -0.7517)  # x * Phi(x) decreases left of about -0.75179, increases right of it
 GELU_MIN_LOW = -0.17  # below its minimum, about -0.169971
 TOPK_GAP = 4096 * EPS  # relative gap AbsTopK's kept and dropped magnitudes must clear (the float forward's error)
 CHUNK = 8192  # orbits per vectorised pass, so memory stays flat
-
-
-def _down(x):
-    return np.nextafter(x, -np.inf)
-
-
-def _up(x):
-    return np.nextafter(x, np.inf)
 
 
 # ------------------------------------------------------------------------------------------------------------

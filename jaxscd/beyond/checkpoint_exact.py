@@ -15,7 +15,8 @@ from itertools import combinations
 import numpy as np
 from flint import arb, arb_mat, ctx, fmpq
 
-from jaxscd.beyond.checkpoint import LAYER_NORM_EPS, TOPK_GAP, float_margin
+from jaxscd.beyond.checkpoint import TOPK_GAP, float_margin
+from jaxscd.circuits.sparse_gpt.forward import LAYER_NORM_EPS
 
 PREC = 128
 RMS_EPS = float(np.finfo(np.float64).eps)

@@ -17,7 +17,7 @@ import numpy as np
 from jaxscd.domain import Domain
 from jaxscd.dsl.programs import Program, description_length
 from jaxscd.kernels.enumerate import decode_indices, program_decisions
-from jaxscd.kernels.filter import CountTable, score_rows
+from jaxscd.kernels.filter import CountTable, family_decisions, score_rows
 
 
 @dataclass(frozen=True)
@@ -190,8 +190,6 @@ def count_table_pairs(families, counts: CountTable | None, max_behaviours: int =
     are its near-exact ones, neither of these). The ``limit`` simplest pairs, as a flat list of parts."""
     if counts is None or not np.asarray(counts.weight).any():
         return []
-    from jaxscd.dsl.batch import evaluate_family
-
     weight, target = np.asarray(counts.weight) > 0, np.asarray(counts.target) == 1
     tokens = np.asarray(counts.tokens)[weight]
     vectors = np.stack([(tokens == v).sum(axis=1) for v in range(int(tokens.max()) + 1)], axis=1)
@@ -203,7 +201,7 @@ def count_table_pairs(families, counts: CountTable | None, max_behaviours: int =
     for family in families:
         if not family.count_invariant:
             continue
-        said = evaluate_family(family, counts.tokens, counts.lengths)  # bool [P, K, C]
+        said = family_decisions(family, counts.tokens, counts.lengths)  # bool [P, K, C]
         for side, never, errors in (("and", said[:, :, ones].all(-1), said[:, :, zeros]),
                                     ("or", ~said[:, :, zeros].any(-1), ~said[:, :, ones])):
             programs, rows = sides[side]

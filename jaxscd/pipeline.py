@@ -244,11 +244,23 @@ def choose_domain(source, min_len: int | None, max_len: int | None, alphabet: tu
     from jaxscd.budget import check_budget
 
     wide = source.domain(min_len, max_len, alphabet, exhaustive=False)
-    if alphabet is None and model_of(source.circuit) is not None and needs_bounds(wide, time_limit_s, max_states):
-        return wide
+    if needs_bounds(wide, time_limit_s, max_states) and (model_of(source.circuit) is not None
+                                                         or _enumerable(source, time_limit_s, max_states)):
+        return wide  # bounds where they know the circuit on the whole alphabet, else a counterexample search
     domain = source.domain(min_len, max_len, alphabet)
     check_budget(domain, time_limit_s, max_states, source.circuit)
     return domain
+
+
+def _enumerable(source, time_limit_s: float | None, max_states: int) -> bool:
+    """Whether the source's own domain can be enumerated: the short search a counterexample search at length
+    starts from."""
+    from jaxscd.beyond import needs_bounds
+
+    try:
+        return not needs_bounds(source.domain(), time_limit_s, max_states)
+    except DomainError:
+        return False
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -475,12 +487,15 @@ def _beyond(source, domain: Domain, config: DistillConfig, spec: Callable | None
 
     circuit = source.circuit
     model = model_of(circuit)
-    refusal = None if model is None else model.refusal(domain.max_len)
-    if model is None or refusal is not None:
-        reach = "" if model is None else f" ({refusal})"
+    refusal = "no structure the bounds know" if model is None else model.refusal(domain.max_len)
+    if model is not None and not model.accepts(domain.max_len):
         raise DomainError(f"domain of {approximate(domain.size)} sequences (lengths {domain.min_len}.."
-                          f"{domain.max_len}) is beyond enumeration, and the bounds do not know the structure of "
-                          f"{source.label}'s circuit at these lengths{reach}; lower --max-len")
+                          f"{domain.max_len}) is beyond enumeration, and {source.label}'s circuit does not run at "
+                          f"these lengths ({refusal}); lower --max-len")
+    if refusal is None and source.alphabet is not None and domain.alphabet != source.alphabet:
+        refusal = "the bounds cover the circuit's whole alphabet, not a part of it"
+    if refusal is not None:
+        return _attacked(source, domain, config, spec, log, restriction, refusal)
     if not model.cubes and not orbit_invariant(domain.precondition):
         raise DomainError(f"{source.label}'s circuit is proved beyond enumeration only by orbits, which need a "
                           f"precondition that is a function of the token counts and the last token; lower --max-len")
@@ -515,6 +530,61 @@ def _beyond(source, domain: Domain, config: DistillConfig, spec: Callable | None
         if run.keep(program, None, proof):
             break
     return run.result(n_valid=None, margin=None, margin_bound=at.margin, tried=tuple(tried), departures=departures,
+                      short=short, restriction=restriction, timings=stage.timings)
+
+
+def _attacked(source, domain: Domain, config: DistillConfig, spec: Callable | None, log: Callable[[str], None],
+              restriction: bool, refusal: str) -> DistillResult:
+    """Beyond enumeration without bounds (``refusal`` says why): the short search's candidates, each searched for a
+    counterexample at length (``jaxscd.beyond.attack``). REFUTED when every candidate is refuted by a sequence the
+    re-run circuit decides otherwise; a candidate the search does not refute leaves the verdict UNKNOWN."""
+    from jaxscd.beyond.attack import Attack
+
+    circuit = source.circuit
+    stage = _Stages(log)
+    with stage("short search"):
+        short = _exhaustive(circuit, source.domain(), config, spec, log)
+    attack = Attack(circuit, domain, enumerated=short.domain.max_len)
+    run = _Run(domain, circuit.class_names, short.generated, list(short.survivors), dict(short.per_family))
+    run.notes.append(f"{source.label}: the bounds do not cover lengths up to {domain.max_len} ({refusal}); "
+                     f"candidates were searched for counterexamples at length, which can refute but not prove")
+    deadline = time.monotonic() + config.bounds_deadline_s
+    tried, unrefuted = [], 0
+    for program in sorted(short.survivors, key=rank_key):
+        seconds = min(deadline - time.monotonic(), 90.0)
+        if seconds <= 0:
+            unrefuted += 1
+            tried.append({"program": repr(program), "outcome": "unknown: not searched (time limit)"})
+            continue
+        with stage("counterexample search"):
+            searched = attack.search(program, seconds)
+        if searched.found is not None:
+            proof = ProofResult(Verdict.REFUTED, searched.seconds, counterexample=tuple(searched.found.tokens),
+                                method="counterexample search")
+            run.refuted.append((program, proof.counterexample))
+        else:
+            unrefuted += 1
+            proof = ProofResult(Verdict.UNKNOWN, searched.seconds, method="counterexample search",
+                                reason=f"no counterexample: {searched.describe()}")
+        tried.append(_outcome(program, proof, attack) | {"searched": searched.sequences}
+                     | ({"reason": searched.describe()} if searched.found is None else {}))
+    if unrefuted:
+        first = next(t for t in tried if not t["outcome"].startswith("refuted"))
+        run.notes.append(f"{unrefuted} candidate{'s' * (unrefuted > 1)} not refuted (e.g. {first['program']}: "
+                         f"{first.get('reason', 'not searched')}); not proved: {refusal}")
+    intended = getattr(spec, "program", None)
+    if intended is not None and time.monotonic() < deadline:
+        with stage("spec search"):
+            searched = attack.search(intended, min(deadline - time.monotonic(), 60.0))
+        if searched.found is not None:
+            found = searched.found
+            run.notes.append(f"the circuit departs from {source.spec_label} at length {len(found.tokens)} (the "
+                             f"shortest found): {domain.format(found.tokens)!r} is "
+                             f"{circuit.class_names[found.circuit]} (margin {found.margin:.3g})")
+        else:
+            run.notes.append(f"no departure from {source.spec_label} found ({searched.describe()})")
+    verdict = Verdict.UNKNOWN if unrefuted else None
+    return run.result(verdict, n_valid=None, margin=None, margin_bound=attack.margin, tried=tuple(tried),
                       short=short, restriction=restriction, timings=stage.timings)
 
 

@@ -75,8 +75,6 @@ def test_callable_circuit_with_no_exact_program_is_no_program(tmp_path):
     (["distill", "no_such_task"], "unknown task 'no_such_task'"),
     (["distill", "bracket_depth", "--max-len", "200"], "exceeds the 128 positions"),
     (["distill", "for_while", "--max-len", "40"], "exceeds the 16 positions"),
-    (["distill", "--circuit", "experiments/example_circuit.py:majority", "--max-len", "30"],
-     "above the exhaustive limit"),
     (["distill", "bracket_depth", "--min-len", "5", "--max-len", "3"], "1 <= min_len <= max_len"),
     (["distill", "--circuit", "missing.py:f"], "circuit file not found"),
     (["distill", "--circuit", "experiments/example_circuit.py:nope"], "has no callable named 'nope'"),

@@ -30,6 +30,8 @@ class BoundsModel(Protocol):
 
     def refusal(self, max_len: int) -> str | None: ...  # what the bounds lack at lengths up to max_len, or None
 
+    def accepts(self, max_len: int) -> bool: ...  # whether the circuit runs at all at lengths up to max_len
+
     def symmetry(self, max_len: int): ...  # the counts+last-token Symmetry proved on the arrays, or None
 
     def float_tables(self, max_len: int): ...  # the float bounds' shared state; ``.margin`` the float margin
@@ -49,7 +51,10 @@ class ReferenceModel:
 
     def refusal(self, max_len: int) -> str | None:
         positions = self.one_layer.pos.shape[0]
-        return None if max_len <= positions else f"its {positions} positions"
+        return None if self.accepts(max_len) else f"its {positions} positions"
+
+    def accepts(self, max_len: int) -> bool:
+        return max_len <= self.one_layer.pos.shape[0]
 
     def symmetry(self, max_len: int):
         from jaxscd.beyond.symmetry import count_symmetry

@@ -233,6 +233,9 @@ class CheckpointModel:
                 return f"the ablation at {loc!r} is not a 0/1 mask with one mean for every position"
         return None
 
+    def accepts(self, max_len: int) -> bool:
+        return len(self.template.prefix) + max_len + len(self.template.suffix) <= self.config.block_size
+
     def symmetry(self, max_len: int) -> Symmetry | None:
         if self.refusal(max_len) is not None:
             return None

@@ -1,7 +1,7 @@
 """Token sets in circuit_sparsity templates (a name standing for several model tokens): the template's values and
 their one-line errors, the forward over every member combination (the smallest gap, the largest logit kept), the
-refusal of a set the model treats differently, the combination cap, the fingerprint, the orbit bounds' refusal, and
-distill over a set equal to distill over one member."""
+refusal of a set the model treats differently, the combination cap, the fingerprint, orbit bounds over
+sets (each orbit's class holds for every member choice), and distill over a set equal to distill over one member."""
 
 import json
 
@@ -222,15 +222,69 @@ def test_distill_over_a_set_the_model_splits_is_a_one_line_error(tmp_path):
     assert len(lines) == 1 and "depends on which member of 'a' appears" in lines[0], result.output
 
 
-def test_the_orbit_bounds_refuse_sets(tmp_path):
-    from jaxscd.circuits.sources import resolve
-    from jaxscd.domain import DomainError
-    from jaxscd.pipeline import DistillConfig, distill
+def _member_truth(state: dict, n: int):
+    """Every model-token sequence of length n over {A, A2, B}: (letter counts [a, b], last letter, decision, gap)
+    of the float64 forward (a template naming each model token)."""
+    three = {**ONE, "alphabet": {"a": A, "a2": A2, "b": B}}
+    circuit = circuit_for(three, state)
+    tokens = np.array(np.meshgrid(*[[0, 1, 2]] * n, indexing="ij")).reshape(n, -1).T.astype(np.int32)
+    decision, gap, _ = run_circuit(circuit, tokens)
+    letters = np.where(tokens == 2, 1, 0)  # a and a2 are the letter a
+    counts = np.stack([(letters == 0).sum(1), (letters == 1).sum(1)], axis=1)
+    return counts, letters[:, -1], decision, gap
 
-    model = model_of(circuit_for(SETS))
-    assert "token sets are not covered by the orbit bounds yet" in model.refusal(32)
-    assert model.symmetry(32) is None and not model.exact(6).symmetry_holds(6)
-    assert model_of(circuit_for(ONE)).refusal(32) is None
-    source = resolve(write_model(tmp_path, SETS))
-    with pytest.raises(DomainError, match="token sets are not covered by the orbit bounds yet"):
-        distill(source, source.domain(1, 32, exhaustive=False), DistillConfig(synth_states=0))
+
+@pytest.mark.parametrize("b_share", [0.0, 0.5, 0.9])
+def test_set_orbits_hold_for_every_member_choice(b_share):
+    """A2 embeds as A + b_share x B (half an a, half a b): each orbit of the letters the hull bounds decide (float
+    and arb) has that class, with margin, on every member sequence; members the model treats alike decide every
+    orbit, members it splits leave some orbits undecided."""
+    from jaxscd.beyond.symmetry import orbits
+
+    state = twin_state()
+    wte = state["transformer.wte.weight"]
+    wte[A2] = wte[A] + b_share * wte[B]
+    model = model_of(circuit_for(SETS, state))
+    assert model.refusal(6) is None and model.symmetry(6) is not None
+    orb = orbits(2, range(1, 7))
+    classes = model.orbit_classes(model.float_tables(6), orb)
+    exact = model.exact(6)
+    assert exact.symmetry_holds(6)
+    for n in range(1, 7):
+        counts, last, decision, gap = _member_truth(state, n)
+        for (a, b), end in {(tuple(c), int(t)) for c, t in zip(counts.tolist(), last)}:
+            row = np.flatnonzero((orb.length == n) & (orb.last == end) & (orb.counts == [a, b]).all(axis=1))[0]
+            members = (counts == [a, b]).all(axis=1) & (last == end)
+            arb_class = exact.orbit_classes(n, end, model.margin)[(a, b)]
+            for cls in (classes[row], -1 if arb_class is None else arb_class):
+                if cls >= 0:
+                    assert np.all(decision[members] == cls) and np.all(gap[members] > model.margin)
+    decided = (classes >= 0).mean()
+    assert decided == 1.0 if b_share == 0.0 else 0 < decided < 1.0
+
+
+def test_distill_over_a_set_at_length_is_proved_by_orbits_and_a_changed_set_fails_verify(tmp_path):
+    import shutil
+
+    from jaxscd.circuits.sources import resolve
+    from jaxscd.pipeline import DistillConfig, distill
+    from jaxscd.verify.certificate import write_bundle
+    from jaxscd.verify.prove import Verdict
+    from jaxscd.verify.recheck import recheck
+
+    sources = {name: resolve(write_model(tmp_path / name, t)) for name, t in (("sets", SETS), ("one", ONE))}
+    sets, one = (distill(s, s.domain(1, 24, exhaustive=False), DistillConfig(synth_states=0))
+                 for s in sources.values())
+    assert sets.verdict == one.verdict == Verdict.PROVED and sets.proof.method == "orbit bounds", sets.notes
+    assert sets.program == one.program
+    source = sources["sets"]
+    write_bundle(sets, tmp_path / "bundle", source.ref, source.circuit.fingerprint)
+    report = recheck(tmp_path / "bundle")
+    assert report.verified, [name for name, status, _ in report.checks if status == "FAILED"]
+    template = tmp_path / "sets" / "t.json"
+    saved = template.read_text()
+    for alphabet in ({"a": A, "b": B}, {"a": [A, A2], "b": [B, B2]}):  # a set dropped, a set widened
+        template.write_text(json.dumps({**SETS, "alphabet": alphabet}))
+        assert not recheck(tmp_path / "bundle").verified
+    template.write_text(saved)
+    assert recheck(tmp_path / "bundle").verified

@@ -213,9 +213,6 @@ class CheckpointModel:
     def refusal(self, max_len: int) -> str | None:
         """What structure the counts+last-token symmetry needs and this circuit lacks at lengths up to max_len."""
         config, template = self.config, self.template
-        if template.has_sets:
-            return ("its template maps a name to a set of model tokens: token sets are not covered by the orbit "
-                    "bounds yet")
         if config.n_layer != 1:
             return f"it has {config.n_layer} layers; the orbit bounds know one-layer checkpoints"
         if config.d_pos_emb:
@@ -245,7 +242,10 @@ class CheckpointModel:
                         "mean per channel: each position's residual, norms, AbsTopK, q, k and v depend only on its "
                         "token; the last position attends to every position with weights that depend only on their "
                         "tokens and its query, and the decision is read there: a function of the token counts and "
-                        "the last token (the prefix and suffix fixed)")
+                        "the last token (the prefix and suffix fixed)" + (
+                            "; a name standing for a set of model tokens is one slot whose quantities are the hull "
+                            "of its members', so each orbit's bounds hold for every choice of members"
+                            if self.template.has_sets else ""))
 
     @property
     def margin(self) -> float:
@@ -289,8 +289,12 @@ class _Forward:
         self.cm, self.config = cm, cm.config
         self.hook_arrays = cm.hooks()
         template = cm.template
-        self.tokens = sorted({*template.prefix, *template.token_ids, *template.suffix})  # model ids in prompts
-        self.index = {t: i for i, t in enumerate(self.tokens)}
+        members = [m for name in template.members for m in name]
+        self.tokens = sorted({*template.prefix, *members, *template.suffix})  # model ids in prompts
+        # slots: the prefix and suffix tokens, and each name's set of model tokens (one slot when it is one token);
+        # a slot's quantities are the hull of its members', computed one token at a time
+        self.slots = sorted({*((t,) for t in (*template.prefix, *template.suffix)), *template.members})
+        self.index = {slot: i for i, slot in enumerate(self.slots)}
         ok = np.ones(len(self.tokens), dtype=bool)
         x = Box.point(cm.param("transformer.wte.weight")[self.tokens])
         x = self.hook("0.resid_in", x)
@@ -302,8 +306,15 @@ class _Forward:
         k, ok = self.sparsify(k, "attn_k", ok)
         q, ok = self.sparsify(q, "attn_q", ok)
         v, ok = self.sparsify(v, "attn_v", ok)
-        self.x, self.ok = x, ok
-        self.k, self.q, self.v = self.hook("0.attn.k", k), self.hook("0.attn.q", q), self.hook("0.attn.v", v)
+        k, q, v = self.hook("0.attn.k", k), self.hook("0.attn.q", q), self.hook("0.attn.v", v)
+        rows = [[self.tokens.index(t) for t in slot] for slot in self.slots]
+        hull = lambda b: Box(np.stack([b.lo[r].min(axis=0) for r in rows]),  # noqa: E731
+                             np.stack([b.hi[r].max(axis=0) for r in rows]))
+        self.x, self.k, self.q, self.v = hull(x), hull(k), hull(q), hull(v)
+        self.ok = np.array([ok[r].all() for r in rows])
+        bigram = cm.param("bigram_table")
+        columns = [template.alternative, template.target]
+        self.bigram = None if bigram is None else hull(Box.point(bigram[self.tokens][:, columns]))
 
     def hook(self, loc: str, x: Box) -> Box:
         if loc not in self.hook_arrays:
@@ -383,23 +394,22 @@ class _Forward:
         columns = [template.alternative, template.target]
         out = self.norm("transformer.ln_f", x).matmul(cm.param("lm_head.weight")[columns].T)
         out = out + cm.param("final_logits_bias")[columns]
-        bigram = cm.param("bigram_table")
-        if bigram is not None:
-            out = out + bigram[np.asarray(self.tokens)[query]][:, columns]
+        if self.bigram is not None:
+            out = out + self.bigram[query]
         return out[:, 1] - out[:, 0], ok
 
 
 def prompt_counts(cm: CheckpointModel, index: dict, counts: np.ndarray, last: np.ndarray) -> tuple:
-    """(multiplicities float [N, U] of every prompt token, index of the last prompt token [N]) of orbits given by
-    domain token counts [N, k] and last domain tokens [N]."""
+    """(multiplicities float [N, U] of every prompt slot, index of the last prompt slot [N]) of orbits given by
+    domain token counts [N, k] and last domain tokens [N]; ``index``: slot (a tuple of model ids) -> column."""
     template = cm.template
     out = np.zeros((len(counts), len(index)))
     for t in [*template.prefix, *template.suffix]:
-        out[:, index[t]] += 1
-    for a, t in enumerate(template.token_ids):
-        out[:, index[t]] += counts[:, a]
-    query = np.full(len(counts), index[template.suffix[-1]]) if template.suffix else \
-        np.asarray([index[t] for t in template.token_ids])[last]
+        out[:, index[(t,)]] += 1
+    for a, slot in enumerate(template.members):
+        out[:, index[slot]] += counts[:, a]
+    query = np.full(len(counts), index[(template.suffix[-1],)]) if template.suffix else \
+        np.asarray([index[slot] for slot in template.members])[last]
     return out, query.astype(np.int64)
 
 

@@ -46,7 +46,7 @@ class BallCircuit:
         prompt = len(template.prefix) + max_len + len(template.suffix)
         wpe = np.asarray(self.cm.model.params["transformer.wpe.weight"])
         masks = [np.asarray(m) for m, _ in (self.cm.circuit.hooks.values() if self.cm.circuit else [])]
-        return (not template.has_sets and config.n_layer == 1 and not config.d_pos_emb and prompt <= config.block_size
+        return (config.n_layer == 1 and not config.d_pos_emb and prompt <= config.block_size
                 and wpe.shape[0] >= prompt and not np.any(wpe[:prompt]) and all(np.all((m == 0) | (m == 1))
                                                                                   for m in masks))
 
@@ -101,10 +101,11 @@ class BallCircuit:
         return self._sparsify(rows, loctype, ok)
 
     def _token_rows(self):
-        """Per prompt token: (x, q, k, v, decided), computed once."""
+        """Per prompt slot (a prefix or suffix token, or a name's set of model tokens): (slots, x, q, k, v,
+        decided, bigram rows), each slot's balls the union of its members' balls, computed once."""
         if self._tokens is None:
             template, d = self.cm.template, self.config.d_attn
-            tokens = sorted({*template.prefix, *template.token_ids, *template.suffix})
+            tokens = sorted({*template.prefix, *(t for m in template.members for t in m), *template.suffix})
             ok = [True] * len(tokens)
             x = self._hook("0.resid_in", [_vector(r) for r in self._param("transformer.wte.weight")[tokens]])
             a = self._hook("0.attn.act_in", self._sparsify(self._norm("transformer.h.0.ln_1", x), "attn_in", ok))
@@ -113,7 +114,20 @@ class BallCircuit:
             k = self._hook("0.attn.k", self._sparsify(k, "attn_k", ok))
             q = self._hook("0.attn.q", self._sparsify(q, "attn_q", ok))
             v = self._hook("0.attn.v", self._sparsify(v, "attn_v", ok))
-            self._tokens = (tokens, x, q, k, v, ok)
+            slots = sorted({*((t,) for t in (*template.prefix, *template.suffix)), *template.members})
+            rows = [[tokens.index(t) for t in slot] for slot in slots]
+            bigram = self._param("bigram_table")
+            columns = [template.alternative, template.target]
+            b = None if bigram is None else [[arb(float(bigram[t, c])) for c in columns] for t in tokens]
+
+            def union(values: list, r: list) -> list:
+                out = list(values[r[0]])
+                for i in r[1:]:
+                    out = [a.union(c) for a, c in zip(out, values[i])]
+                return out
+
+            self._tokens = (slots, *([union(a, r) for r in rows] for a in (x, q, k, v)),
+                            [all(ok[i] for i in r) for r in rows], None if b is None else [union(b, r) for r in rows])
         return self._tokens
 
     # --- one (length, last token): every orbit
@@ -130,25 +144,25 @@ class BallCircuit:
 
     def _classes(self, n: int, last: int, m: arb) -> dict:
         template, config = self.cm.template, self.config
-        tokens, x, q, k, v, token_ok = self._token_rows()
-        where = {t: i for i, t in enumerate(tokens)}
-        query = where[template.suffix[-1]] if template.suffix else where[template.token_ids[last]]
+        slots, x, q, k, v, token_ok, bigram = self._token_rows()
+        where = {slot: i for i, slot in enumerate(slots)}
+        query = where[(template.suffix[-1],)] if template.suffix else where[template.members[last]]
         vectors = [c for c in _compositions(n, len(template.token_ids)) if c[last] >= 1]
         if not vectors:
             return {}
         h, dh = config.n_head, config.d_head
         root = arb(math.sqrt(dh))
         scores = [[sum((q[query][hh * dh + j] * k[u][hh * dh + j] for j in range(dh)), arb(0)) / root
-                   for hh in range(h)] for u in range(len(tokens))]
+                   for hh in range(h)] for u in range(len(slots))]
         sink = self._param("transformer.h.0.attn.attn_imp.sink_logit")
         rows, ok = [], []
         for counts in vectors:
-            mult = [0] * len(tokens)
+            mult = [0] * len(slots)
             for t in (*template.prefix, *template.suffix):
-                mult[where[t]] += 1
-            for a, t in enumerate(template.token_ids):
-                mult[where[t]] += counts[a]
-            present = [u for u in range(len(tokens)) if mult[u]]
+                mult[where[(t,)]] += 1
+            for a, slot in enumerate(template.members):
+                mult[where[slot]] += counts[a]
+            present = [u for u in range(len(slots)) if mult[u]]
             ok.append(token_ok[query] and all(token_ok[u] for u in present))
             y = []
             for hh in range(h):
@@ -176,11 +190,10 @@ class BallCircuit:
         columns = [template.alternative, template.target]
         head = self._param("lm_head.weight")[columns]
         offset = self._param("final_logits_bias")[columns]
-        bigram = self._param("bigram_table")
         out = {}
         for counts, row, decided in zip(vectors, final, ok):
             logit = [sum((a * arb(float(w)) for a, w in zip(row, head[c])), arb(0)) + arb(float(offset[c]))
-                     + (arb(float(bigram[tokens[query], columns[c]])) if bigram is not None else 0) for c in (0, 1)]
+                     + (bigram[query][c] if bigram is not None else 0) for c in (0, 1)]
             difference = logit[1] - logit[0]
             out[counts] = None if not decided else 1 if difference > m else 0 if difference < -m else None
         return out

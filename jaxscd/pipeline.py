@@ -101,6 +101,7 @@ class DistillResult:
     exact_description: CountDescription | None = None  # NO_PROGRAM: the decision as a table over token counts
     tried: tuple = ()  # beyond enumeration: {"program", "outcome", ...} per candidate
     departures: dict | None = None  # beyond enumeration: where the circuit departs from a counting spec
+    sampled_departures: dict | None = None  # beyond the bounds: departures from the spec among uniform samples
     short: DistillResult | None = None  # beyond enumeration: the run on the source's default domain
     restriction: bool = False  # the domain's precondition narrows the circuit source's own
     purity: PurityEvidence | None = None  # what the purity check re-ran on the truth table (enumerable domains)
@@ -135,6 +136,7 @@ class DistillResult:
             "spec_mismatches": self.spec_mismatch_count if self.spec_mismatches is not None else None,
             "spec_patterns": list(self.spec_patterns),
             "spec_departures": self.departures,
+            "sampled_departures": self.sampled_departures,
             "exact_description": None if self.exact_description is None else self.exact_description.to_json() | {
                 "source": self.exact_description.source(d, self.class_names)},
             "near_misses": [{"program": render(m.program, d.alphabet, self.class_names),
@@ -572,7 +574,7 @@ def _attacked(source, domain: Domain, config: DistillConfig, spec: Callable | No
         first = next(t for t in tried if not t["outcome"].startswith("refuted"))
         run.notes.append(f"{unrefuted} candidate{'s' * (unrefuted > 1)} not refuted (e.g. {first['program']}: "
                          f"{first.get('reason', 'not searched')}); not proved: {refusal}")
-    intended = getattr(spec, "program", None)
+    intended, departures = getattr(spec, "program", None) or spec, None
     if intended is not None and time.monotonic() < deadline:
         with stage("spec search"):
             searched = attack.search(intended, min(deadline - time.monotonic(), 60.0))
@@ -583,9 +585,16 @@ def _attacked(source, domain: Domain, config: DistillConfig, spec: Callable | No
                              f"{circuit.class_names[found.circuit]} (margin {found.margin:.3g})")
         else:
             run.notes.append(f"no departure from {source.spec_label} found ({searched.describe()})")
+        with stage("spec sample"):
+            cells = attack.departure_rates(intended, seconds=max(0.0, min(deadline - time.monotonic(), 30.0)))
+        if cells:
+            departures = {"sampled": True, "spec": source.spec_label, "cells": cells}
+            rates = ", ".join(f"{n}: {d}/{v}" for n, v, d, _ in cells if v)
+            run.notes.append(f"departures from {source.spec_label} among uniform random sequences per length "
+                             f"(an estimate, not a bound): {rates}")
     verdict = Verdict.UNKNOWN if unrefuted else None
     return run.result(verdict, n_valid=None, margin=None, margin_bound=attack.margin, tried=tuple(tried),
-                      short=short, restriction=restriction, timings=stage.timings)
+                      short=short, restriction=restriction, timings=stage.timings, sampled_departures=departures)
 
 
 def _outcome(program: Program, proof: ProofResult, at) -> dict:

@@ -29,6 +29,9 @@ BREAKS = textwrap.dedent('''
         need = 2 if tokens.shape[1] < BREAK else 3
         score = (tokens == 0).sum(axis=1) - need + 0.5
         return np.stack([np.zeros_like(score, dtype=float), score.astype(float)], axis=1)
+
+    def SPEC(tokens):
+        return int(tokens.count(0) >= 2)
 ''')
 
 
@@ -63,6 +66,11 @@ def test_a_circuit_that_breaks_is_refuted_at_its_first_broken_length(tmp_path, b
     assert exact and exact[0]["length"] == brk  # the shortest: every shorter sequence agrees
     tokens = exact[0]["tokens"]
     assert tokens.count(0) == 2 and exact[0]["circuit"] == 0 and exact[0]["program_class"] == 1
+    assert any(f"departs from" in note and f"at length {brk} " in note for note in payload["notes"])
+    cells = payload["sampled_departures"]["cells"]  # [length, sampled, departed, untrusted]
+    assert cells and all(departed == 0 for n, _, departed, _ in cells if n < brk)
+    if brk == 13:  # #a == 2 in about 10% of the sequences of length 13
+        assert [departed for n, _, departed, _ in cells if n == brk][0] > 0
 
 
 def test_a_circuit_that_holds_is_unknown_never_proved(tmp_path):

@@ -21,12 +21,19 @@ import numpy as np
 
 from jaxscd.domain import Domain
 from jaxscd.dsl import reference as dsl
+from jaxscd.dsl.programs import Program
 
 POPULATION = 256  # sequences per evaluation (one compiled shape per length)
 GENERATIONS = 12
 ELITE = 32
 RUNGS = 24  # lengths tried at most per program (all of them when the domain has fewer)
 SECONDS_PER_PROGRAM = 90.0
+
+
+def classes(program, rows: list) -> np.ndarray:
+    """int8 [B]: a DSL program's class (the reference interpreter), or a spec callable's, of each sequence."""
+    decide = (lambda r: dsl.run(program, r)) if isinstance(program, Program) else (lambda r: int(program(r)))
+    return np.array([decide(r) for r in rows], dtype=np.int8)
 
 
 @dataclass
@@ -65,7 +72,7 @@ def ladder(lengths: range, after: int, rungs: int = RUNGS) -> list[int]:
 
 @dataclass(eq=False)
 class Attack:
-    """The circuit on ``domain`` by search. Has ``domain``, ``margin`` and ``rerun`` like ``AtLength``, so the
+    """The circuit on ``domain`` by search (a program: a DSL term or a spec callable on token lists). Has ``domain``, ``margin`` and ``rerun`` like ``AtLength``, so the
     pipeline's candidates table reads either."""
 
     circuit: object
@@ -89,7 +96,7 @@ class Attack:
         self.margin = max(self.margin, float(bound))
         signed = np.where(decision == 1, gap, -gap)
         rows = tokens.tolist()
-        expected = np.array([dsl.run(program, r) for r in rows], dtype=np.int8)
+        expected = classes(program, rows)
         lean = np.where(expected == 1, -signed, signed)
         pre = self.domain.precondition
         if pre is not None:
@@ -154,6 +161,28 @@ class Attack:
             return candidates[best].tolist()
         return self._at(program, n, rng, stats, deadline) if time.monotonic() < deadline else None
 
+    def departure_rates(self, program, samples: int = POPULATION, seconds: float = 30.0) -> list:
+        """Per ladder length, uniform random sequences: [length, valid sampled, departing from ``program`` with
+        margin, within the float bound]: an unbiased estimate of the share of the length's sequences where the
+        circuit departs (not a bound)."""
+        from jaxscd.kernels.evaluate import run_circuit
+
+        rng = np.random.default_rng(self.seed + 1)
+        deadline, cells = time.monotonic() + seconds, []
+        for n in ladder(self.domain.lengths, self.enumerated):
+            if time.monotonic() > deadline:
+                break
+            tokens = rng.integers(0, self.domain.n_tokens, (samples, n)).astype(np.int32)
+            rows = tokens.tolist()
+            pre = self.domain.precondition
+            valid = np.array([pre is None or dsl.run(pre, r) == 1 for r in rows])
+            decision, gap, bound = run_circuit(self.circuit, tokens)
+            expected = classes(program, rows)
+            trusted = gap > max(self.margin, float(bound))
+            cells.append([n, int(valid.sum()), int((valid & trusted & (decision != expected)).sum()),
+                          int((valid & ~trusted).sum())])
+        return cells
+
     def search(self, program, seconds: float = SECONDS_PER_PROGRAM) -> Searched:
         start = time.monotonic()
         deadline = start + seconds
@@ -181,6 +210,6 @@ class Attack:
         if found is None:
             return stats
         decision, gap = self.rerun(found)
-        if gap > self.margin and decision != dsl.run(program, found):
+        if gap > self.margin and decision != classes(program, [found])[0]:
             stats.found = Found(found, decision, gap)
         return stats

@@ -348,3 +348,28 @@ def test_cli_graph_at_length_and_graphs_of_other_shapes(tmp_path):
         assert payload["proof"]["method"] == "cube bounds + smt-tree"
     else:
         assert any("not refuted" in note or "bounds" in note for note in payload["notes"])
+
+
+def test_long_bundles_of_a_callable_and_a_graph_bind_their_circuit_files(tmp_path):
+    """A callable holding a reference circuit and a one-layer graph, proved at length: each bundle verifies from
+    its circuit file, and fails once the file changes (an edited callable, a nudged graph weight)."""
+    from click.testing import CliRunner
+
+    from jaxscd.cli import main
+
+    code = tmp_path / "depth.py"
+    code.write_text("from jaxscd.circuits.reference import bracket_depth_circuit\nALPHABET = ('[', ']', 'a')\n"
+                    "LENGTHS = (1, 4)\nf = bracket_depth_circuit()\n")
+    graph = tmp_path / "depth_graph.json"
+    CliRunner().invoke(main, ["export-graph", "bracket_depth", "-o", str(graph)])
+    for source, circuit in ((["--circuit", f"{code}:f"], ["--circuit", f"{code}:f"]), (["--graph", str(graph)], [])):
+        bundle = tmp_path / f"bundle_{len(circuit)}"
+        run = CliRunner().invoke(main, ["distill", *source, "--max-len", "24", "--out", str(bundle), "--json"])
+        assert run.exit_code == 0 and json.loads(run.stdout)["proof"]["method"] == "orbit bounds", run.output
+        assert CliRunner().invoke(main, ["verify", str(bundle), *circuit]).exit_code == 0
+    code.write_text(code.read_text() + "# edited\n")
+    assert CliRunner().invoke(main, ["verify", str(tmp_path / "bundle_2"), "--circuit", f"{code}:f"]).exit_code != 0
+    data = json.loads(graph.read_text())
+    data["readout"]["weights"] = {k: [w[0], w[1] + 1e-6] for k, w in data["readout"]["weights"].items()}
+    graph.write_text(json.dumps(data))
+    assert CliRunner().invoke(main, ["verify", str(tmp_path / "bundle_0")]).exit_code != 0

@@ -100,3 +100,15 @@ def test_search_finds_a_disagreement_the_float_circuit_gives(tmp_path):
     tokens = searched.found.tokens
     assert searched.found.circuit != dsl.run(program, tokens) and searched.found.margin > 0
     assert len(tokens) == 1 and tokens == [2]  # the shortest: 'c' alone (score -0.5 flipped to +0.5)
+
+
+def test_sampled_departures_are_drawn_with_plots_and_in_the_report(tmp_path):
+    proc, payload = _distill(["--circuit", _circuit(tmp_path, 13), "--max-len", "16", "--out", str(tmp_path / "b"),
+                              "--plots", str(tmp_path / "figs")])
+    assert payload is not None and payload["verdict"] == "REFUTED", proc.stderr
+    assert (tmp_path / "figs" / "departures.png").stat().st_size > 1000
+    report = subprocess.run([sys.executable, "-m", "jaxscd.cli", "report", str(tmp_path / "b"), "-o",
+                             str(tmp_path / "r.html")], capture_output=True, text=True, cwd=ROOT)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert "among uniform random sequences: an estimate" in page and "<svg" in page

@@ -101,8 +101,13 @@ def result_figures(result, source) -> dict:
     if not domain.exhaustive:  # beyond enumeration: the departures from the spec, exact by orbits, when known
         from jaxscd.report.draw import long_departure_figure
 
+        from jaxscd.report.draw import sampled_departure_figure
+
         span = f"lengths {domain.min_len}..{domain.max_len}"
-        return {"departures": long_departure_figure(result.departures, span)} if result.departures else {}
+        if result.departures:
+            return {"departures": long_departure_figure(result.departures, span)}
+        sampled = result.sampled_departures
+        return {"departures": sampled_departure_figure(sampled, span)} if sampled and sampled["cells"] else {}
     valid = precondition_mask(domain)
     if result.program is not None and result.circuit_program_mismatches == 0:
         decisions, shown = program_decisions(result.program, domain), "the circuit (equal to the program everywhere)"
@@ -147,11 +152,19 @@ def report_context(bundle_dir, circuit_target: str | None = None) -> dict:
             from None
 
 
+def _sampled_lines(sampled: dict) -> list[str]:
+    """Readable lines of ``sampled_departures``: the departing share at each sampled length."""
+    cells = [c for c in sampled["cells"] if isinstance(c, list) and len(c) == 4 and c[1]]
+    lines = [f"departures from {sampled.get('spec', 'the spec')} among uniform random sequences (an estimate, not a "
+             f"bound; no bounds cover this circuit at these lengths):"]
+    return lines + [f"length {n}: {d:,} of {v:,} sampled sequences depart" for n, v, d, _ in cells[:24]]
+
+
 def _long_context(bundle: Path, cert: dict, domain: Domain, classes: list, rebuilt: Rebuilt) -> dict:
     """A long-context bundle (``jaxscd.long_context``): no truth table to draw (beyond enumeration); the strategy,
     the symmetry claim, the candidates and the dilution map (exact counts by orbits) from the certificate."""
     from jaxscd.beyond.departures import departure_lines
-    from jaxscd.report.draw import circuit_diagram, long_departure_figure, svg
+    from jaxscd.report.draw import circuit_diagram, long_departure_figure, sampled_departure_figure, svg
 
     run = cert.get("run") if isinstance(cert.get("run"), dict) else {}
     long = cert.get("long_context") if isinstance(cert.get("long_context"), dict) else {}
@@ -159,18 +172,24 @@ def _long_context(bundle: Path, cert: dict, domain: Domain, classes: list, rebui
     drawn = {"circuit": circuit_diagram(rebuilt.graph, title)}
     departures = run.get("spec_departures") or run.get("departures")  # "departures": bundles before one result type
     departures = departures if isinstance(departures, dict) else None
+    sampled = run.get("sampled_departures") if isinstance(run.get("sampled_departures"), dict) else None
     if departures:
         drawn["departures"] = long_departure_figure(departures, f"lengths {domain.min_len}..{domain.max_len}")
+    elif sampled and isinstance(sampled.get("cells"), list) and sampled["cells"]:
+        drawn["departures"] = sampled_departure_figure(sampled, f"lengths {domain.min_len}..{domain.max_len}")
     symmetry = long.get("symmetry") if isinstance(long.get("symmetry"), dict) else None
     return {
-        "long": long, "symmetry": symmetry,
+        "long": long, "beyond": True, "symmetry": symmetry,
         "candidates": run.get("tried") or (run["candidates"] if isinstance(run.get("candidates"), list) else []),
         "departure_lines": [line.removeprefix("spec").strip() for line in departure_lines(departures, classes)]
-        if departures else [],
+        if departures else _sampled_lines(sampled) if drawn.get("departures") is not None else [],
         "figures": {name: svg(figure) for name, figure in drawn.items()},
         "figure_captions": {"circuit": GRAPH_CAPTION,
                             "departures": "Where the circuit departs from the task's intended behaviour, per length "
-                                          "and statistic value: exact counts over every sequence, by orbits."},
+                                          "and statistic value: exact counts over every sequence, by orbits."
+                                          if departures else "Where the circuit departs from its intended behaviour, "
+                                          "per length, among uniform random sequences: an estimate (no bounds cover "
+                                          "this circuit at these lengths)."},
         "timings": _timings(run), "run": run,
     }
 

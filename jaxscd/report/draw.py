@@ -219,3 +219,27 @@ def long_departure_figure(departures: dict, domain_text: str):
                  f"{domain_text}", fontsize=9)
     figure.colorbar(image, ax=ax, fraction=0.04).set_label("share of sequences departing")
     return figure
+
+
+def sampled_departure_figure(sampled: dict, domain_text: str):
+    """Departures from the spec among uniform random sequences per length (``sampled_departures``, where no bounds
+    cover the circuit): the share departing with a 95% Wilson interval per length. An estimate, not a bound."""
+    cells = [c for c in sampled["cells"] if c[1]]
+    lengths = np.array([c[0] for c in cells], dtype=float)
+    n = np.array([c[1] for c in cells], dtype=float)
+    share = np.array([c[2] for c in cells], dtype=float) / n
+    z = 1.96
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    figure = new_figure(8.5, 4.0)
+    ax = figure.add_subplot()
+    ax.fill_between(lengths, np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1), color="#fbb4ae", alpha=0.6,
+                    label="95% interval")
+    ax.plot(lengths, share, marker="o", color="#c53030", label="sampled share")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("length")
+    ax.set_ylabel("share departing from the spec")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(f"where the circuit departs from {sampled['spec']} (sampled: {int(n.sum()):,} uniform sequences, "
+                 f"{domain_text})", fontsize=9)
+    return figure

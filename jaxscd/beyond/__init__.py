@@ -1,9 +1,11 @@
 """Beyond exhaustion: C == P on domains too large to enumerate, by sound bounds on a circuit whose structure is
 known (``model_of``: the built-in one-layer reference circuits, JSON graphs of the same shape, an MLP then one
-head read at the last position, and one-layer circuit_sparsity checkpoints without position embeddings).
+head read at the last position, JSON graphs of any other shape (``GraphModel``: cube bounds layer by layer), and
+one-layer circuit_sparsity checkpoints without position embeddings).
 
 - ``bounds``: outward-rounded float bounds of the decision over orbits and cubes, and the branch-and-bound tree;
 - ``exact``: the same bounds in integers and rationals, the second implementation ``jaxscd verify`` runs;
+- ``graph_bounds`` / ``graph_exact``: cube bounds of multi-layer JSON graphs (interval numpy; arb balls);
 - ``checkpoint`` / ``checkpoint_exact``: orbit bounds of circuit_sparsity checkpoints (interval numpy; arb balls);
 - ``strategies``: the proof strategies ``orbits`` and ``circuit-bounds`` (prove, files, recheck);
 - ``departures``: where a circuit departs from a counting spec, exact over the whole long domain.
@@ -39,7 +41,11 @@ class BoundsModel(Protocol):
     def orbit_classes(self, tables, orb) -> np.ndarray: ...  # int8 [orbits]: 1 / 0 decided, -1 undecided
 
     def exact(self, max_len: int): ...  # the second implementation verify runs: ``symmetry_holds(max_len)``,
-    # ``orbit_classes(n, last, margin)`` -> {counts: class or None}, ``margin`` (a floor for the recorded margin)
+    # ``orbit_classes(n, last, margin)`` -> {counts: class or None}, ``cube_class(n, allowed, margin)`` -> class
+    # or None (cube models), ``margin`` (a floor for the recorded margin)
+
+    # cube models (``cubes`` true) also build the tree: ``cube_tree(tables, lengths, precondition, deadline)`` ->
+    # ``bounds.CubeTree``
 
 
 @dataclass(eq=False)
@@ -76,11 +82,54 @@ class ReferenceModel:
 
         return ExactCircuit(self.one_layer, max_len)
 
+    def cube_tree(self, tables, lengths, precondition=None, deadline: float | None = None):
+        from jaxscd.beyond.bounds import build_cube_tree
+
+        return build_cube_tree(tables, lengths, precondition, deadline=deadline)
+
+
+@dataclass(eq=False)
+class GraphModel:
+    """A JSON circuit graph of any other shape (``CircuitGraph``: any number of layers, heads with query "all" or
+    "last", relu MLPs, a positional embedding or none) as a ``BoundsModel``: cube bounds only (``graph_bounds``,
+    re-derived by ``graph_exact``). No symmetry is claimed: a causal multi-layer circuit need not be a function of
+    the token counts."""
+
+    graph: object
+    cubes = True
+
+    def refusal(self, max_len: int) -> str | None:
+        positions = self.graph.max_positions
+        return None if self.accepts(max_len) else f"its {positions} positions"
+
+    def accepts(self, max_len: int) -> bool:
+        return self.graph.max_positions is None or max_len <= self.graph.max_positions
+
+    def symmetry(self, max_len: int):
+        return None
+
+    def float_tables(self, max_len: int):
+        from jaxscd.beyond.graph_bounds import GraphBounds
+
+        return GraphBounds(self.graph, max_len)
+
+    def orbit_classes(self, tables, orb) -> np.ndarray:
+        return np.full(len(orb), -1, dtype=np.int8)  # no symmetry: no orbit is decided
+
+    def exact(self, max_len: int):
+        from jaxscd.beyond.graph_exact import BallGraph
+
+        return BallGraph(self.graph, max_len)
+
+    def cube_tree(self, tables, lengths, precondition=None, deadline: float | None = None):
+        return tables.cube_tree(lengths, precondition, deadline)
+
 
 def model_of(circuit) -> BoundsModel | None:
     """The circuit's structure as the bounds know it, or None: a built-in ``OneLayerCircuit``, a JSON graph of that
-    shape (``CircuitGraph.one_layer``), or a circuit_sparsity checkpoint circuit (its ``refusal`` says whether the
-    orbit bounds cover it)."""
+    shape (``CircuitGraph.one_layer``; its bounds are exact per position and faster), any other JSON graph
+    (``GraphModel``), or a circuit_sparsity checkpoint circuit (its ``refusal`` says whether the orbit bounds cover
+    it)."""
     from jaxscd.beyond.checkpoint import CheckpointModel
     from jaxscd.circuits.graph import CircuitGraph
     from jaxscd.circuits.reference import OneLayerCircuit
@@ -91,7 +140,7 @@ def model_of(circuit) -> BoundsModel | None:
         return CheckpointModel(*checkpoint)
     if isinstance(forward, CircuitGraph):
         one_layer = forward.one_layer()
-        return None if one_layer is None else ReferenceModel(one_layer)
+        return GraphModel(forward) if one_layer is None else ReferenceModel(one_layer)
     return ReferenceModel(forward) if isinstance(forward, OneLayerCircuit) else None
 
 

@@ -242,20 +242,49 @@ def _split_inner(bounds: LastTokenBounds, allowed: np.ndarray) -> tuple[int, lis
 
 def build_cube_tree(tables: TokenTables, lengths: range, precondition=None, max_cubes: int = MAX_CUBES,
                     deadline: float | None = None) -> CubeTree:
-    """Branch and bound per length: a cube is decided when every last token it allows decides one class
-    (``cube_class``), void when the precondition excludes it; otherwise it splits the last position when the
-    classes of its last tokens differ (or none decides), else the position of widest bound. Cubes left when the
-    budget runs out are returned undecided (the tree then proves nothing)."""
-    import time
-
-    result = CubeTree({}, [])
+    """Branch and bound per length on a one-layer reference circuit (``grow_cube_tree``): a cube's class per last
+    token by ``cube_class``; it splits the last position when the classes of its last tokens differ (or none
+    decides), else the position of widest bound."""
     cache: dict = {}
-    v = tables.n_tokens
 
     def bounds(n, last):
         if (n, last) not in cache:
             cache[(n, last)] = last_token_bounds(tables, n, last)
         return cache[(n, last)]
+
+    def classes_of(n, allowed):
+        classes = {}
+        for last in np.flatnonzero(allowed[n - 1]).tolist():
+            pinned = allowed.copy()
+            pinned[n - 1] = False
+            pinned[n - 1, last] = True
+            classes[last] = cube_class(bounds(n, last), pinned)
+        return classes
+
+    def split(n, allowed, classes):
+        group = _split_last(classes) if len(classes) > 1 else None
+        if group is None and len(classes) > 1:
+            group = sorted(classes)[:len(classes) // 2]
+        if group is not None:
+            return n - 1, group
+        if allowed[:n - 1].sum(axis=1).max(initial=1) <= 1:
+            return None  # one sequence whose margin is too small
+        return _split_inner(bounds(n, next(iter(classes))), allowed)
+
+    return grow_cube_tree(lengths, tables.n_tokens, classes_of, split, precondition, max_cubes, deadline)
+
+
+def grow_cube_tree(lengths: range, n_tokens: int, classes_of, split, precondition=None, max_cubes: int = MAX_CUBES,
+                   deadline: float | None = None) -> CubeTree:
+    """Branch and bound per length, for any circuit whose bounds give ``classes_of(n, allowed)`` ({last token
+    allowed: 1 / 0 / None}) and ``split(n, allowed, classes)`` ((position, group of its tokens) or None when the
+    cube cannot be split further). A cube is decided when every last token it allows decides one class, void when
+    the precondition excludes it; otherwise it is split in two. Cubes left when the budget (``max_cubes``, the
+    ``deadline`` of time.monotonic()) runs out, or that cannot be split, are returned undecided (the tree then
+    proves nothing)."""
+    import time
+
+    result = CubeTree({}, [])
 
     def grow(n, allowed):
         result.cubes += 1
@@ -264,25 +293,15 @@ def build_cube_tree(tables: TokenTables, lengths: range, precondition=None, max_
             return VOID
         if _void(precondition, allowed):
             return VOID
-        classes = {}
-        for last in np.flatnonzero(allowed[n - 1]).tolist():
-            pinned = allowed.copy()
-            pinned[n - 1] = False
-            pinned[n - 1, last] = True
-            classes[last] = cube_class(bounds(n, last), pinned)
+        classes = classes_of(n, allowed)
         values = set(classes.values())
         if len(values) == 1 and None not in values:
             return values.pop()
-        group = _split_last(classes) if len(classes) > 1 else None
-        if group is None and len(classes) > 1:
-            group = sorted(classes)[:len(classes) // 2]
-        if group is not None:
-            j = n - 1
-        else:
-            if allowed[:n - 1].sum(axis=1).max(initial=1) <= 1:
-                result.undecided.append((n, allowed))  # one sequence whose margin is too small
-                return VOID
-            j, group = _split_inner(bounds(n, next(iter(classes))), allowed)
+        choice = split(n, allowed, classes)
+        if choice is None:
+            result.undecided.append((n, allowed))
+            return VOID
+        j, group = choice
         then, other = allowed.copy(), allowed.copy()
         then[j] = False
         then[j, group] = True
@@ -290,7 +309,7 @@ def build_cube_tree(tables: TokenTables, lengths: range, precondition=None, max_
         return [j, group, grow(n, then), grow(n, other)]
 
     for n in lengths:
-        result.trees[n] = grow(n, np.ones((n, v), dtype=bool))
+        result.trees[n] = grow(n, np.ones((n, n_tokens), dtype=bool))
     return result
 
 

@@ -75,9 +75,8 @@ class AtLength:
     @cached_property
     def cube_tree(self) -> bounds.CubeTree:
         if not self.model.cubes:
-            raise ValueError(f"{self.circuit.name}: cube trees need a one-layer reference circuit")
-        return bounds.build_cube_tree(self.tables, self.domain.lengths, self.domain.precondition,
-                                      deadline=self.deadline)
+            raise ValueError(f"{self.circuit.name}: cube trees need a reference circuit or a JSON circuit graph")
+        return self.model.cube_tree(self.tables, self.domain.lengths, self.domain.precondition, self.deadline)
 
     def rerun(self, tokens: list[int]) -> tuple[int, float]:
         """(decision, margin) of the float64 circuit on one sequence."""

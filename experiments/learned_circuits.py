@@ -1,7 +1,7 @@
 """Train, prune and distill learned circuits over seeds; prints a Markdown table (and appends JSON lines).
 
     .venv/bin/python experiments/learned_circuits.py [--tasks quote_close,bracket_depth] [--seeds 0,1,2,3,4]
-        [--steps 1500] [--layers 1] [--out out/learned]
+        [--steps N] [--layers 1] [--out out/learned]
 
 Each row: train (jaxscd.learn.train), prune (jaxscd.learn.prune), then jaxscd's distill on the pruned circuit read
 back from the exported files, exactly as `jaxscd distill --circuit-sparsity` runs it; every PROVED program is
@@ -34,11 +34,12 @@ def checked_on_every_input(circuit, domain: Domain, program) -> bool:
     return True
 
 
-def one(task: str, seed: int, steps: int, layers: int, root: Path) -> dict:
+def one(task: str, seed: int, steps: int | None, layers: int, root: Path) -> dict:
     started = time.perf_counter()
     run_dir = root / f"{task}_L{layers}_s{seed}"
     model_dir, circuit_dir = run_dir / "model", run_dir / "circuit"
-    trained = train(task, model_dir, default_config(task, seed=seed, steps=steps, n_layer=layers), progress=False)
+    steps = {} if steps is None else {"steps": steps}  # default: the task's default_config, as `jaxscd train`
+    trained = train(task, model_dir, default_config(task, seed=seed, n_layer=layers, **steps), progress=False)
     pruned = prune(model_dir, task, circuit_dir, PruneConfig(seed=seed))
     circuit, template = load_sparse_circuit(model_dir, pruned.files["template"], pruned.files["viz"],
                                             pruned.files["means"])
@@ -64,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", default="quote_close,bracket_depth")
     parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: TrainConfig's)")
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--out", default="out/learned")
     args = parser.parse_args()

@@ -30,7 +30,7 @@ TINY = {"steps": 300, "max_len": 4, "batch_size": 32, "seed": 0}
 def learned(tmp_path_factory):
     root = tmp_path_factory.mktemp("learned")
     trained = train(TASK, root / "model", default_config(TASK, **TINY), progress=False)
-    pruned = prune(root / "model", TASK, root / "circuit", PruneConfig(steps=60, mean_documents=128))
+    pruned = prune(root / "model", TASK, root / "circuit", PruneConfig(steps=60, mean_documents=128, refine=1))
     return root, trained, pruned
 
 

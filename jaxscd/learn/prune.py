@@ -9,7 +9,8 @@ exactly as circuit_sparsity executes circuits: ``x -> x*mask + mean*(1-mask)``. 
 kept nodes (their sigmoids). The logits then rank the nodes, and a bisection on the number kept finds the fewest
 nodes whose circuit still reaches ``target_loss``. Last, a greedy shrink (``shrink_nodes``) drops kept nodes one at a
 time, least harmful first, while the circuit still reaches the target and takes the model's decision on every input
-of the domain; every candidate circuit of a round is scored in one vmapped forward pass.
+of the domain; every candidate circuit of a round is scored in one vmapped forward pass. Then masks re-learned inside
+the shrunk circuit at a stronger penalty re-rank its nodes for another bisection and shrink (``refine`` rounds).
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ MASKED = ("attn.act_in", "attn.q", "attn.k", "attn.v", "attn.resid_delta", "mlp.
 
 @dataclass(frozen=True)
 class PruneConfig:
-    steps: int = 200
+    steps: int = 400
     learning_rate: float = 0.1
-    penalty: float = 1e-3  # per kept node, in nats of task loss
+    penalty: float = 1e-3  # per kept node, in nats of task loss; ramped up from 0 over the first half of the steps
+    hinge: float = 1.0  # weight of mean(relu(hinge_margin - logit difference in the label's direction))
+    hinge_margin: float = 1.0
     target_loss: float = 0.02  # circuit task loss the bisection must reach (raised to the model's own if higher)
     batch_size: int = 1024
     mean_documents: int = 512  # training-mixture documents the means are taken over
@@ -46,6 +49,7 @@ class PruneConfig:
     min_agreement: float = 1.0  # the circuit's decisions must also agree with the model's on this share of the domain
     attempts: int = 3  # penalties tried: penalty, penalty/4, penalty/16
     shrink: bool = True  # greedy single-node drops after the bisection (``shrink_nodes``)
+    refine: int = 2  # rounds of re-learning the masks inside the shrunk circuit at 4x the penalty, then shrinking
     margin: float = 1e-3  # a kept decision needs |logit[target] - logit[alternative]| above this (float32 vs 64)
     candidates_per_batch: int = 4  # candidate circuits scored per vmapped forward pass
     rank_inputs: int = 512  # random domain inputs the shrink ranks nodes on (each drop is checked on all)
@@ -138,35 +142,47 @@ def _make_decisions(config: GPTConfig, language: data.TaskLanguage):
     return decisions
 
 
-def learn_gates(params32: dict, means: dict, config: GPTConfig, language, prune: PruneConfig) -> dict:
-    """Node logits after ``prune.steps`` of Adam on task loss + penalty * kept nodes (straight-through masks)."""
+def learn_gates(params32: dict, means: dict, config: GPTConfig, language, prune: PruneConfig,
+                allowed: dict | None = None) -> dict:
+    """Node logits after ``prune.steps`` of Adam on task loss + hinge on the logit difference + penalty * kept nodes
+    (straight-through masks; the penalty ramped linearly from 0 to ``prune.penalty`` over the first half of the
+    steps). With ``allowed`` (location -> kept channel indices), every other node stays ablated (logit -inf)."""
     locations = masked_locations(config)
-    task_loss = _make_task_loss(config, language)
     prompts, answer, labels = _task_arrays(language)
+    columns = jnp.asarray((int(language.answer_ids[0]), int(language.answer_ids[1])))
+    sign = jnp.where(labels > 0, 1.0, -1.0)
+    allow = {loc: jnp.ones(width, jnp.float32) if allowed is None else
+             jnp.zeros(width, jnp.float32).at[jnp.asarray(allowed[loc], jnp.int32)].set(1.0)
+             for loc, width in locations.items()}
     logits = {loc: jnp.full(width, prune.init_logit, jnp.float32) for loc, width in locations.items()}
     optimizer = optax.adam(prune.learning_rate)
 
-    def loss_fn(node_logits, rows):
+    def loss_fn(node_logits, rows, penalty):
         gates = {}
         for loc, theta in node_logits.items():
             soft = jax.nn.sigmoid(theta)
-            gates[loc] = (theta > 0).astype(jnp.float32) + soft - jax.lax.stop_gradient(soft)
-        kept = sum(jnp.sum(jax.nn.sigmoid(theta)) for theta in node_logits.values())
-        hooks = _hooks(gates, means, config, jnp.float32)
-        return task_loss(params32, hooks, prompts[rows], answer[rows], labels[rows]) + prune.penalty * kept
+            gates[loc] = allow[loc] * ((theta > 0).astype(jnp.float32) + soft - jax.lax.stop_gradient(soft))
+        kept = sum(jnp.sum(allow[loc] * jax.nn.sigmoid(theta)) for loc, theta in node_logits.items())
+        logits, _ = _forward(params32, prompts[rows], _hooks(gates, means, config, jnp.float32), config=config)
+        pair = logits[jnp.arange(rows.shape[0]), answer[rows]][:, columns]
+        task = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(pair, labels[rows]))
+        hinge = jnp.mean(jax.nn.relu(prune.hinge_margin - (pair[:, 1] - pair[:, 0]) * sign[rows]))
+        return task + prune.hinge * hinge + penalty * kept
 
     @jax.jit
-    def step(node_logits, opt_state, rows):
-        grads = jax.grad(loss_fn)(node_logits, rows)
+    def step(node_logits, opt_state, rows, penalty):
+        grads = jax.grad(loss_fn)(node_logits, rows, penalty)
         updates, opt_state = optimizer.update(grads, opt_state, node_logits)
         return optax.apply_updates(node_logits, updates), opt_state
 
     opt_state = optimizer.init(logits)
     rng = np.random.default_rng(prune.seed)
     size = min(prune.batch_size, prompts.shape[0])
-    for _ in range(prune.steps):
-        logits, opt_state = step(logits, opt_state, jnp.asarray(rng.choice(prompts.shape[0], size, replace=False)))
-    return {loc: np.asarray(theta) for loc, theta in logits.items()}
+    for index in range(prune.steps):
+        penalty = prune.penalty * min(1.0, 2 * (index + 1) / prune.steps)
+        logits, opt_state = step(logits, opt_state, jnp.asarray(rng.choice(prompts.shape[0], size, replace=False)),
+                                 jnp.float32(penalty))
+    return {loc: np.where(np.asarray(allow[loc]) > 0, np.asarray(theta), -np.inf) for loc, theta in logits.items()}
 
 
 def _kept_top(order: list, count: int, locations: dict) -> dict:
@@ -206,7 +222,8 @@ def bisect_nodes(params32: dict, means: dict, config: GPTConfig, language, node_
     # the target, above it otherwise (the whole model reaches it: the target is raised to the model's loss).
     learned = sum(int(np.sum(theta > 0)) for theta in node_logits.values())
     within = loss_at(learned) <= target
-    low, high = (0, learned) if within else (learned + 1, len(order))
+    candidates = sum(int(np.sum(np.isfinite(theta))) for theta in node_logits.values())  # -inf: not allowed
+    low, high = (0, learned) if within else (learned + 1, candidates)
     while low < high:
         middle = (low + high) // 2
         if loss_at(middle) <= target:
@@ -263,6 +280,16 @@ def _score_in_batches(score, vectors: np.ndarray, size: int) -> tuple[np.ndarray
     return np.concatenate(losses), np.concatenate(agreements)
 
 
+def _vector(kept: dict, config: GPTConfig) -> np.ndarray:
+    """float32 0/1 gates of every masked node, in ``masked_locations`` order, from kept channel indices."""
+    locations = masked_locations(config)
+    bounds = dict(zip(locations, np.cumsum([0, *locations.values()])))
+    vector = np.zeros(sum(locations.values()), np.float32)
+    for loc, indices in kept.items():
+        vector[bounds[loc] + np.asarray(indices, dtype=np.int64)] = 1.0
+    return vector
+
+
 def _without_each(vector: np.ndarray, nodes) -> np.ndarray:
     candidates = np.repeat(vector[None], len(nodes), axis=0)
     candidates[np.arange(len(nodes)), nodes] = 0.0
@@ -284,9 +311,7 @@ def shrink_nodes(params32: dict, means: dict, config: GPTConfig, language, kept:
     size = len(data.enumerate_domain(language)[1])
     sample = np.sort(np.random.default_rng(seed).choice(size, min(rank_inputs, size), replace=False))
     rank = _make_scorer(params32, means, config, language, margin, sample)
-    vector = np.zeros(sum(locations.values()), np.float32)
-    for loc, indices in kept.items():
-        vector[bounds[loc] + np.asarray(indices, dtype=np.int64)] = 1.0
+    vector = _vector(kept, config)
     ok = lambda loss, agreement: (loss <= target) & (agreement >= min_agreement)  # noqa: E731
     dropped = True
     while dropped:
@@ -320,6 +345,10 @@ def shrink_nodes(params32: dict, means: dict, config: GPTConfig, language, kept:
             for loc, width in locations.items()}
 
 
+def _count(kept: dict) -> int:
+    return int(sum(len(indices) for indices in kept.values()))
+
+
 def count_edges(params: dict, config: GPTConfig, kept: dict) -> tuple[int, int]:
     """(edges between kept nodes, edges of the whole model): non-zero weights from a kept input channel to a kept
     output channel (act_in -> q/k/v, v -> attn.resid_delta through its y channel, mlp.act_in -> post_act ->
@@ -347,13 +376,30 @@ def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()
         node_logits = learn_gates(params32, means, gpt, language, replace(config, penalty=config.penalty / 4 ** attempt))
         kept, circuit_loss, within = bisect_nodes(params32, means, gpt, language, node_logits, target,
                                                   config.min_agreement)
-        tries.append((int(sum(len(v) for v in kept.values())), kept, circuit_loss))
+        tries.append((_count(kept), kept, circuit_loss))
         if within:
             break
     nodes_bisected, kept, circuit_loss = tries[-1] if within else min(tries, key=lambda t: t[0])
     if config.shrink:
-        kept = shrink_nodes(params32, means, gpt, language, kept, target, config.min_agreement, config.margin,
-                            config.candidates_per_batch, config.rank_inputs, config.seed)
+        shrink = lambda start: shrink_nodes(params32, means, gpt, language, start, target,  # noqa: E731
+                                            config.min_agreement, config.margin, config.candidates_per_batch,
+                                            config.rank_inputs, config.seed)
+        kept = shrink(kept)
+        score = _make_scorer(params32, means, gpt, language, config.margin)
+
+        def passes(circuit: dict) -> bool:  # the shrink's test: target loss, and the decisions with the margin
+            loss, agreement = score(jnp.asarray(_vector(circuit, gpt)[None]))
+            return float(loss[0]) <= target and float(agreement[0]) >= config.min_agreement
+
+        # the shrink stops at a local minimum (no single node can go); masks re-learned inside it at a stronger
+        # penalty rank its nodes afresh, and the bisection and shrink from that ranking can end lower
+        for round_ in range(1, config.refine + 1):
+            stronger = replace(config, penalty=config.penalty * 4 ** round_)
+            inside = learn_gates(params32, means, gpt, language, stronger, allowed=kept)
+            smaller = shrink(bisect_nodes(params32, means, gpt, language, inside, target, config.min_agreement)[0])
+            if _count(smaller) >= _count(kept) or not passes(smaller):
+                break
+            kept = smaller
         hooks = _hooks(_gates(kept, gpt), means, gpt, jnp.float32)
         circuit_loss = float(jax.jit(_make_task_loss(gpt, language))(params32, hooks, *_task_arrays(language)))
     circuit = make_circuit(gpt, kept, means)
@@ -363,7 +409,7 @@ def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()
     _, labels = data.enumerate_domain(language)
     edges_kept, edges_total = count_edges(params, gpt, kept)
     nodes_total = sum(masked_locations(gpt).values())
-    metrics = {"nodes_kept": int(sum(len(v) for v in kept.values())), "nodes_bisected": nodes_bisected,
+    metrics = {"nodes_kept": _count(kept), "nodes_bisected": nodes_bisected,
                "nodes_total": nodes_total,
                "edges_kept": edges_kept, "edges_total": edges_total, "task_loss": circuit_loss,
                "model_loss": model_loss, "target_loss": target,

@@ -482,6 +482,7 @@ def _beyond(source, domain: Domain, config: DistillConfig, spec: Callable | None
     """Candidates from the enumerable run on the source's default domain, each proved or refuted on ``domain`` by
     the strategy the circuit's structure allows: orbits under a proved symmetry, else the cube tree."""
     from jaxscd.beyond import model_of
+    from jaxscd.beyond.attack import Attack
     from jaxscd.beyond.departures import spec_departures
     from jaxscd.beyond.refit import refits
     from jaxscd.beyond.strategies import CIRCUIT_BOUNDS, ORBITS, AtLength
@@ -518,7 +519,17 @@ def _beyond(source, domain: Domain, config: DistillConfig, spec: Callable | None
         candidates = [p for p in candidates if orbit_invariant(p)]
         candidates += refits(candidates, at.orbits, classes, valid)
         departures = spec_departures(getattr(spec, "program", None), at.orbits, classes, valid, domain)
+    attack = Attack(circuit, domain, enumerated=short.domain.max_len, margin=at.margin)
     for program in candidates:
+        if strategy is CIRCUIT_BOUNDS:  # a cheap search first: a circuit past its break refutes before any tree
+            with stage("counterexample search"):
+                searched = attack.search(program, ATTACK_FIRST_S)
+            if searched.found is not None:
+                proof = ProofResult(Verdict.REFUTED, searched.seconds, counterexample=tuple(searched.found.tokens),
+                                    method="counterexample search")
+                tried.append(_outcome(program, proof, at))
+                run.refuted.append((program, proof.counterexample))
+                continue
         with stage("prove"):
             proof = strategy.prove(Goal(domain, program, circuit=circuit, at_length=at), config.proof_timeout_s)
         tried.append(_outcome(program, proof, at))
@@ -533,6 +544,9 @@ def _beyond(source, domain: Domain, config: DistillConfig, spec: Callable | None
             break
     return run.result(n_valid=None, margin=None, margin_bound=at.margin, tried=tuple(tried), departures=departures,
                       short=short, restriction=restriction, timings=stage.timings)
+
+
+ATTACK_FIRST_S = 10.0  # seconds of counterexample search per candidate before its cube tree is built
 
 
 def _attacked(source, domain: Domain, config: DistillConfig, spec: Callable | None, log: Callable[[str], None],

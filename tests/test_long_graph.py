@@ -212,13 +212,13 @@ def test_contains_b_proved_at_length_and_verified(tmp_path):
 
 def test_graph_proved_below_its_break_and_refuted_above(tmp_path):
     """first_a with e^gain = 19.5: exact on lengths up to 20, not from 21 on. PROVED at --max-len 20 (beyond
-    enumeration), REFUTED at 24 with a counterexample of length >= 21 that the graph itself decides otherwise."""
+    enumeration), REFUTED at 32 with a counterexample of length >= 21 that the graph itself decides otherwise."""
     data = first_graph(gain=math.log(19.5))
     path = _write(tmp_path, data, "first_weak")
     proved, run = _distill(path, 20)
     assert proved["verdict"] == "PROVED" and proved["proof"]["method"] == "cube bounds + smt-tree", run.output
     assert "TokenAt" in proved["tried"][-1]["program"]
-    refuted, run = _distill(path, 24)
+    refuted, run = _distill(path, 32)  # the counterexample search before the tree refutes it in seconds
     assert refuted["verdict"] == "REFUTED", run.output
     cex = next(t for t in refuted["tried"] if t["outcome"] == "refuted")
     assert cex["length"] >= 21 and cex["circuit"] != cex["program_class"]

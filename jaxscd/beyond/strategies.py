@@ -25,7 +25,7 @@ from jaxscd.beyond import bounds, model_of
 from jaxscd.beyond.exact import MIN_MARGIN, ExactCircuit
 from jaxscd.domain import Domain
 from jaxscd.dsl import reference as dsl
-from jaxscd.beyond.symmetry import COUNTS_AND_LAST, count_symmetry, orbit_invariant, orbits, program_on_orbits
+from jaxscd.beyond.symmetry import COUNTS_AND_LAST, orbit_invariant, orbits, program_on_orbits
 from jaxscd.verify.solver import recheck_query, solve_text
 from jaxscd.verify.strategy import CIRCUIT_CLAIM, Goal, ProofResult, ProofStrategy, Verdict
 from jaxscd.verify.tree import TREE_LOGIC, check_partition, read_trees, tree_query, tree_stats, tree_text

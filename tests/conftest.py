@@ -1,3 +1,10 @@
+import os
+
+# The suite runs without the persistent compilation cache (its subprocesses inherit this): a fresh-clone CI run
+# crashed once inside jax's cache write (compilation_cache.put_executable_and_time, SIGSEGV); JAXSCD_CACHE_DIR given
+# by the caller still wins.
+os.environ.setdefault("JAXSCD_CACHE_DIR", "off")
+
 import jax
 import pytest
 

@@ -542,18 +542,24 @@ def plot_command(directory):
               help="Model directory to write: beeg_config.json + final_model.pt (weights.npz without torch); a new or "
               "empty one, or one `jaxscd train` wrote (replaced whole).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (default 2000, 5000 for quote_close past length 8; the "
-              "learning-rate warm-up is at most half of them).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Optimizer steps (default 2000; 4000 for one-layer bracket_depth, 5000 for quote_close past length "
+              "8; the learning-rate warm-up is at most half of them).")
 @click.option("--layers", type=click.IntRange(1, 4), default=1, show_default=True, help="Transformer blocks.")
 @click.option("--max-len", type=click.IntRange(1, 64), default=None, help="Longest training sequence (default 6): "
               "the learned domain is lengths 1..N. The model accepts prompts of up to 128 positions either way.")
+@click.option("--circuit-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the circuit term in the second half of training: the task loss of a gated, "
+              "mean-ablated sub-circuit plus a per-node penalty, so that pruning finds a small circuit (0: off; the "
+              "default is the task's, see docs/learned_circuits.md).")
 @_reported("interrupted; nothing was written")
-def train_command(task, model_dir, seed, steps, layers, max_len):
+def train_command(task, model_dir, seed, steps, layers, max_len, circuit_weight):
     """Train a small weight-sparse GPT on TASK's token language plus filler (circuit_sparsity layout)."""
     from jaxscd.learn.train import default_config, train
 
     config = default_config(task, seed=seed, n_layer=layers, **({} if steps is None else {"steps": steps}),
-                            **({} if max_len is None else {"max_len": max_len}))
+                            **({} if max_len is None else {"max_len": max_len}),
+                            **({} if circuit_weight is None else {"circuit_weight": circuit_weight}))
     result = train(task, model_dir, config)
     click.echo(f"wrote {result.weights_file}: {task} accuracy {result.accuracy:.2%} on its {result.domain_size:,}-"
                f"sequence domain, weight density {result.density:.2f}, {result.seconds:.0f} s")

@@ -6,6 +6,7 @@ from pathlib import Path
 import os
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,7 +20,8 @@ from jaxscd.learn import LearnError, data
 from jaxscd.learn.export import save_circuit, save_model, torch_available
 from jaxscd.learn.model import keep_largest
 from jaxscd.learn.prune import PruneConfig, prune
-from jaxscd.learn.train import _optimizer, default_config, train, warmup_steps
+from jaxscd.learn.train import (_optimizer, circuit_loss, circuit_strength, default_config, masked_locations,
+                                 new_model, train, warmup_steps)
 from jaxscd.pipeline import DistillConfig, Verdict, distill
 
 TASK = "quote_close"
@@ -309,3 +311,65 @@ def test_a_trained_model_brings_its_task_spec_and_accepts_128_positions(learned,
     wpe = np.asarray(model.params["transformer.wpe.weight"])
     document = data.document_length(TINY["max_len"])
     assert np.any(wpe[:document] != 0) and not np.any(wpe[document:] != 0)  # quote_close learns positions
+
+
+def _circuit_batch(config):
+    languages = [data.task_language(TASK, config.max_len)]
+    batch = data.sample_batch(languages, np.random.default_rng(0), 16, data.document_length(config.max_len),
+                              config.filler_fraction, data.filler_chain())
+    return {k: jnp.asarray(getattr(batch, k)) for k in ("tokens", "targets", "is_task", "valid")}
+
+
+def _task_ce(logits, batch) -> float:
+    logp = np.asarray(jax.nn.log_softmax(logits.astype(jnp.float64), -1))
+    picked = np.take_along_axis(logp, np.asarray(batch["targets"])[..., None], -1)[..., 0]
+    task = np.asarray(batch["is_task"], dtype=np.float64)
+    return float(-(picked * task).sum() / task.sum())
+
+
+def test_the_circuit_term_is_the_task_loss_of_the_gated_mean_ablated_model():
+    # gates open: the model's task cross-entropy; gates shut: every masked node at its mean over the batch's real
+    # positions (computed here in numpy), the other locations untouched; plus the penalty per (sigmoid) kept node
+    config = default_config(TASK, **TINY)
+    _, gpt, module = new_model(config)
+    batch = _circuit_batch(config)
+    penalty = 0.01
+    logits, acts = module(batch["tokens"], record=True)
+    widths = masked_locations(gpt)
+    opened = {loc: jnp.full(w, 2.0) for loc, w in widths.items()}
+    term = circuit_loss(module, gpt, opened, acts, batch["tokens"], batch["targets"], batch["is_task"],
+                        batch["valid"], penalty)
+    nodes = sum(widths.values())
+    assert float(term) == pytest.approx(_task_ce(logits, batch) + penalty * nodes * float(jax.nn.sigmoid(2.0)),
+                                        rel=1e-5)
+    real = np.asarray(batch["valid"], dtype=np.float64)[..., None]
+    means = {loc: (np.asarray(a, np.float64) * real).sum((0, 1)) / real.sum() for loc, a in acts.items()}
+    hooks = {loc: (jnp.zeros(len(m)) if loc in widths else jnp.ones(len(m)), jnp.asarray(m, jnp.float32))
+             for loc, m in means.items()}
+    ablated, _ = _forward(module.params(), batch["tokens"], hooks, config=gpt)
+    shut = {loc: jnp.full(w, -2.0) for loc, w in widths.items()}
+    term = circuit_loss(module, gpt, shut, acts, batch["tokens"], batch["targets"], batch["is_task"],
+                        batch["valid"], penalty)
+    expected = _task_ce(ablated, batch) + penalty * nodes * float(jax.nn.sigmoid(-2.0))
+    assert float(term) == pytest.approx(expected, rel=1e-4)
+    assert abs(expected - _task_ce(logits, batch)) > 0.01  # the ablation changes the loss: the check can fail
+
+
+def test_the_circuit_term_trains_the_gates_and_starts_halfway():
+    config = default_config(TASK, **TINY | {"circuit_weight": 2.0})
+    _, gpt, module = new_model(config)
+    batch = _circuit_batch(config)
+    gates = {loc: jnp.full(w, 0.5) for loc, w in masked_locations(gpt).items()}
+
+    def term(gates):
+        _, acts = module(batch["tokens"], record=True)
+        return circuit_loss(module, gpt, gates, acts, batch["tokens"], batch["targets"], batch["is_task"],
+                            batch["valid"], 1e-3)
+
+    grads = jax.grad(term)(gates)  # straight-through: the Heaviside forward, the sigmoid's gradient backward
+    assert all(np.isfinite(np.asarray(g)).all() for g in grads.values())
+    assert sum(float(jnp.abs(g).sum()) for g in grads.values()) > 0
+    strength = [float(circuit_strength(jnp.asarray(s), config)) for s in (0, 150, 187.5, 225, 300)]
+    assert strength == pytest.approx([0.0, 0.0, 1.0, 2.0, 2.0])
+    with pytest.raises(LearnError, match="circuit_start=1.0"):
+        default_config(TASK, circuit_start=1.0)

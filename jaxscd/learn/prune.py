@@ -28,11 +28,9 @@ import optax
 from jaxscd.circuits.sparse_gpt import GPTConfig, _forward, hook_widths, load_model, make_circuit  # noqa: PLC2701
 from jaxscd.learn import data
 from jaxscd.learn.export import CIRCUIT_DIR, save_circuit
-from jaxscd.learn.train import template_decisions
+from jaxscd.learn.train import masked_locations, template_decisions
 from jaxscd.outputs import check_output_dir
 
-MASKED = ("attn.act_in", "attn.q", "attn.k", "attn.v", "attn.resid_delta", "mlp.act_in", "mlp.post_act",
-          "mlp.resid_delta")
 
 
 @dataclass(frozen=True)
@@ -73,11 +71,6 @@ class PruneResult:
     seconds: float
     kept: dict = field(default_factory=dict, repr=False)  # location -> kept channel indices, as written
     means: dict = field(default_factory=dict, repr=False)  # location -> float64 mean [width], as written
-
-
-def masked_locations(config: GPTConfig) -> dict[str, int]:
-    widths = hook_widths(config)
-    return {f"{layer}.{name}": widths[f"{layer}.{name}"] for layer in range(config.n_layer) for name in MASKED}
 
 
 def read_training_info(model_dir) -> dict:

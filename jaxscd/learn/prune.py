@@ -28,9 +28,8 @@ import optax
 from jaxscd.circuits.sparse_gpt import GPTConfig, _forward, hook_widths, load_model, make_circuit  # noqa: PLC2701
 from jaxscd.learn import data
 from jaxscd.learn.export import CIRCUIT_DIR, save_circuit
-from jaxscd.learn.train import masked_locations, template_decisions
+from jaxscd.learn.train import masked_locations, straight_through, template_decisions
 from jaxscd.outputs import check_output_dir
-
 
 
 @dataclass(frozen=True)
@@ -153,8 +152,7 @@ def learn_gates(params32: dict, means: dict, config: GPTConfig, language, prune:
     def loss_fn(node_logits, rows, penalty):
         gates = {}
         for loc, theta in node_logits.items():
-            soft = jax.nn.sigmoid(theta)
-            gates[loc] = allow[loc] * ((theta > 0).astype(jnp.float32) + soft - jax.lax.stop_gradient(soft))
+            gates[loc] = allow[loc] * straight_through(theta)
         kept = sum(jnp.sum(allow[loc] * jax.nn.sigmoid(theta)) for loc, theta in node_logits.items())
         logits, _ = _forward(params32, prompts[rows], _hooks(gates, means, config, jnp.float32), config=config)
         pair = logits[jnp.arange(rows.shape[0]), answer[rows]][:, columns]

@@ -112,6 +112,12 @@ def masked_locations(config: GPTConfig) -> dict[str, int]:
     return {f"{layer}.{name}": widths[f"{layer}.{name}"] for layer in range(config.n_layer) for name in MASKED}
 
 
+def straight_through(theta: jax.Array) -> jax.Array:
+    """A node gate from its logit: Heaviside forward, the sigmoid's gradient backward (float32)."""
+    soft = jax.nn.sigmoid(theta)
+    return (theta > 0).astype(jnp.float32) + soft - jax.lax.stop_gradient(soft)
+
+
 def circuit_strength(step: jax.Array, config: TrainConfig) -> jax.Array:
     """0 before ``circuit_start`` of the steps, then linearly up to ``circuit_weight`` over a quarter of them."""
     start = config.circuit_start * config.steps
@@ -128,13 +134,7 @@ def circuit_loss(model, gpt: GPTConfig, gate_logits: dict, acts: dict, tokens, t
     hooks = {}
     for loc, act in acts.items():
         mean = jax.lax.stop_gradient(jnp.sum(act * real, axis=(0, 1)) / jnp.maximum(jnp.sum(real), 1.0))
-        theta = gate_logits.get(loc)
-        if theta is None:
-            gate = jnp.ones_like(mean)
-        else:
-            soft = jax.nn.sigmoid(theta)
-            gate = (theta > 0).astype(mean.dtype) + soft - jax.lax.stop_gradient(soft)
-        hooks[loc] = (gate, mean)
+        hooks[loc] = (straight_through(gate_logits[loc]) if loc in gate_logits else jnp.ones_like(mean), mean)
     logits, _ = model(tokens, hooks)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     task = is_task.astype(jnp.float32)
@@ -213,8 +213,8 @@ LONG_STEPS = {"quote_close": 5000}
 # One-layer bracket_depth at weight density 0.05 (rows keep 2 weights, so 0.066 in effect), 4000 steps and the circuit
 # term (weight 1, penalty 1e-3): seeds 0-4 learn the whole domain and prune to 17, 11, 10, 14, 12 nodes (without the
 # circuit term: 28, 16, 17, 19, 22; at 0.1 and 2000 steps: 15-48). Penalty 1e-2: 15 and 7 nodes on seeds 0 and 2,
-# but seed 1's model fell to 81% of the domain. Two-layer models keep 0.1 and 2000 steps (train + prune + distill within 5 minutes), and so do models
-# trained past the learned domain (--max-len above 8, measured at 0.1).
+# but seed 1's model fell to 81% of the domain. Two-layer models keep 0.1 and 2000 steps (train + prune + distill
+# within 5 minutes), and so do models trained past the learned domain (--max-len above 8, measured at 0.1).
 ONE_LAYER_DEFAULTS = {"bracket_depth": {"weight_density": 0.05, "steps": 4000, "circuit_weight": 1.0}}
 
 

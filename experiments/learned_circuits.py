@@ -1,7 +1,8 @@
 """Train, prune and distill learned circuits over seeds; prints a Markdown table (and appends JSON lines).
 
     .venv/bin/python experiments/learned_circuits.py [--tasks quote_close,bracket_depth] [--seeds 0,1,2,3,4]
-        [--steps N] [--layers 1] [--train '{"circuit_weight": 1.0}'] [--out out/learned]
+        [--steps N] [--layers 1] [--train '{"circuit_weight": 1.0}'] [--prune '{"restarts": 3}']
+        [--out out/learned]
 
 Each row: train (jaxscd.learn.train), prune (jaxscd.learn.prune), then jaxscd's distill on the pruned circuit read
 back from the exported files, exactly as `jaxscd distill --circuit-sparsity` runs it; every PROVED program is
@@ -34,20 +35,21 @@ def checked_on_every_input(circuit, domain: Domain, program) -> bool:
     return True
 
 
-def one(task: str, seed: int, steps: int | None, layers: int, root: Path, overrides: dict | None = None) -> dict:
+def one(task: str, seed: int, steps: int | None, layers: int, root: Path, overrides: dict | None = None,
+        prune_overrides: dict | None = None) -> dict:
     started = time.perf_counter()
     run_dir = root / f"{task}_L{layers}_s{seed}"
     model_dir, circuit_dir = run_dir / "model", run_dir / "circuit"
     steps = {} if steps is None else {"steps": steps}  # default: the task's default_config, as `jaxscd train`
     config = default_config(task, seed=seed, n_layer=layers, **steps, **(overrides or {}))
     trained = train(task, model_dir, config, progress=False)
-    pruned = prune(model_dir, task, circuit_dir, PruneConfig(seed=seed))
+    pruned = prune(model_dir, task, circuit_dir, PruneConfig(seed=seed, **(prune_overrides or {})))
     circuit, template = load_sparse_circuit(model_dir, pruned.files["template"], pruned.files["viz"],
                                             pruned.files["means"])
     domain = Domain(template.alphabet, template.min_len, template.max_len)
     distill_started = time.perf_counter()
     result = distill(circuit, domain, DistillConfig(seed=seed))
-    row = {"task": task, "layers": layers, "seed": seed, "overrides": overrides or {},
+    row = {"task": task, "layers": layers, "seed": seed, "overrides": overrides or {}, "prune": prune_overrides or {},
            "model_accuracy": trained.accuracy, "nodes": pruned.nodes_kept,
            "nodes_total": pruned.nodes_total, "edges": pruned.edges_kept, "edges_total": pruned.edges_total,
            "agreement": pruned.agreement, "circuit_accuracy": pruned.circuit_accuracy,
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: TrainConfig's)")
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--train", default="{}", help="TrainConfig settings over the task's defaults, as JSON")
+    parser.add_argument("--prune", default="{}", help="PruneConfig settings, as JSON")
     parser.add_argument("--out", default="out/learned")
     args = parser.parse_args()
     root = Path(args.out)
@@ -77,7 +80,7 @@ def main() -> None:
     rows = []
     for task in args.tasks.split(","):
         for seed in map(int, args.seeds.split(",")):
-            row = one(task, seed, args.steps, args.layers, root, json.loads(args.train))
+            row = one(task, seed, args.steps, args.layers, root, json.loads(args.train), json.loads(args.prune))
             rows.append(row)
             with open(root / "results.jsonl", "a") as log:
                 log.write(json.dumps(row) + "\n")

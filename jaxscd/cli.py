@@ -572,12 +572,14 @@ def train_command(task, model_dir, seed, steps, layers, max_len, circuit_weight)
               help="Circuit directory to write: viz_data.pt, means.pt, template.json; a new or empty one, or one "
               "`jaxscd prune` wrote (replaced whole).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--restarts", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Searches from seeds SEED.., the smallest circuit kept (the mean ablation stays SEED's).")
 @_reported("interrupted; nothing was written")
-def prune_command(model_dir, task, circuit_dir, seed):
+def prune_command(model_dir, task, circuit_dir, seed, restarts):
     """Prune a `jaxscd train` model to TASK's node circuit (learned masks, mean ablation, bisection)."""
     from jaxscd.learn.prune import PruneConfig, prune
 
-    result = prune(model_dir, task, circuit_dir, PruneConfig(seed=seed))
+    result = prune(model_dir, task, circuit_dir, PruneConfig(seed=seed, restarts=restarts))
     click.echo(f"kept {result.nodes_kept}/{result.nodes_total} nodes, {result.edges_kept}/{result.edges_total} edges; "
                f"task loss {result.task_loss:.4f} (model {result.model_loss:.4f}); circuit agrees with the model on "
                f"{result.agreement:.2%} of {result.domain_size:,} inputs (accuracy {result.circuit_accuracy:.2%}, "

@@ -78,6 +78,28 @@ def test_export_loads_with_weights_only(learned):
     assert viz["num_total_nodes"] == pruned.nodes_total and all(m.dtype == torch.float64 for m in means.values())
 
 
+def test_restarts_search_from_successive_seeds_and_keep_the_smallest_circuit(learned, tmp_path, monkeypatch):
+    import jaxscd.learn.prune as prune_module
+
+    root, _, single = learned
+    found, search = [], prune_module._search
+
+    def recorded(*args):
+        result = search(*args)
+        found.append((args[-1].seed, {loc: list(map(int, idx)) for loc, idx in result[1].items()}))
+        return result
+
+    monkeypatch.setattr(prune_module, "_search", recorded)
+    pruned = prune(root / "model", TASK, tmp_path / "circuit",
+                   PruneConfig(steps=60, mean_documents=128, refine=1, restarts=2))
+    assert [seed for seed, _ in found] == [0, 1]
+    as_lists = lambda kept: {loc: list(map(int, idx)) for loc, idx in kept.items()}  # noqa: E731
+    assert found[0][1] == as_lists(single.kept)  # restart 0 is the single search
+    assert pruned.nodes_kept == min(sum(map(len, kept.values())) for _, kept in found)
+    assert as_lists(pruned.kept) in [kept for _, kept in found] and pruned.agreement == 1.0
+    assert all(np.array_equal(pruned.means[loc], single.means[loc]) for loc in single.means)  # seed 0's ablation
+
+
 def test_eval_reproduces_the_pruned_circuit_from_the_files(learned, tmp_path):
     root, trained, pruned = learned
     template = json.loads((root / "circuit" / "template.json").read_text())

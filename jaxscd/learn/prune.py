@@ -50,6 +50,7 @@ class PruneConfig:
     margin: float = 1e-3  # a kept decision needs |logit[target] - logit[alternative]| above this (float32 vs 64)
     candidates_per_batch: int = 4  # candidate circuits scored per vmapped forward pass
     rank_inputs: int = 512  # random domain inputs the shrink ranks nodes on (each drop is checked on all)
+    restarts: int = 1  # searches (masks, bisection, shrink, refine) from seeds seed, seed+1, ..; the smallest is kept
     seed: int = 0
 
 
@@ -350,18 +351,9 @@ def count_edges(params: dict, config: GPTConfig, kept: dict) -> tuple[int, int]:
     return len(circuit_edges(params, config, kept)), len(circuit_edges(params, config, full))
 
 
-def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()) -> PruneResult:
-    """Prune the model in ``model_dir`` for ``task`` and write ``circuit_dir`` (see jaxscd.learn.export)."""
-    started = time.perf_counter()
-    check_output_dir(circuit_dir, CIRCUIT_DIR)  # refused before the work, not after
-    info = read_training_info(model_dir)
-    language = data.learned_language(data.task_language(task, int(info["train"]["max_len"])))
-    model = load_model(model_dir)
-    gpt, params = model.config, model.params
-    params32 = {k: v.astype(jnp.float32) for k, v in params.items()}
-    means = mixture_means(params, gpt, info, config.mean_documents, config.seed)
-    model_loss = float(jax.jit(_make_task_loss(gpt, language))(params32, None, *_task_arrays(language)))
-    target = max(config.target_loss, 1.05 * model_loss)
+def _search(params32: dict, means: dict, gpt: GPTConfig, language, target: float,
+            config: PruneConfig) -> tuple[int, dict, float]:
+    """One search from ``config.seed``: (nodes after the bisection, kept nodes, the circuit's task loss)."""
     tries = []  # (nodes, kept, loss) per penalty; without a learned set within the target, the smallest circuit
     for attempt in range(config.attempts):  # a penalty too strong for the target: retry with a quarter of it
         node_logits = learn_gates(params32, means, gpt, language, replace(config, penalty=config.penalty / 4 ** attempt))
@@ -393,6 +385,25 @@ def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()
             kept = smaller
         hooks = _hooks(_gates(kept, gpt), means, gpt, jnp.float32)
         circuit_loss = float(jax.jit(_make_task_loss(gpt, language))(params32, hooks, *_task_arrays(language)))
+    return nodes_bisected, kept, circuit_loss
+
+
+def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()) -> PruneResult:
+    """Prune the model in ``model_dir`` for ``task`` and write ``circuit_dir`` (see jaxscd.learn.export)."""
+    started = time.perf_counter()
+    check_output_dir(circuit_dir, CIRCUIT_DIR)  # refused before the work, not after
+    info = read_training_info(model_dir)
+    language = data.learned_language(data.task_language(task, int(info["train"]["max_len"])))
+    model = load_model(model_dir)
+    gpt, params = model.config, model.params
+    params32 = {k: v.astype(jnp.float32) for k, v in params.items()}
+    means = mixture_means(params, gpt, info, config.mean_documents, config.seed)
+    model_loss = float(jax.jit(_make_task_loss(gpt, language))(params32, None, *_task_arrays(language)))
+    target = max(config.target_loss, 1.05 * model_loss)
+    searches = [_search(params32, means, gpt, language, target, replace(config, seed=config.seed + restart))
+                for restart in range(config.restarts)]
+    nodes_bisected, kept, circuit_loss = min(searches, key=lambda found: (_count(found[1]),
+                                                                           count_edges(params, gpt, found[1])[0]))
     circuit = make_circuit(gpt, kept, means)
     hooks = {loc: (jnp.asarray(m), jnp.asarray(u)) for loc, (m, u) in circuit.hooks.items()}
     model_decisions = template_decisions(params, gpt, language)

@@ -573,7 +573,7 @@ def train_command(task, model_dir, seed, steps, layers, max_len, circuit_weight)
               "`jaxscd prune` wrote (replaced whole).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--restarts", type=click.IntRange(1, 16), default=1, show_default=True,
-              help="Searches from seeds SEED.., the smallest circuit kept (the mean ablation stays SEED's).")
+              help="Searches from seeds SEED, SEED+1, .. (each its own mean ablation); the smallest circuit is kept.")
 @_reported("interrupted; nothing was written")
 def prune_command(model_dir, task, circuit_dir, seed, restarts):
     """Prune a `jaxscd train` model to TASK's node circuit (learned masks, mean ablation, bisection)."""

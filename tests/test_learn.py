@@ -86,18 +86,21 @@ def test_restarts_search_from_successive_seeds_and_keep_the_smallest_circuit(lea
 
     def recorded(*args):
         result = search(*args)
-        found.append((args[-1].seed, {loc: list(map(int, idx)) for loc, idx in result[1].items()}))
+        found.append((args[-1].seed, {loc: list(map(int, idx)) for loc, idx in result[1].items()}, args[1]))
         return result
 
     monkeypatch.setattr(prune_module, "_search", recorded)
     pruned = prune(root / "model", TASK, tmp_path / "circuit",
                    PruneConfig(steps=60, mean_documents=128, refine=1, restarts=2))
-    assert [seed for seed, _ in found] == [0, 1]
+    assert [seed for seed, _, _ in found] == [0, 1]
     as_lists = lambda kept: {loc: list(map(int, idx)) for loc, idx in kept.items()}  # noqa: E731
     assert found[0][1] == as_lists(single.kept)  # restart 0 is the single search
-    assert pruned.nodes_kept == min(sum(map(len, kept.values())) for _, kept in found)
-    assert as_lists(pruned.kept) in [kept for _, kept in found] and pruned.agreement == 1.0
-    assert all(np.array_equal(pruned.means[loc], single.means[loc]) for loc in single.means)  # seed 0's ablation
+    assert pruned.nodes_kept == min(sum(map(len, kept.values())) for _, kept, _ in found)
+    chosen = [means for _, kept, means in found if kept == as_lists(pruned.kept)]
+    assert chosen and pruned.agreement == 1.0
+    same = lambda a, b: all(np.array_equal(a[loc], b[loc]) for loc in a)  # noqa: E731
+    assert same(found[0][2], single.means) and not same(found[1][2], single.means)  # each seed its own ablation
+    assert same(pruned.means, chosen[0])  # the circuit is written with the ablation it was found under
 
 
 def test_eval_reproduces_the_pruned_circuit_from_the_files(learned, tmp_path):

@@ -50,7 +50,7 @@ class PruneConfig:
     margin: float = 1e-3  # a kept decision needs |logit[target] - logit[alternative]| above this (float32 vs 64)
     candidates_per_batch: int = 4  # candidate circuits scored per vmapped forward pass
     rank_inputs: int = 512  # random domain inputs the shrink ranks nodes on (each drop is checked on all)
-    restarts: int = 1  # searches (masks, bisection, shrink, refine) from seeds seed, seed+1, ..; the smallest is kept
+    restarts: int = 1  # searches (mean ablation, masks, bisection, shrink) from seeds seed, seed+1, ..; smallest kept
     seed: int = 0
 
 
@@ -397,13 +397,14 @@ def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()
     model = load_model(model_dir)
     gpt, params = model.config, model.params
     params32 = {k: v.astype(jnp.float32) for k, v in params.items()}
-    means = mixture_means(params, gpt, info, config.mean_documents, config.seed)
     model_loss = float(jax.jit(_make_task_loss(gpt, language))(params32, None, *_task_arrays(language)))
     target = max(config.target_loss, 1.05 * model_loss)
-    searches = [_search(params32, means, gpt, language, target, replace(config, seed=config.seed + restart))
-                for restart in range(config.restarts)]
-    nodes_bisected, kept, circuit_loss = min(searches, key=lambda found: (_count(found[1]),
-                                                                           count_edges(params, gpt, found[1])[0]))
+    searches = []  # (means, (nodes bisected, kept, loss)) per restart: each seed draws its own mean ablation
+    for seed in range(config.seed, config.seed + config.restarts):
+        means = mixture_means(params, gpt, info, config.mean_documents, seed)
+        searches.append((means, _search(params32, means, gpt, language, target, replace(config, seed=seed))))
+    means, (nodes_bisected, kept, circuit_loss) = min(
+        searches, key=lambda found: (_count(found[1][1]), count_edges(params, gpt, found[1][1])[0]))
     circuit = make_circuit(gpt, kept, means)
     hooks = {loc: (jnp.asarray(m), jnp.asarray(u)) for loc, (m, u) in circuit.hooks.items()}
     model_decisions = template_decisions(params, gpt, language)

@@ -399,18 +399,19 @@ def prune(model_dir, task: str, circuit_dir, config: PruneConfig = PruneConfig()
     params32 = {k: v.astype(jnp.float32) for k, v in params.items()}
     model_loss = float(jax.jit(_make_task_loss(gpt, language))(params32, None, *_task_arrays(language)))
     target = max(config.target_loss, 1.05 * model_loss)
-    searches = []  # (means, (nodes bisected, kept, loss)) per restart: each seed draws its own mean ablation
-    for seed in range(config.seed, config.seed + config.restarts):
+    best = None  # ((nodes, edges, edges in the model), means, nodes bisected, kept, loss): the smallest circuit
+    for seed in range(config.seed, config.seed + config.restarts):  # each seed draws its own mean ablation
         means = mixture_means(params, gpt, info, config.mean_documents, seed)
-        searches.append((means, _search(params32, means, gpt, language, target, replace(config, seed=seed))))
-    means, (nodes_bisected, kept, circuit_loss) = min(
-        searches, key=lambda found: (_count(found[1][1]), count_edges(params, gpt, found[1][1])[0]))
+        bisected, found, loss = _search(params32, means, gpt, language, target, replace(config, seed=seed))
+        size = (_count(found), *count_edges(params, gpt, found))
+        if best is None or size[:2] < best[0][:2]:
+            best = (size, means, bisected, found, loss)
+    (_, edges_kept, edges_total), means, nodes_bisected, kept, circuit_loss = best
     circuit = make_circuit(gpt, kept, means)
     hooks = {loc: (jnp.asarray(m), jnp.asarray(u)) for loc, (m, u) in circuit.hooks.items()}
     model_decisions = template_decisions(params, gpt, language)
     circuit_decisions = template_decisions(params, gpt, language, hooks)
     _, labels = data.enumerate_domain(language)
-    edges_kept, edges_total = count_edges(params, gpt, kept)
     nodes_total = sum(masked_locations(gpt).values())
     metrics = {"nodes_kept": _count(kept), "nodes_bisected": nodes_bisected,
                "nodes_total": nodes_total,
